@@ -1,0 +1,10 @@
+"""``python -m asterisk_recorder``: the same as the ``asterisk-recorder`` console script."""
+
+from __future__ import annotations
+
+import sys
+
+from asterisk_recorder.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

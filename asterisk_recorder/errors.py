@@ -1,0 +1,204 @@
+"""The one exception tree of asterisk-recorder.
+
+This module owns every exception the package raises on purpose. It must not import anything
+from the rest of the package (every module imports it), and it must not grow a second root.
+Library errors (aiohttp, asyncpg, OS errors) are translated at the edge that calls the
+library and raised ``from`` the original, so callers catch ours and still see the cause.
+
+::
+
+    RecorderError
+    ├── ConfigError                     bad TOML, unknown key, bad value, missing secret
+    ├── PolicyError                     a policy table that does not load or validate
+    ├── FlowError                       misuse of the consent state machine by a driver
+    ├── LedgerError
+    │   ├── DatabaseUnavailable         PostgreSQL did not answer in time (also ConnectionError)
+    │   ├── DatabaseStartError          the embedded PostgreSQL could not be started
+    │   ├── MigrationError              a migration failed or an applied one was edited
+    │   ├── SpoolError                  the local spool could not be written or read
+    │   └── ChainError                  ``ledger verify`` found a break in the hash chain
+    ├── AriError
+    │   ├── AriConnectionError          refused, reset, DNS (also ConnectionError)
+    │   ├── AriTimeout                  no answer within the request timeout (also TimeoutError)
+    │   ├── AriProtocolError            a frame or body that is not what ARI promises
+    │   └── AriHttpError                Asterisk answered with an error status
+    │       ├── AriBadRequest           400, with Asterisk's message
+    │       ├── AriNotFound             404; on a channel path this means the channel is gone
+    │       ├── AriConflict             409, e.g. the channel is not in Stasis
+    │       ├── AriPreconditionFailed   412
+    │       └── AriServerError          5xx
+    └── AgiError
+        ├── AgiProtocolError            malformed bytes from the AGI peer
+        ├── AgiHangup                   the channel hung up (HANGUP line or result=-1)
+        ├── AgiCommandError             510 / 511 / 520 replies
+        └── AgiTimeout                  the peer did not answer in time (also TimeoutError)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgiCommandError",
+    "AgiError",
+    "AgiHangup",
+    "AgiProtocolError",
+    "AgiTimeout",
+    "AriBadRequest",
+    "AriConflict",
+    "AriConnectionError",
+    "AriError",
+    "AriHttpError",
+    "AriNotFound",
+    "AriPreconditionFailed",
+    "AriProtocolError",
+    "AriServerError",
+    "AriTimeout",
+    "ChainError",
+    "ConfigError",
+    "DatabaseStartError",
+    "DatabaseUnavailable",
+    "FlowError",
+    "LedgerError",
+    "MigrationError",
+    "PolicyError",
+    "RecorderError",
+    "SpoolError",
+]
+
+
+class RecorderError(Exception):
+    """Root of every error asterisk-recorder raises on purpose."""
+
+
+class ConfigError(RecorderError):
+    """The configuration is invalid.
+
+    ``problems`` holds one human-readable line per problem (each names the key, the bad
+    value and what is allowed), so ``check-config`` can report them all at once.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class PolicyError(RecorderError):
+    """A policy table is malformed: unknown mode, missing source, bad jurisdiction code."""
+
+
+class FlowError(RecorderError):
+    """A driver used the consent state machine wrongly (for example, two CallOffered)."""
+
+
+class LedgerError(RecorderError):
+    """Something went wrong while keeping consent decisions."""
+
+
+class DatabaseUnavailable(LedgerError, ConnectionError):
+    """PostgreSQL did not answer within the configured bound."""
+
+
+class DatabaseStartError(LedgerError):
+    """The embedded PostgreSQL could not be started or stopped."""
+
+
+class MigrationError(LedgerError):
+    """A schema migration failed, or an applied migration file was changed afterwards."""
+
+
+class SpoolError(LedgerError):
+    """The local spool file could not be written, synced or read."""
+
+
+class ChainError(LedgerError):
+    """The ledger's hash chain is broken; ``position`` and ``decision_id`` locate it."""
+
+    def __init__(
+        self, message: str, *, position: int | None = None, decision_id: str | None = None
+    ) -> None:
+        self.position = position
+        self.decision_id = decision_id
+        super().__init__(message)
+
+
+class AriError(RecorderError):
+    """Something went wrong while talking to Asterisk's ARI."""
+
+
+class AriConnectionError(AriError, ConnectionError):
+    """ARI could not be reached (refused, reset, name resolution)."""
+
+
+class AriTimeout(AriError, TimeoutError):
+    """ARI did not answer within the request timeout."""
+
+
+class AriProtocolError(AriError):
+    """ARI sent something that is not what its API declares (bad JSON, wrong shape)."""
+
+
+class AriHttpError(AriError):
+    """Asterisk answered an ARI request with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        method: the HTTP method of the request.
+        path: the request path, relative to ``/ari``.
+        message: Asterisk's ``message`` field when it sent one, else the reason phrase.
+    """
+
+    def __init__(self, status: int, method: str, path: str, message: str) -> None:
+        self.status = status
+        self.method = method
+        self.path = path
+        self.message = message
+        super().__init__(f"{method} {path} -> {status}: {message}")
+
+
+class AriBadRequest(AriHttpError):
+    """400: Asterisk rejected the request's parameters; ``message`` says why."""
+
+
+class AriNotFound(AriHttpError):
+    """404: the object is gone; for a channel path, the caller has hung up."""
+
+
+class AriConflict(AriHttpError):
+    """409: the channel is not in a state that allows this (e.g. not in Stasis)."""
+
+
+class AriPreconditionFailed(AriHttpError):
+    """412: a precondition failed (e.g. the channel is not answered or is in a bridge)."""
+
+
+class AriServerError(AriHttpError):
+    """5xx: Asterisk failed internally."""
+
+
+class AgiError(RecorderError):
+    """Something went wrong in an AGI session."""
+
+
+class AgiProtocolError(AgiError):
+    """The AGI peer sent bytes that are not valid AGI (bad env line, bad reply)."""
+
+
+class AgiHangup(AgiError):
+    """The channel hung up during the AGI session."""
+
+
+class AgiCommandError(AgiError):
+    """Asterisk rejected an AGI command (510 invalid, 511 dead channel, 520 usage).
+
+    Attributes:
+        code: 510, 511 or 520.
+        text: Asterisk's text, usage lines joined with newlines for 520.
+    """
+
+    def __init__(self, code: int, text: str) -> None:
+        self.code = code
+        self.text = text
+        super().__init__(f"AGI {code}: {text}")
+
+
+class AgiTimeout(AgiError, TimeoutError):
+    """The AGI peer did not answer within the read timeout."""

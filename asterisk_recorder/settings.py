@@ -1,0 +1,182 @@
+"""The shape of asterisk-recorder's configuration: frozen dataclasses with shipped defaults.
+
+This module owns the settings *types* only. Loading (TOML file, ``ASTERISK_RECORDER_*``
+environment, CLI flags), validation and masking live in ``config.py``. It must not read files
+or the environment. Secrets are kept as ``Secret`` so that ``repr`` and logs never show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from asterisk_recorder.flow.settings import FlowSettings
+from asterisk_recorder.policy.modes import Mode
+
+__all__ = [
+    "AgiSettings",
+    "AriServerSettings",
+    "ControllerSettings",
+    "DatabaseSettings",
+    "HttpSettings",
+    "LedgerSettings",
+    "LoggingSettings",
+    "PolicySettings",
+    "Secret",
+    "Settings",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret string (password, DSN with password, digest key) that never prints itself."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self.value else "Secret('')"
+
+    def __str__(self) -> str:
+        return "********" if self.value else ""
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class AriServerSettings:
+    """One Asterisk server reached over ARI (one WebSocket per server and app).
+
+    Attributes:
+        name: a label for logs and metrics (``default`` for the top-level ``[ari]`` table).
+        url: base URL of Asterisk's HTTP server, e.g. ``http://127.0.0.1:8088`` (``/ari`` added).
+        username / password: an ``ari.conf`` user.
+        app: the Stasis application name dialplan hands calls to.
+        request_timeout: seconds for any single REST request.
+        heartbeat: WebSocket ping interval in seconds.
+        reconnect_max: cap of the jittered exponential reconnect backoff, seconds.
+    """
+
+    name: str = "default"
+    url: str = "http://127.0.0.1:8088"
+    username: str = "asterisk-recorder"
+    password: Secret = field(default_factory=lambda: Secret(""))
+    app: str = "consent-recorder"
+    request_timeout: float = 5.0
+    heartbeat: float = 20.0
+    reconnect_max: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgiSettings:
+    """The FastAGI server run by ``serve`` (and the classic ``agi`` command)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 4573
+    max_sessions: int = 200
+    read_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """Where the ledger lives.
+
+    Attributes:
+        dsn: a ``postgresql://`` DSN; empty means "start the embedded PostgreSQL".
+        embedded_data_dir: PGDATA of the embedded server; empty means the user data dir.
+        pool_min / pool_max: asyncpg pool size.
+        connect_timeout: seconds to wait for a connection.
+    """
+
+    dsn: Secret = field(default_factory=lambda: Secret(""))
+    embedded_data_dir: str = ""
+    pool_min: int = 1
+    pool_max: int = 4
+    connect_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    """How decisions are kept.
+
+    Attributes:
+        spool_dir: local directory for the fsynced spool used while PostgreSQL is away
+            (empty means the user data dir).
+        ack_timeout: seconds PostgreSQL has to commit before a decision is spooled instead.
+        batch_interval: group-commit window in seconds.
+        batch_max: most decisions per group commit.
+        digest_key: key of the keyed digests of personal fields (empty: a key file is created
+            beside the spool on first use).
+    """
+
+    spool_dir: str = ""
+    ack_timeout: float = 0.5
+    batch_interval: float = 0.005
+    batch_max: int = 500
+    digest_key: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """Which law applies.
+
+    Attributes:
+        site_jurisdiction: the operator's own jurisdiction (counts as a party), e.g. ``US-NY``.
+        unknown_mode: mode for unknown or withheld numbers (ships as ``opt_in``: fail-closed).
+        table_file: an operator TOML whose rows override the default table row by row.
+        allow_channel_override: honour ``RECORDER_POLICY`` / ``RECORDER_JURISDICTION``.
+        default_region: region used to parse numbers written without ``+`` (e.g. ``US``).
+    """
+
+    site_jurisdiction: str = "US"
+    unknown_mode: Mode = Mode.OPT_IN
+    table_file: str = ""
+    allow_channel_override: bool = True
+    default_region: str = "US"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Operations HTTP endpoint: ``/healthz``, ``/readyz``, ``/metrics``."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8090
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """Log level and format (``auto``: JSON when stdout is not a TTY, console otherwise)."""
+
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    """Behaviour of the ARI controller around failures and shutdown.
+
+    Attributes:
+        shutdown_grace: seconds in-flight flows get to finish on SIGTERM/SIGINT.
+        resync_action: what to do with channels found parked in Stasis after a reconnect:
+            ``handback`` (fail-closed, not recorded) or ``resume`` (run the flow again).
+    """
+
+    shutdown_grace: float = 5.0
+    resync_action: str = "handback"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole, validated configuration of one asterisk-recorder process."""
+
+    instance_id: str = ""
+    ari: tuple[AriServerSettings, ...] = (AriServerSettings(),)
+    agi: AgiSettings = field(default_factory=AgiSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    flow: FlowSettings = field(default_factory=FlowSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
