@@ -31,12 +31,14 @@ library and raised ``from`` the original, so callers catch ours and still see th
         ├── AgiProtocolError            malformed bytes from the AGI peer
         ├── AgiHangup                   the channel hung up (HANGUP line or result=-1)
         ├── AgiCommandError             510 / 511 / 520 replies
+        ├── AgiArgumentError            an argument we must not send (NUL, CR/LF, too long)
         └── AgiTimeout                  the peer did not answer in time (also TimeoutError)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AgiArgumentError",
     "AgiCommandError",
     "AgiError",
     "AgiHangup",
@@ -198,6 +200,10 @@ class AgiCommandError(AgiError):
         self.code = code
         self.text = text
         super().__init__(f"AGI {code}: {text}")
+
+
+class AgiArgumentError(AgiError, ValueError):
+    """An AGI command argument cannot be sent safely (NUL, CR/LF, too long); nothing was sent."""
 
 
 class AgiTimeout(AgiError, TimeoutError):
