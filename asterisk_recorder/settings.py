@@ -54,6 +54,8 @@ class AriServerSettings:
         request_timeout: seconds for any single REST request.
         heartbeat: WebSocket ping interval in seconds.
         reconnect_max: cap of the jittered exponential reconnect backoff, seconds.
+        enabled: connect to this server at all (``false`` for an AGI-only deployment);
+            a disabled server needs no password and must be skipped by the controller.
     """
 
     name: str = "default"
@@ -64,6 +66,7 @@ class AriServerSettings:
     request_timeout: float = 5.0
     heartbeat: float = 20.0
     reconnect_max: float = 10.0
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
