@@ -158,6 +158,8 @@ _HELP: dict[str, str] = {
     "flow.play_prompt_for_never": "Play the `never` prompt (when set) before handing back.",
     "flow.play_prompt_for_none": "Play the `none` prompt (when set) before handing back.",
     "flow.answer_channel": "Answer the channel before the disclosure.",
+    "flow.guard_timeout": "Longest wait in seconds for the answer or for a prompt to finish "
+    "before the flow fails closed (not recorded).",
     "flow.prompts.opt_in": "Sound played in opt_in mode (Asterisk sound id, no extension).",
     "flow.prompts.opt_out": "Sound played in opt_out mode.",
     "flow.prompts.announce": "Sound played in announce mode.",
@@ -749,6 +751,7 @@ _CHECKS: dict[str, _Check] = {
     "flow.opt_in_decline_key": _dtmf,
     "flow.input_timeout": _positive,
     "flow.max_retries": _at_least(0, 10),
+    "flow.guard_timeout": _positive,
     "flow.prompts.opt_in": _sound(True),
     "flow.prompts.opt_out": _sound(True),
     "flow.prompts.announce": _sound(True),
