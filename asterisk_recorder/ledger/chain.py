@@ -1,0 +1,99 @@
+"""Appending to the hash chain inside one PostgreSQL transaction.
+
+This module owns the write path: lock the chain head (``SELECT ... FOR UPDATE``), drop decisions
+already stored (the decision id is the idempotency key), number and hash the rest in order, COPY
+them in, and move the head. Because every writer holds the head row lock until commit, the chain
+order is total across any number of controller instances. It must not open connections, retry,
+or spool: callers decide that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from asterisk_recorder.ledger.records import (
+    DECISION_COLUMNS,
+    EVENT_COLUMNS,
+    PERSONAL_COLUMNS,
+    DecisionRecord,
+    EventRecord,
+    chain_hash,
+)
+
+__all__ = ["APP_ROLE", "append_decisions", "append_event", "lock_head"]
+
+APP_ROLE = "asterisk_recorder_app"
+"""The INSERT+SELECT role every ledger connection switches to (created by migration 0001)."""
+
+
+async def lock_head(conn: asyncpg.Connection) -> tuple[int, bytes]:
+    """Lock the chain head for this transaction; return ``(last seq, last hash)``."""
+    row = await conn.fetchrow("SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE")
+    if row is None:
+        raise asyncpg.exceptions.UndefinedTableError("ledger_head has no row; run db migrate")
+    return int(row["seq"]), bytes(row["hash"])
+
+
+async def _move_head(conn: asyncpg.Connection, seq: int, digest: bytes) -> None:
+    await conn.execute("UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1", seq, digest)
+
+
+async def append_decisions(
+    conn: asyncpg.Connection, records: Sequence[DecisionRecord]
+) -> list[str]:
+    """Append ``records`` in order in ONE transaction; return the ids newly stored.
+
+    Records whose decision id is already in the ledger (or repeated in ``records``) are
+    skipped, so replays are idempotent.
+    """
+    async with conn.transaction():
+        seq, prev = await lock_head(conn)
+        ids = list({r.decision_id for r in records})
+        existing = {
+            str(r[0])
+            for r in await conn.fetch(
+                "SELECT decision_id FROM decisions WHERE decision_id = ANY($1::uuid[])", ids
+            )
+        }
+        rows: list[tuple[object, ...]] = []
+        personal: list[tuple[object, ...]] = []
+        stored: list[str] = []
+        for record in records:
+            if record.decision_id in existing:
+                continue
+            existing.add(record.decision_id)
+            seq += 1
+            digest = chain_hash(prev, seq, record.body)
+            rows.append((seq, *record.values, prev, digest))
+            personal.append(record.personal)
+            stored.append(record.decision_id)
+            prev = digest
+        if rows:
+            await conn.copy_records_to_table("decisions", records=rows, columns=DECISION_COLUMNS)
+            await conn.copy_records_to_table(
+                "decision_personal", records=personal, columns=PERSONAL_COLUMNS
+            )
+            await _move_head(conn, seq, prev)
+        return stored
+
+
+async def append_event(conn: asyncpg.Connection, record: EventRecord) -> int:
+    """Append one audit event; the caller holds the transaction (and may already hold the head).
+
+    Returns the event's position in the chain.
+    """
+    seq, prev = await lock_head(conn)
+    seq += 1
+    digest = chain_hash(prev, seq, record.body)
+    await conn.execute(
+        f"INSERT INTO ledger_events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 - fixed names
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        seq,
+        *record.values,
+        prev,
+        digest,
+    )
+    await _move_head(conn, seq, digest)
+    return seq

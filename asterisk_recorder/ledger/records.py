@@ -1,0 +1,348 @@
+"""Rows of the ledger and their canonical encoding (the input of the hash chain).
+
+This module owns turning a ``ConsentDecision`` into database values plus the canonical bytes that
+are hashed, turning a database row back into the same canonical bytes (for ``verify``), and the
+chain hash itself. See docs/ledger.md for the encoding. Pure computation: no I/O, no asyncpg.
+
+Canonical encoding (version 1): a JSON object with keys sorted, separators ``,`` and ``:``, ASCII
+only (``ensure_ascii``); times are integer microseconds since the Unix epoch; personal fields appear
+only as hex HMAC-SHA256 digests. The hash of row ``seq`` is
+``SHA-256(b"asterisk-recorder/ledger/v1\\0" || prev_hash || seq as 8-byte big-endian || body)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from asterisk_recorder.errors import LedgerError
+from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.ledger.keys import DigestKey
+from asterisk_recorder.ledger.text import clean
+
+__all__ = [
+    "DECISION_COLUMNS",
+    "EVENT_COLUMNS",
+    "GENESIS",
+    "PERSONAL_COLUMNS",
+    "TIME_FIELDS",
+    "DecisionRecord",
+    "EventRecord",
+    "Row",
+    "build_decision_record",
+    "build_event_record",
+    "canonical",
+    "chain_hash",
+    "decision_body_from_row",
+    "event_body_from_row",
+    "from_micros",
+    "micros",
+    "micros_of",
+]
+
+GENESIS = bytes(32)
+"""``prev_hash`` of the first row."""
+
+_DOMAIN = b"asterisk-recorder/ledger/v1\x00"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+TIME_FIELDS = (
+    "offered_at",
+    "answered_at",
+    "disclosure_started_at",
+    "disclosure_finished_at",
+    "decided_at",
+)
+"""Timestamp columns of a decision (``<name>_us`` in the canonical body)."""
+
+_TEXT_FIELDS = (
+    "driver",
+    "channel_id",
+    "channel_name",
+    "uniqueid",
+    "linkedid",
+    "asterisk_id",
+    "instance_id",
+    "policy_version",
+    "language",
+    "reason",
+)
+_DIGEST_FIELDS = ("caller_number", "caller_name", "called_number")
+
+DECISION_COLUMNS = (
+    "seq",
+    "decision_id",
+    *_TEXT_FIELDS,
+    "caller_number_digest",
+    "caller_name_digest",
+    "called_number_digest",
+    "parties",
+    "mode",
+    "policy_rows",
+    "prompt_id",
+    "keys",
+    "outcome",
+    *TIME_FIELDS,
+    "recording_path",
+    "text_notes",
+    "key_id",
+    "prev_hash",
+    "hash",
+)
+"""Columns of ``decisions`` written by the ledger, in COPY order."""
+
+PERSONAL_COLUMNS = ("decision_id", "caller_number", "caller_name", "called_number", "party_numbers")
+"""Columns of ``decision_personal``."""
+
+EVENT_COLUMNS = (
+    "seq",
+    "event_id",
+    "kind",
+    "at",
+    "actor",
+    "detail",
+    "key_id",
+    "prev_hash",
+    "hash",
+)
+"""Columns of ``ledger_events`` written by the ledger."""
+
+
+class Row(Protocol):
+    """A database row as read back (``asyncpg.Record`` or a dict)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def canonical(fields: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of ``fields`` (sorted keys, compact, ASCII JSON)."""
+    return json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def chain_hash(prev_hash: bytes, seq: int, body: bytes) -> bytes:
+    """The hash of row ``seq`` whose canonical body is ``body``."""
+    return hashlib.sha256(_DOMAIN + prev_hash + seq.to_bytes(8, "big") + body).digest()
+
+
+def micros(at: float) -> int:
+    """Epoch seconds -> integer microseconds (what is stored and hashed).
+
+    Raises:
+        LedgerError: ``at`` is not a finite time PostgreSQL can hold.
+    """
+    value: object = at  # drivers are typed, but the ledger must not trust them
+    if not isinstance(value, int | float) or not math.isfinite(value) or not -1e11 < value < 1e11:
+        raise LedgerError(f"not a storable timestamp: {at!r}")
+    return round(value * 1_000_000)
+
+
+def from_micros(value: int) -> datetime:
+    """Integer microseconds -> an aware UTC datetime (exact)."""
+    return _EPOCH + value * _MICRO
+
+
+def micros_of(value: datetime) -> int:
+    """An aware datetime read back from PostgreSQL -> integer microseconds (exact)."""
+    return (value - _EPOCH) // _MICRO
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A decision ready for the chain.
+
+    Attributes:
+        decision_id: the canonical UUID text (the idempotency key).
+        body: canonical bytes hashed into the chain.
+        values: ``decisions`` column values between ``seq`` and ``prev_hash``.
+        personal: the ``decision_personal`` row.
+        fields: the canonical fields (what ``body`` encodes).
+    """
+
+    decision_id: str
+    body: bytes
+    values: tuple[Any, ...]
+    personal: tuple[Any, ...]
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An audit event (erase, purge) ready for the chain."""
+
+    event_id: str
+    body: bytes
+    values: tuple[Any, ...]
+    fields: dict[str, Any]
+
+
+def _opt_micros(at: float | None) -> int | None:
+    return None if at is None else micros(at)
+
+
+def build_decision_record(decision: ConsentDecision, key: DigestKey) -> DecisionRecord:
+    """Clean, digest and encode ``decision``.
+
+    Raises:
+        LedgerError: the decision id is not a UUID or a time is not a finite number.
+    """
+    try:
+        decision_uuid = uuid.UUID(str(decision.decision_id))
+    except ValueError as exc:
+        raise LedgerError(f"decision_id {decision.decision_id!r} is not a UUID") from exc
+    notes: dict[str, Any] = {}
+
+    def text(name: str, value: object) -> str:
+        cleaned = clean(value if isinstance(value, str) else str(value))
+        if cleaned.note is not None:
+            notes[name] = cleaned.note
+        return cleaned.text
+
+    fields: dict[str, Any] = {"kind": "decision", "decision_id": str(decision_uuid)}
+    for name in _TEXT_FIELDS:
+        fields[name] = text(name, getattr(decision, name))
+    plain = {name: text(name, getattr(decision, name)) for name in _DIGEST_FIELDS}
+    for name in _DIGEST_FIELDS:
+        fields[f"{name}_digest"] = key.digest(plain[name]).hex()
+    party_numbers: list[str] = []
+    parties: list[dict[str, Any]] = []
+    for index, party in enumerate(decision.parties):
+        number = text(f"parties.{index}.number", party.number)
+        party_numbers.append(number)
+        parties.append(
+            {
+                "party": text(f"parties.{index}.party", party.party),
+                "number_digest": key.digest(number).hex(),
+                "jurisdiction": text(f"parties.{index}.jurisdiction", party.jurisdiction),
+                "row_id": text(f"parties.{index}.row_id", party.row_id),
+                "mode": party.mode.value,
+            }
+        )
+    fields["parties"] = parties
+    fields["mode"] = decision.mode.value
+    fields["policy_rows"] = [
+        text(f"policy_rows.{i}", row) for i, row in enumerate(decision.policy_rows)
+    ]
+    fields["prompt_id"] = (
+        None if decision.prompt_id is None else text("prompt_id", decision.prompt_id)
+    )
+    fields["keys"] = [
+        {"digit": text(f"keys.{i}.digit", k.digit), "at_us": micros(k.at)}
+        for i, k in enumerate(decision.keys)
+    ]
+    fields["outcome"] = decision.outcome.value
+    fields["offered_at_us"] = micros(decision.offered_at)
+    fields["answered_at_us"] = _opt_micros(decision.answered_at)
+    fields["disclosure_started_at_us"] = _opt_micros(decision.disclosure_started_at)
+    fields["disclosure_finished_at_us"] = _opt_micros(decision.disclosure_finished_at)
+    fields["decided_at_us"] = micros(decision.decided_at)
+    fields["recording_path"] = (
+        None if decision.recording_path is None else text("recording_path", decision.recording_path)
+    )
+    fields["text_notes"] = notes
+    fields["key_id"] = key.key_id
+    values = _decision_values(fields)
+    personal = (
+        decision_uuid,
+        plain["caller_number"],
+        plain["caller_name"],
+        plain["called_number"],
+        json.dumps(party_numbers, ensure_ascii=True),
+    )
+    return DecisionRecord(str(decision_uuid), canonical(fields), values, personal, fields)
+
+
+def _decision_values(fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    def when(name: str) -> datetime | None:
+        value = fields[f"{name}_us"]
+        return None if value is None else from_micros(value)
+
+    return (
+        uuid.UUID(fields["decision_id"]),
+        *(fields[name] for name in _TEXT_FIELDS),
+        *(bytes.fromhex(fields[f"{name}_digest"]) for name in _DIGEST_FIELDS),
+        json.dumps(fields["parties"], ensure_ascii=True),
+        fields["mode"],
+        list(fields["policy_rows"]),
+        fields["prompt_id"],
+        json.dumps(fields["keys"], ensure_ascii=True),
+        fields["outcome"],
+        *(when(name) for name in TIME_FIELDS),
+        fields["recording_path"],
+        json.dumps(fields["text_notes"], ensure_ascii=True),
+        fields["key_id"],
+    )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def decision_body_from_row(row: Row) -> bytes:
+    """Rebuild the canonical body of a ``decisions`` row as read back from PostgreSQL."""
+    fields: dict[str, Any] = {"kind": "decision", "decision_id": str(row["decision_id"])}
+    for name in _TEXT_FIELDS:
+        fields[name] = row[name]
+    for name in _DIGEST_FIELDS:
+        fields[f"{name}_digest"] = bytes(row[f"{name}_digest"]).hex()
+    fields["parties"] = _json(row["parties"])
+    fields["mode"] = row["mode"]
+    fields["policy_rows"] = list(row["policy_rows"])
+    fields["prompt_id"] = row["prompt_id"]
+    fields["keys"] = _json(row["keys"])
+    fields["outcome"] = row["outcome"]
+    for name in TIME_FIELDS:
+        value = row[name]
+        fields[f"{name}_us"] = None if value is None else micros_of(value)
+    fields["recording_path"] = row["recording_path"]
+    fields["text_notes"] = _json(row["text_notes"])
+    fields["key_id"] = row["key_id"]
+    return canonical(fields)
+
+
+def build_event_record(
+    kind: str, actor: str, at: float, detail: Mapping[str, Any], key: DigestKey
+) -> EventRecord:
+    """Encode an audit event (``erase``, ``purge``); ``detail`` must hold no plain personal data."""
+    event_id = str(uuid.uuid4())
+    fields: dict[str, Any] = {
+        "kind": "event",
+        "event_kind": kind,
+        "event_id": event_id,
+        "at_us": micros(at),
+        "actor": clean(actor).text,
+        "detail": dict(detail),
+        "key_id": key.key_id,
+    }
+    body = canonical(fields)
+    values = (
+        uuid.UUID(event_id),
+        kind,
+        from_micros(fields["at_us"]),
+        fields["actor"],
+        json.dumps(fields["detail"], ensure_ascii=True, sort_keys=True),
+        key.key_id,
+    )
+    return EventRecord(event_id, body, values, fields)
+
+
+def event_body_from_row(row: Row) -> bytes:
+    """Rebuild the canonical body of a ``ledger_events`` row as read back from PostgreSQL."""
+    fields = {
+        "kind": "event",
+        "event_kind": row["kind"],
+        "event_id": str(row["event_id"]),
+        "at_us": micros_of(row["at"]),
+        "actor": row["actor"],
+        "detail": _json(row["detail"]),
+        "key_id": row["key_id"],
+    }
+    return canonical(fields)

@@ -1,0 +1,413 @@
+"""The ``Ledger``: the ``DecisionSink`` drivers store consent decisions into.
+
+This module owns the durability promise. ``store`` hands a decision to ONE writer task, which
+group-commits whatever is pending every ``batch_interval`` (at most ``batch_max`` per
+transaction). A decision is acknowledged once committed, or, when PostgreSQL does not commit
+within ``ack_timeout``, once it is fsynced to the spool. The same writer replays the spool when
+PostgreSQL is back (spooled decisions keep their order; new decisions are spooled behind them
+until the spool is drained), and the decision id makes every replay idempotent. It must not
+build SQL itself (``chain.py``) nor parse spool files (``spool.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from asterisk_recorder.errors import DatabaseUnavailable, LedgerError, SpoolError
+from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.ledger.chain import append_decisions
+from asterisk_recorder.ledger.database import CONNECTION_ERRORS, connect_app
+from asterisk_recorder.ledger.keys import DigestKey, load_digest_key, spool_directory
+from asterisk_recorder.ledger.records import DecisionRecord, build_decision_record
+from asterisk_recorder.ledger.sink import StoreReceipt
+from asterisk_recorder.ledger.spool import Spool
+from asterisk_recorder.settings import LedgerSettings
+
+__all__ = ["Ledger"]
+
+_log = structlog.get_logger("asterisk_recorder.ledger")
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    record: DecisionRecord
+    decision: ConsentDecision
+    future: asyncio.Future[StoreReceipt]
+    claimed: bool = field(default=False)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """True for errors about a row's content (class 22/23), which retrying cannot fix."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return isinstance(state, str) and state[:2] in {"22", "23"}
+
+
+class Ledger:
+    """The PostgreSQL consent ledger with its local spool; a ``DecisionSink``.
+
+    Open it with ``async with Ledger.open(dsn, settings.ledger, instance_id=...) as ledger``.
+    Opening never fails because PostgreSQL is down: the ledger then spools and keeps trying.
+
+    Args:
+        dsn: PostgreSQL DSN (schema migrated with ``migrate``).
+        settings: spool directory, timeouts, batching and digest key.
+        instance_id: this controller's id (for logs).
+        connect_timeout: seconds per connection attempt.
+        retry_interval: seconds between reconnection attempts while PostgreSQL is away.
+        key: the digest key (default: from ``settings``).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        settings: LedgerSettings,
+        *,
+        instance_id: str = "",
+        connect_timeout: float = 5.0,
+        retry_interval: float = 1.0,
+        key: DigestKey | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._settings = settings
+        self.instance_id = instance_id
+        self._connect_timeout = connect_timeout
+        self._retry_interval = retry_interval
+        self._key = key if key is not None else load_digest_key(settings)
+        self.spool = Spool(spool_directory(settings))
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._conn: asyncpg.Connection | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._spool_depth = 0
+        self._healthy = False
+        self._closing = False
+        self._next_retry = 0.0
+        self._guard = settings.ack_timeout * 2 + 2.0
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        dsn: str,
+        settings: LedgerSettings,
+        *,
+        instance_id: str = "",
+        connect_timeout: float = 5.0,
+        retry_interval: float = 1.0,
+        key: DigestKey | None = None,
+    ) -> AsyncIterator[Ledger]:
+        """Start a ledger (connect, replay any spool) and close it (drain, disconnect) after."""
+        ledger = cls(
+            dsn,
+            settings,
+            instance_id=instance_id,
+            connect_timeout=connect_timeout,
+            retry_interval=retry_interval,
+            key=key,
+        )
+        await ledger.start()
+        try:
+            yield ledger
+        finally:
+            await ledger.close()
+
+    @property
+    def healthy(self) -> bool:
+        """True while PostgreSQL answers and nothing waits in the spool."""
+        return self._healthy and self._spool_depth == 0
+
+    @property
+    def spool_depth(self) -> int:
+        """How many decisions wait in the spool for PostgreSQL."""
+        return self._spool_depth
+
+    @property
+    def key(self) -> DigestKey:
+        """The digest key this ledger writes with."""
+        return self._key
+
+    async def start(self) -> None:
+        """Count the spool, try PostgreSQL once, and start the writer task."""
+        status = await asyncio.to_thread(self.spool.status)
+        self._spool_depth = status.pending
+        if status.quarantined:
+            _log.warning(
+                "ledger.spool.quarantined",
+                count=status.quarantined,
+                file=status.quarantine_file,
+            )
+        await self._recover()
+        self._writer = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def close(self) -> None:
+        """Store (or spool) everything already handed in, then disconnect."""
+        if self._closing:
+            return
+        self._closing = True
+        self._queue.put_nowait(None)
+        if self._writer is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), self._guard + 5.0)
+            except TimeoutError:
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer
+        leftovers: list[_Pending] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and not item.claimed and not item.future.done():
+                leftovers.append(item)
+        if leftovers:
+            await self._spool_items(leftovers)
+        await self._disconnect()
+
+    async def store(self, decision: ConsentDecision) -> StoreReceipt:
+        """Keep ``decision``; return once it is committed or fsynced to the spool.
+
+        Raises:
+            LedgerError: the decision is malformed (id not a UUID, time not finite), the ledger
+                is closed, or it could be neither committed nor spooled.
+        """
+        if self._closing:
+            raise LedgerError("the ledger is closed")
+        record = build_decision_record(decision, self._key)
+        loop = asyncio.get_running_loop()
+        item = _Pending(record, decision, loop.create_future())
+        self._queue.put_nowait(item)
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), self._guard)
+        except TimeoutError:
+            if item.future.done():
+                return item.future.result()
+            item.claimed = True  # the writer is stuck: keep the promise ourselves
+            _log.warning("ledger.writer.stuck", decision_id=decision.decision_id)
+            try:
+                await asyncio.to_thread(self.spool.append, [decision])
+            except SpoolError as exc:
+                raise LedgerError(
+                    f"decision {decision.decision_id} could be neither committed nor spooled: {exc}"
+                ) from exc
+            self._spool_depth += 1
+            return StoreReceipt(decision.decision_id, spooled=True)
+
+    # -- the writer -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            waiting = self._spool_depth > 0 or not self._healthy
+            batch, stop = await self._collect(self._retry_interval if waiting else None)
+            if batch:
+                await self._write(batch)
+            if stop:
+                return
+            behind = self._spool_depth > 0 or not self._healthy
+            if behind and time.monotonic() >= self._next_retry:
+                await self._recover()
+
+    async def _collect(self, wait: float | None) -> tuple[list[_Pending], bool]:
+        try:
+            first = await asyncio.wait_for(self._queue.get(), wait)
+        except TimeoutError:
+            return [], False
+        if first is None:
+            return [], True
+        batch = [first]
+        if self._settings.batch_interval > 0:
+            await asyncio.sleep(self._settings.batch_interval)
+        stop = False
+        while len(batch) < self._settings.batch_max and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                stop = True
+                break
+            batch.append(item)
+        return [i for i in batch if not i.claimed and not i.future.done()], stop
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        if self._healthy and self._spool_depth == 0 and self._conn is not None:
+            try:
+                await self._commit(batch)
+                return
+            except DatabaseUnavailable as exc:
+                _log.warning("ledger.database.unavailable", error=str(exc), spooling=len(batch))
+        await self._spool_items(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        """Commit ``batch`` within ``ack_timeout`` and acknowledge it; isolate bad rows."""
+        try:
+            await self._append([i.record for i in batch])
+        except asyncpg.PostgresError as exc:
+            if not _is_data_error(exc):
+                raise
+            for item in batch:  # one row is poisonous: find it, keep the others
+                try:
+                    await self._append([item.record])
+                except asyncpg.PostgresError as row_exc:
+                    if not _is_data_error(row_exc):
+                        raise
+                    await self._reject(item, row_exc)
+                else:
+                    self._resolve(item, spooled=False)
+            return
+        for item in batch:
+            self._resolve(item, spooled=False)
+
+    async def _append(self, records: Sequence[DecisionRecord]) -> list[str]:
+        conn = self._conn
+        if conn is None:
+            raise DatabaseUnavailable("not connected")
+        try:
+            return await asyncio.wait_for(
+                append_decisions(conn, records), self._settings.ack_timeout
+            )
+        except asyncpg.PostgresError as exc:
+            if _is_data_error(exc):
+                raise
+            await self._lost(exc)
+            raise DatabaseUnavailable(f"PostgreSQL refused the batch: {exc}") from exc
+        except CONNECTION_ERRORS as exc:
+            await self._lost(exc)
+            raise DatabaseUnavailable(f"PostgreSQL did not commit in time: {exc!r}") from exc
+
+    async def _reject(self, item: _Pending, exc: BaseException) -> None:
+        """A decision PostgreSQL refuses for its content: quarantine it and tell the driver."""
+        _log.error("ledger.decision.rejected", decision_id=item.record.decision_id, error=str(exc))
+        with contextlib.suppress(SpoolError):
+            await asyncio.to_thread(self.spool.quarantine, [item.decision], str(exc))
+        if not item.future.done():
+            item.future.set_exception(
+                LedgerError(
+                    f"PostgreSQL rejected decision {item.record.decision_id}: {exc}; "
+                    f"it was kept in {self.spool.quarantine_path}"
+                )
+            )
+
+    def _resolve(self, item: _Pending, *, spooled: bool) -> None:
+        if not item.future.done():
+            item.future.set_result(StoreReceipt(item.decision.decision_id, spooled=spooled))
+
+    async def _spool_items(self, batch: list[_Pending]) -> None:
+        batch = [i for i in batch if not i.future.done()]
+        if not batch:
+            return
+        try:
+            await asyncio.to_thread(self.spool.append, [i.decision for i in batch])
+        except SpoolError as exc:
+            _log.error("ledger.spool.failed", error=str(exc), lost_if_not_retried=len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(
+                        LedgerError(
+                            f"decision {item.decision.decision_id} could be neither committed "
+                            f"nor spooled: {exc}"
+                        )
+                    )
+            return
+        self._spool_depth += len(batch)
+        for item in batch:
+            self._resolve(item, spooled=True)
+
+    async def _lost(self, exc: BaseException) -> None:
+        if self._healthy:
+            _log.warning("ledger.database.lost", error=repr(exc))
+        self._healthy = False
+        self._next_retry = time.monotonic() + self._retry_interval
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+
+    async def _recover(self) -> None:
+        """Reconnect if needed, then replay the spool; new decisions are spooled meanwhile."""
+        self._next_retry = time.monotonic() + self._retry_interval
+        if self._conn is None:
+            try:
+                bound = min(self._connect_timeout, max(self._settings.ack_timeout, 0.5))
+                self._conn = await connect_app(self._dsn, connect_timeout=bound)
+            except DatabaseUnavailable as exc:
+                _log.debug("ledger.database.unreachable", error=str(exc))
+                self._healthy = False
+                return
+            self._healthy = True
+            _log.info("ledger.database.connected", spool_depth=self._spool_depth)
+        if self._spool_depth == 0 and not self.spool.pending_files():
+            return
+        try:
+            await self._replay()
+        except (DatabaseUnavailable, SpoolError) as exc:
+            _log.warning("ledger.spool.replay_paused", error=str(exc), waiting=self._spool_depth)
+
+    async def _replay(self) -> None:
+        replayed = 0
+        while True:
+            files = await asyncio.to_thread(self.spool.take)
+            if not files:
+                break
+            for path in files:
+                batch = await asyncio.to_thread(self.spool.read, path)
+                if batch.quarantined:
+                    _log.error(
+                        "ledger.spool.torn_lines",
+                        file=str(path),
+                        quarantined=batch.quarantined,
+                        quarantine=str(self.spool.quarantine_path),
+                    )
+                size = max(1, self._settings.batch_max)
+                for start in range(0, len(batch.decisions), size):
+                    chunk = batch.decisions[start : start + size]
+                    await self._append_replay(chunk)
+                    replayed += len(chunk)
+                    await self._spool_waiting()
+                await asyncio.to_thread(self.spool.done, path)
+        self._spool_depth = 0
+        if replayed:
+            _log.info("ledger.spool.replayed", count=replayed)
+
+    async def _append_replay(self, decisions: list[ConsentDecision]) -> None:
+        pairs: list[tuple[ConsentDecision, DecisionRecord]] = []
+        for decision in decisions:
+            try:
+                pairs.append((decision, build_decision_record(decision, self._key)))
+            except LedgerError as exc:
+                await self._quarantine(decision, exc)
+        try:
+            await self._append([record for _, record in pairs])
+        except asyncpg.PostgresError:
+            for decision, record in pairs:  # isolate the poisonous one, keep the rest
+                try:
+                    await self._append([record])
+                except asyncpg.PostgresError as exc:
+                    await self._quarantine(decision, exc)
+
+    async def _quarantine(self, decision: ConsentDecision, exc: BaseException) -> None:
+        _log.error("ledger.spool.rejected", decision_id=decision.decision_id, error=str(exc))
+        await asyncio.to_thread(self.spool.quarantine, [decision], str(exc))
+
+    async def _spool_waiting(self) -> None:
+        """During a long replay, acknowledge queued decisions by spooling them (behind the rest)."""
+        waiting: list[_Pending] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                self._queue.put_nowait(None)
+                break
+            if not item.claimed and not item.future.done():
+                waiting.append(item)
+        if waiting:
+            await self._spool_items(waiting)
+
+    # -- for tests and operators -------------------------------------------------------------
+
+    @property
+    def spool_dir(self) -> Path:
+        """The spool directory in use."""
+        return self.spool.directory

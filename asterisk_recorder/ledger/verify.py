@@ -1,0 +1,144 @@
+"""Walking the hash chain: the check behind ``asterisk-recorder ledger verify``.
+
+This module owns recomputing every row's canonical body and hash in chain order (decisions and
+audit events share one sequence), checking each row's ``prev_hash`` and position, the personal
+values against their digests (when the key matches), and the head. It reports the FIRST break
+and stops. Read-only: it runs in a REPEATABLE READ, READ ONLY transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from asterisk_recorder.ledger.keys import DigestKey
+from asterisk_recorder.ledger.records import (
+    GENESIS,
+    Row,
+    chain_hash,
+    decision_body_from_row,
+    event_body_from_row,
+)
+
+__all__ = ["VerifyReport", "verify_chain"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The result of walking the chain.
+
+    Attributes:
+        ok: no break found.
+        rows: rows checked before the first break (all rows when ``ok``).
+        head_seq / head_hash: the chain head (hex hash) as recorded; anchor it elsewhere.
+        position: chain position of the first break.
+        entry_id: decision id (or event id) at the break.
+        reason: what is wrong there.
+        unchecked_personal: personal rows not checked because they were written with another key.
+    """
+
+    ok: bool
+    rows: int
+    head_seq: int
+    head_hash: str
+    position: int | None = None
+    entry_id: str | None = None
+    reason: str | None = None
+    unchecked_personal: int = 0
+
+
+_DECISIONS = """
+SELECT d.*, p.decision_id AS p_id, p.caller_number AS p_caller_number,
+       p.caller_name AS p_caller_name, p.called_number AS p_called_number,
+       p.party_numbers AS p_party_numbers
+FROM decisions d LEFT JOIN decision_personal p USING (decision_id)
+ORDER BY d.seq
+"""
+
+
+def _personal_problem(row: Row, key: DigestKey) -> str | None:
+    if row["p_id"] is None:
+        return None
+    for name in ("caller_number", "caller_name", "called_number"):
+        if key.digest(row[f"p_{name}"]) != bytes(row[f"{name}_digest"]):
+            return f"personal field {name} does not match its digest (edited)"
+    numbers = json.loads(row["p_party_numbers"])
+    parties = json.loads(row["parties"])
+    if not isinstance(numbers, list) or len(numbers) != len(parties):
+        return "personal party numbers do not match the parties (edited)"
+    for number, party in zip(numbers, parties, strict=True):
+        if not isinstance(number, str) or key.digest(number).hex() != party.get("number_digest"):
+            return "a personal party number does not match its digest (edited)"
+    return None
+
+
+async def _merged(conn: asyncpg.Connection) -> AsyncIterator[tuple[str, Row]]:
+    events = list(await conn.fetch("SELECT * FROM ledger_events ORDER BY seq"))
+    index = 0
+    async for row in conn.cursor(_DECISIONS, prefetch=2000):
+        while index < len(events) and events[index]["seq"] < row["seq"]:
+            yield "event", events[index]
+            index += 1
+        yield "decision", row
+    for event in events[index:]:
+        yield "event", event
+
+
+async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -> VerifyReport:
+    """Walk the whole chain; return where it first breaks (or that it holds)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        head = await conn.fetchrow("SELECT seq, hash FROM ledger_head WHERE id = 1")
+        head_seq = int(head["seq"]) if head is not None else 0
+        head_hash = bytes(head["hash"]).hex() if head is not None else ""
+        expected = 1
+        running = GENESIS
+        unchecked = 0
+
+        def broken(position: int, entry: str | None, reason: str) -> VerifyReport:
+            return VerifyReport(
+                False, expected - 1, head_seq, head_hash, position, entry, reason, unchecked
+            )
+
+        async for kind, row in _merged(conn):
+            entry = str(row["decision_id"] if kind == "decision" else row["event_id"])
+            seq = int(row["seq"])
+            if seq > expected:
+                return broken(
+                    expected, entry, f"row {expected} is missing (deleted); next row is {seq}"
+                )
+            if seq < expected:
+                return broken(seq, entry, f"a second row claims position {seq} (inserted)")
+            if bytes(row["prev_hash"]) != running:
+                return broken(
+                    seq, entry, "prev_hash does not match the previous row (inserted or removed)"
+                )
+            body = decision_body_from_row(row) if kind == "decision" else event_body_from_row(row)
+            digest = chain_hash(running, seq, body)
+            if digest != bytes(row["hash"]):
+                return broken(seq, entry, f"the {kind} row does not match its hash (edited)")
+            if kind == "decision" and key is not None:
+                if row["key_id"] != key.key_id:
+                    unchecked += row["p_id"] is not None
+                else:
+                    problem = _personal_problem(row, key)
+                    if problem is not None:
+                        return broken(seq, entry, problem)
+            running = digest
+            expected += 1
+        last = expected - 1
+        if head_seq != last or bytes.fromhex(head_hash) != running:
+            return VerifyReport(
+                False,
+                last,
+                head_seq,
+                head_hash,
+                last + 1 if head_seq > last else head_seq,
+                None,
+                f"the head records {head_seq} rows but the chain ends at {last} "
+                "(rows deleted at the end, or the head was edited)",
+                unchecked,
+            )
+        return VerifyReport(True, last, head_seq, head_hash, unchecked_personal=unchecked)
