@@ -63,6 +63,8 @@ class FlowSettings:
         play_prompt_for_never: play the ``never`` prompt (when set) before handing back.
         play_prompt_for_none: play the ``none`` prompt (when set) before handing back.
         answer_channel: answer the channel before the disclosure.
+        guard_timeout: the longest the flow waits for ``Answered`` or for a prompt to finish
+            (``PromptFinished``/``PromptFailed``) before it fails closed (not recorded).
     """
 
     opt_out_key: str = "1"
@@ -75,3 +77,4 @@ class FlowSettings:
     answer_channel: bool = True
     prompts: PromptSettings = field(default_factory=PromptSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    guard_timeout: float = 120.0
