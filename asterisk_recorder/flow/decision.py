@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from asterisk_recorder.policy.modes import Mode
+if TYPE_CHECKING:  # annotations only: importing policy here would be an import cycle
+    from asterisk_recorder.policy.modes import Mode
 
 __all__ = ["ConsentDecision", "KeyPress", "Outcome", "PartyRecord"]
 

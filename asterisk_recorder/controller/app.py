@@ -1,0 +1,311 @@
+"""The ARI controller for one Asterisk server: event stream in, one call session per channel.
+
+This module owns the dispatch of one server's ARI events to per-channel ``CallSession`` tasks,
+resynchronisation after every (re)connect (``GET /applications/{app}``: channels still parked in
+Stasis are handed back fail-closed or resumed, never left parked), draining on shutdown, and the
+reaction to ``ApplicationReplaced``. It must not decide consent (the flow does) and must not
+talk to PostgreSQL directly (it writes through a ``DecisionSink``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+
+import structlog
+
+from asterisk_recorder.ari.client import AriClient
+from asterisk_recorder.ari.events import (
+    ApplicationReplaced,
+    Connected,
+    Disconnected,
+    PlaybackFinished,
+    PlaybackStarted,
+    StasisStart,
+    StreamEvent,
+)
+from asterisk_recorder.ari.stream import EventStream
+from asterisk_recorder.controller.call import CallSession, FlowLike, call_info_from_channel
+from asterisk_recorder.errors import AriError, AriNotFound
+from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.ledger.sink import DecisionSink
+from asterisk_recorder.settings import AriServerSettings
+
+__all__ = ["AriController", "ControllerHooks"]
+
+log = structlog.get_logger("asterisk_recorder.controller")
+
+
+@dataclass(slots=True)
+class ControllerHooks:
+    """Callbacks the service wires to metrics and the canonical log line (all optional)."""
+
+    on_call_started: Callable[[], None] = lambda: None
+    on_call_finished: Callable[[CallSession, ConsentDecision | None, float], None] = (
+        lambda session, decision, seconds: None
+    )
+    on_reaction: Callable[[float], None] = lambda seconds: None
+    on_reconnect: Callable[[str], None] = lambda server: None
+    on_rest_error: Callable[[str, str], None] = lambda server, status: None
+
+
+@dataclass(slots=True)
+class _State:
+    sessions: dict[str, CallSession] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    playbacks: dict[str, str] = field(default_factory=dict)
+
+
+class AriController:
+    """Runs the consent flow for every channel dialplan hands to ``server.app``.
+
+    Args:
+        server: which Asterisk, which app, which credentials.
+        flow_factory: returns a fresh ``ConsentFlow`` for each call.
+        sink: the ledger (or any ``DecisionSink``).
+        instance_id: this controller instance, recorded with every decision.
+        resync_action: ``handback`` (fail-closed) or ``resume`` for channels found parked in
+            Stasis after a reconnect that this process has no session for.
+        hooks: metrics and logging callbacks.
+        clock: wall-clock seconds for the flow's timestamps.
+    """
+
+    def __init__(
+        self,
+        server: AriServerSettings,
+        *,
+        flow_factory: Callable[[], FlowLike],
+        sink: DecisionSink,
+        instance_id: str,
+        resync_action: str = "handback",
+        hooks: ControllerHooks | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.server = server
+        self._flow_factory = flow_factory
+        self._sink = sink
+        self._instance_id = instance_id
+        self._resync_action = resync_action
+        self._hooks = hooks or ControllerHooks()
+        self._clock = clock
+        self._state = _State()
+        self._client: AriClient | None = None
+        self._stream: EventStream | None = None
+        self._draining = False
+        self._stopped = asyncio.Event()
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self.connected = False
+        """True while the event WebSocket is up."""
+        self.replaced = False
+        """True after Asterisk told us another client took over the app."""
+        self.asterisk_id = ""
+
+    # --- public ------------------------------------------------------------------------
+
+    @property
+    def active_calls(self) -> int:
+        """Calls currently in a consent flow on this server."""
+        return len(self._state.tasks)
+
+    @property
+    def ready(self) -> bool:
+        """The WebSocket is up and no other client replaced us."""
+        return self.connected and not self.replaced
+
+    async def run(self) -> None:
+        """Connect and serve calls until ``stop()``; reconnects forever in between."""
+        async with AriClient(self.server) as client:
+            self._client = client
+            stream = EventStream(self.server, session=client.session())
+            self._stream = stream
+            async with stream:
+                stop_wait = asyncio.ensure_future(self._stopped.wait())
+                try:
+                    while not self._stopped.is_set():
+                        get = asyncio.ensure_future(stream.get())
+                        done, _ = await asyncio.wait(
+                            {get, stop_wait}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        if get not in done:
+                            get.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await get
+                            break
+                        self._dispatch(get.result())
+                finally:
+                    stop_wait.cancel()
+                    await self._finish_sessions()
+            self._client = None
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking calls, give in-flight flows ``grace`` seconds, then fail the rest closed.
+
+        New calls that arrive while draining are handed back at once, not recorded.
+        """
+        self._draining = True
+        tasks = list(self._state.tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for key, session in list(self._state.sessions.items()):
+                if self._state.tasks.get(key) in pending:
+                    session.abort("controller shutting down")
+            if pending:
+                await asyncio.wait(pending, timeout=max(2.0, self.server.request_timeout))
+        self._stopped.set()
+
+    def stop(self) -> None:
+        """Stop at once (sessions still running are failed closed before ``run`` returns)."""
+        self._draining = True
+        self._stopped.set()
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    def _dispatch(self, event: StreamEvent) -> None:
+        if isinstance(event, Connected):
+            self.connected = True
+            if event.reconnected:
+                self._hooks.on_reconnect(self.server.name)
+            log.info("ari.connected", server=self.server.name, connection=event.connection)
+            self._spawn(self._resync())
+            return
+        if isinstance(event, Disconnected):
+            self.connected = False
+            log.warning("ari.disconnected", server=self.server.name, reason=event.reason)
+            return
+        if isinstance(event, ApplicationReplaced):
+            self.replaced = True
+            log.error(
+                "ari.application_replaced",
+                server=self.server.name,
+                app=event.application,
+                hint="another client connected with the same app name; give each controller "
+                "instance its own app",
+            )
+            return
+        asterisk_id = getattr(event, "asterisk_id", "")
+        if isinstance(asterisk_id, str) and asterisk_id:
+            self.asterisk_id = asterisk_id
+        if isinstance(event, StasisStart):
+            if event.application != self.server.app:
+                return
+            self._start_session(event)
+            return
+        if isinstance(event, PlaybackStarted | PlaybackFinished):
+            session = self._state.sessions.get(_playback_channel(event.playback.target_uri))
+            if session is not None:
+                session.feed(event)
+            return
+        channel = getattr(event, "channel", None)
+        channel_id = getattr(channel, "id", None)
+        if isinstance(channel_id, str):
+            session = self._state.sessions.get(channel_id)
+            if session is not None:
+                session.feed(event)
+
+    def _start_session(
+        self, event: StasisStart, *, abort_reason: str | None = None
+    ) -> CallSession | None:
+        channel = event.channel
+        if channel.id in self._state.sessions:
+            return None
+        info = call_info_from_channel(
+            channel, event.args, asterisk_id=event.asterisk_id or self.asterisk_id,
+            instance_id=self._instance_id,
+        )
+        assert self._client is not None
+        session = CallSession(
+            info,
+            channel_state=channel.state,
+            flow=self._flow_factory(),
+            port=self._client,
+            sink=self._sink,
+            clock=self._clock,
+            on_reaction=self._hooks.on_reaction,
+        )
+        if self._draining:
+            abort_reason = "controller shutting down"
+        if abort_reason is not None:
+            session.abort(abort_reason)
+        self._state.sessions[channel.id] = session
+        self._state.tasks[channel.id] = asyncio.create_task(
+            self._run_session(session), name=f"call-{channel.id}"
+        )
+        return session
+
+    async def _run_session(self, session: CallSession) -> None:
+        self._hooks.on_call_started()
+        decision: ConsentDecision | None = None
+        try:
+            decision = await session.run()
+        except Exception:
+            log.exception("call.crashed", channel_id=session.channel_id)
+        finally:
+            for status in session.stats.rest_errors:
+                self._hooks.on_rest_error(self.server.name, status)
+            self._state.sessions.pop(session.channel_id, None)
+            self._state.tasks.pop(session.channel_id, None)
+            self._hooks.on_call_finished(session, decision, time.monotonic() - session.started)
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _resync(self) -> None:
+        """After (re)connect: adopt or hand back channels parked in the app; drop the dead."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            app = await client.get_application(self.server.app)
+        except AriError as exc:
+            log.warning("ari.resync_failed", server=self.server.name, error=str(exc))
+            return
+        parked = set(app.channel_ids)
+        for channel_id, session in list(self._state.sessions.items()):
+            if channel_id not in parked:
+                session.channel_gone()
+        for channel_id in parked - set(self._state.sessions):
+            try:
+                channel = await client.get_channel(channel_id)
+            except AriNotFound:
+                continue
+            except AriError as exc:
+                log.warning("ari.resync_channel_failed", channel_id=channel_id, error=str(exc))
+                continue
+            resume = self._resync_action == "resume" and not self._draining
+            log.info(
+                "ari.resync_parked_channel",
+                channel_id=channel_id,
+                action="resume" if resume else "handback",
+            )
+            synthetic = StasisStart(
+                application=self.server.app,
+                timestamp="resync",
+                asterisk_id=self.asterisk_id,
+                args=(),
+                channel=channel,
+            )
+            self._start_session(
+                synthetic,
+                abort_reason=None if resume else "found parked in Stasis after a reconnect",
+            )
+
+    async def _finish_sessions(self) -> None:
+        for session in list(self._state.sessions.values()):
+            session.abort("controller stopping")
+        tasks = list(self._state.tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(2.0, self.server.request_timeout))
+        for task in list(self._state.tasks.values()):
+            task.cancel()
+        for side in list(self._side_tasks):
+            side.cancel()
+
+
+def _playback_channel(target_uri: str) -> str:
+    kind, _, ident = target_uri.partition(":")
+    return ident if kind == "channel" else ""
