@@ -1,0 +1,131 @@
+"""Fixtures of the end-to-end suite (a real Asterisk 22; skipped when none is configured).
+
+Point the suite at an Asterisk started with this directory's configuration
+(``tests/e2e/run_local_asterisk.sh`` does that for an installed binary) through
+``ASTERISK_RECORDER_E2E_ARI_URL``, ``ASTERISK_RECORDER_E2E_ARI_USER`` and
+``ASTERISK_RECORDER_E2E_ARI_PASSWORD``. Without them every test here is skipped with that
+reason, so CI needs no Asterisk. The controller under test runs as a real
+``asterisk-recorder serve`` process on the same host (it writes to the suite's real PostgreSQL;
+Asterisk writes the recordings into the test's temporary directory, so Asterisk must run on
+this host as a user that may write there).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from e2e_harness import AriTarget, CallerSim, RecorderProcess, free_port
+
+from asterisk_recorder.ledger import migrate
+
+SKIP_REASON = (
+    "ASTERISK_RECORDER_E2E_ARI_URL is not set: no real Asterisk 22 to test against "
+    "(start one with tests/e2e/run_local_asterisk.sh)"
+)
+
+
+@pytest.fixture(scope="session")
+def ari_target() -> AriTarget:
+    """The Asterisk under test; skips the test when none is configured."""
+    target = AriTarget.from_env(os.environ)
+    if target is None:
+        pytest.skip(SKIP_REASON)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def _needs_asterisk(ari_target: AriTarget) -> None:
+    """Every e2e test needs the Asterisk (and is skipped with the reason above without it)."""
+
+
+@pytest.fixture
+def recordings_dir(tmp_path: Path) -> Path:
+    """Where the controller tells Asterisk to write recordings (empty at the start)."""
+    directory = tmp_path / "recordings"
+    directory.mkdir()
+    directory.chmod(0o777)
+    return directory
+
+
+@pytest.fixture
+async def caller(ari_target: AriTarget) -> AsyncIterator[CallerSim]:
+    """The simulated caller, connected as ARI app ``caller-sim``."""
+    sim = CallerSim(ari_target)
+    async with sim.running():
+        yield sim
+
+
+def controller_config(
+    target: AriTarget, *, dsn: str, recordings: Path, spool: Path, http_port: int
+) -> str:
+    """The TOML configuration ``serve`` runs with in the suite."""
+
+    def q(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return f"""\
+instance_id = "e2e"
+
+[ari]
+url = {q(target.url)}
+username = {q(target.user)}
+password = {q(target.password)}
+app = {q(target.app)}
+
+[agi]
+enabled = true
+host = "127.0.0.1"
+port = {target.agi_port}
+
+[database]
+dsn = {q(dsn)}
+
+[ledger]
+spool_dir = {q(str(spool))}
+
+[flow]
+input_timeout = 2.0
+max_retries = 0
+
+[recording]
+directory = {q(str(recordings))}
+
+[http]
+host = "127.0.0.1"
+port = {http_port}
+
+[logging]
+level = "debug"
+format = "json"
+"""
+
+
+@pytest.fixture
+async def recorder(
+    ari_target: AriTarget, pg_dsn: str, recordings_dir: Path, tmp_path: Path
+) -> AsyncIterator[RecorderProcess]:
+    """A running ``asterisk-recorder serve`` for this test; must exit 0 on SIGTERM."""
+    await migrate(pg_dsn)
+    http_port = free_port()
+    config = tmp_path / "asterisk-recorder.toml"
+    config.write_text(
+        controller_config(
+            ari_target,
+            dsn=pg_dsn,
+            recordings=recordings_dir,
+            spool=tmp_path / "spool",
+            http_port=http_port,
+        )
+    )
+    process = RecorderProcess(
+        config_file=config, log_file=tmp_path / "serve.log", http_port=http_port
+    )
+    await process.start()
+    try:
+        yield process
+    finally:
+        code = await process.stop()
+        assert 0 == code, f"serve exited with {code}:\n{process.log_tail()}"
