@@ -31,6 +31,7 @@ __all__ = [
     "mask_url_password",
     "redact_text",
     "redact_value",
+    "reset",
 ]
 
 MASK = "********"
@@ -76,7 +77,7 @@ def mask_url_password(text: str) -> str:
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Mask known ``secrets`` (and those given to ``configure``) and URL/DSN passwords."""
-    known = sorted({*secrets, *_secrets}, key=len, reverse=True)
+    known = sorted({*secrets, *_secrets}, key=len, reverse=True) if secrets else _secrets
     for secret in known:
         if secret and secret in text:
             text = text.replace(secret, MASK)
@@ -164,13 +165,14 @@ def configure(
     structlog.configure(
         processors=[
             *shared,
+            structlog.stdlib.add_logger_name,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             _redact_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=_NamedPrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
 
@@ -197,6 +199,38 @@ def configure(
         root.setLevel(level)
 
 
+class _NamedPrintLogger(structlog.PrintLogger):
+    """A ``PrintLogger`` that knows its name (for ``add_logger_name``)."""
+
+    def __init__(self, file: TextIO | None, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedPrintLoggerFactory:
+    """Builds a ``_NamedPrintLogger`` per ``get_logger(name)``, on ``sys.stdout`` by default."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    def __call__(self, *args: Any) -> _NamedPrintLogger:
+        return _NamedPrintLogger(self._stream, str(args[0]) if args else "")
+
+
+def reset() -> None:
+    """Undo ``configure``: structlog defaults, our root handler removed, secrets forgotten.
+
+    Meant for tests that configure logging and must leave the process as they found it.
+    """
+    global _secrets, _handler
+    with _lock:
+        structlog.reset_defaults()
+        if _handler is not None:
+            logging.getLogger().removeHandler(_handler)
+            _handler = None
+        _secrets = ()
+
+
 class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that writes to ``sys.stdout`` as it is at each record."""
 
@@ -217,4 +251,4 @@ def get_logger(name: str, **initial: Any) -> FilteringBoundLogger:
     """
     if not structlog.is_configured():
         configure(LoggingSettings())
-    return cast(FilteringBoundLogger, structlog.get_logger(logger=name, **initial))
+    return cast(FilteringBoundLogger, structlog.get_logger(name, **initial))
