@@ -362,11 +362,15 @@ class AriClient:
         return value
 
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
-        """``POST /channels/{id}/variable`` (waits behind a running playback on that channel)."""
+        """``POST /channels/{id}/variable`` (waits behind a running playback on that channel).
+
+        Name and value travel in a JSON body (ARI reads query parameters from it), so a long
+        or hostile value is never limited by, or written into, a URL.
+        """
         await self.request(
             "POST",
             f"/channels/{_seg(channel_id)}/variable",
-            params={"variable": variable, "value": value},
+            body={"variable": variable, "value": value},
         )
 
     async def continue_in_dialplan(

@@ -279,7 +279,7 @@ class EventStream:
                 # aiohttp fails the connection for protocol errors such as invalid UTF-8 in a
                 # text frame (RFC 6455 section 8.1 requires it); we log and reconnect.
                 self.frames_skipped += 1
-                exc = ws.exception()
+                exc = msg.data if isinstance(msg.data, BaseException) else ws.exception()
                 log.warning("ari.events.bad_frame", reason=f"connection failed: {exc!r}")
                 return f"protocol error: {exc}"
         code = ws.close_code

@@ -294,6 +294,8 @@ class FakeAsterisk:
         self.continues: list[ContinueRecord] = []
         self.ws_connections = 0
         """WebSocket upgrades accepted so far."""
+        self.ws_refused = 0
+        """WebSocket upgrades refused by ``refuse_websockets()`` so far."""
         self.channels: dict[str, FakeChannel] = {}
         self._gone: dict[str, FakeChannel] = {}
         self._playbacks: dict[str, _Playback] = {}
@@ -302,6 +304,7 @@ class FakeAsterisk:
         self._conns: list[_WsConn] = []
         self._faults: list[_Fault] = []
         self._refuse_ws: int | None = None
+        self._autoping = True
         self._unstalled = asyncio.Event()
         self._unstalled.set()
         self._changed = asyncio.Event()
@@ -464,8 +467,13 @@ class FakeAsterisk:
         message: str | None = None,
         *,
         times: int | None = 1,
+        raw_body: str | None = None,
     ) -> None:
-        """Answer matching REST calls with ``status`` (``path`` is an fnmatch pattern)."""
+        """Answer matching REST calls with ``status`` (``path`` is an fnmatch pattern).
+
+        The body is Asterisk's ``{"message": message}``, or ``raw_body`` verbatim (which may be a
+        2xx status with a body that is not JSON, to test the client's protocol checks).
+        """
         self._faults.append(
             _Fault(
                 method.upper(),
@@ -473,6 +481,7 @@ class FakeAsterisk:
                 status=status,
                 message=message or _REASONS.get(status, "Error"),
                 times=times,
+                raw_body=raw_body,
             )
         )
 
@@ -487,6 +496,10 @@ class FakeAsterisk:
     def refuse_websockets(self, status: int = 503) -> None:
         """Answer WebSocket upgrades with HTTP ``status`` until ``accept_websockets()``."""
         self._refuse_ws = status
+
+    def answer_pings(self, answer: bool = True) -> None:
+        """Whether sockets accepted from now on answer WebSocket pings (False: a silent peer)."""
+        self._autoping = answer
 
     def accept_websockets(self) -> None:
         """Accept WebSocket upgrades again."""
@@ -608,6 +621,10 @@ class FakeAsterisk:
         found = find()
         assert found is not None
         return found
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait until ``predicate()`` is true; it is re-checked whenever the fake changes."""
+        await self._wait(predicate, within)
 
     async def _wait(self, predicate: Callable[[], bool], within: float) -> None:
         async with asyncio.timeout(within):
@@ -859,11 +876,15 @@ class FakeAsterisk:
         if not self._authorised(request):
             return _error(401, "Authentication required")
         if self._refuse_ws is not None:
+            self.ws_refused += 1
+            self._notify()
             return _error(self._refuse_ws, _REASONS.get(self._refuse_ws, "Refused"))
         apps = tuple(a for a in request.query.get("app", "").split(",") if a)
         if not apps:
             return _error(400, "Missing param 'app'")
-        ws = web.WebSocketResponse(protocols=("ari",), autoping=True, max_msg_size=1 << 20)
+        ws = web.WebSocketResponse(
+            protocols=("ari",), autoping=self._autoping, max_msg_size=1 << 20
+        )
         await ws.prepare(request)
         conn = _WsConn(self, ws, request, apps)
         self._conns.append(conn)
@@ -947,6 +968,10 @@ class FakeAsterisk:
                         self._faults.remove(fault)
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
+                if fault.raw_body is not None and fault.status is not None:
+                    return web.Response(
+                        status=fault.status, text=fault.raw_body, content_type="application/json"
+                    )
                 if fault.status is not None:
                     return _error(fault.status, fault.message)
         params = dict(request.query)
@@ -1322,6 +1347,7 @@ class _Fault:
     message: str = ""
     delay: float = 0.0
     times: int | None = None
+    raw_body: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in ("*", method)) and fnmatch.fnmatchcase(path, self.pattern)
