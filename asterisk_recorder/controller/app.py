@@ -123,20 +123,21 @@ class AriController:
             self._stream = stream
             async with stream:
                 stop_wait = asyncio.ensure_future(self._stopped.wait())
+                get: asyncio.Future[StreamEvent] | None = None
                 try:
                     while not self._stopped.is_set():
                         get = asyncio.ensure_future(stream.get())
-                        done, _ = await asyncio.wait(
-                            {get, stop_wait}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        if get not in done:
-                            get.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await get
+                        await asyncio.wait({get, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                        if not get.done():
                             break
                         self._dispatch(get.result())
+                        get = None
                 finally:
                     stop_wait.cancel()
+                    if get is not None:
+                        get.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, AriError):
+                            await get
                     await self._finish_sessions()
             self._client = None
 
