@@ -27,6 +27,7 @@ from dialplan_checker import (
 ROOT = Path(__file__).resolve().parents[2]
 RECORDER_CONF = ROOT / "dialplan" / "recorder.conf"
 FREEPBX_SAMPLE = ROOT / "etc" / "extensions_custom.conf"
+VANILLA_SAMPLE = ROOT / "etc" / "extensions.conf"
 
 
 @pytest.fixture(scope="module")
@@ -422,14 +423,25 @@ class TestValueValidation:
         assert "${LEN(${RECORDER_MIXMON_OPTIONS})} > 32" in apply
 
 
-@pytest.mark.skipif(not FREEPBX_SAMPLE.exists(), reason="etc/extensions_custom.conf not present")
-def test_freepbx_sample_passes_the_safety_checks() -> None:
-    """The FreePBX sample passes the label, MixMonitor and caller-text checks."""
-    plan = parse(FREEPBX_SAMPLE.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("sample", [FREEPBX_SAMPLE, VANILLA_SAMPLE], ids=lambda p: p.name)
+def test_sample_dialplans_pass_the_safety_checks(sample: Path, text: str) -> None:
+    """The etc/ samples, recorder.conf included, pass the label, MixMonitor and caller checks."""
+    source = sample.read_text(encoding="utf-8")
+    plan = parse(source.replace("#include recorder.conf", text))
 
+    assert "#include recorder.conf" in source
     assert [] == (
         check_labels_exist(plan)
         + check_mixmonitor_arguments(plan)
         + check_caller_text_never_reaches_sinks(plan)
     )
-    assert [] == check_subroutines_return(plan) or not plan.contexts
+
+
+def test_freepbx_custom_destination_returns() -> None:
+    """The FreePBX custom destination is a subroutine (Return=Yes) that runs the AGI variant."""
+    plan = parse(FREEPBX_SAMPLE.read_text(encoding="utf-8"))
+
+    assert [] == check_subroutines_return(plan)
+    assert ["recorder-consent-agi,s,1"] == [
+        p.args for p in plan.contexts["recorder-freepbx"]["s"] if p.app == "Gosub"
+    ]
