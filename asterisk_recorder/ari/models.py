@@ -96,6 +96,15 @@ def _str_list(obj: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _obj_list(obj: Mapping[str, Any], key: str, where: str) -> tuple[Mapping[str, Any], ...]:
+    value = obj.get(key)
+    if value is None:
+        return ()
+    if type(value) is not list or any(type(item) is not dict for item in value):
+        raise AriProtocolError(f"{where}.{key}: expected a list of objects")
+    return tuple(MappingProxyType(item) for item in value)
+
+
 # --- models --------------------------------------------------------------------------------
 
 
@@ -162,6 +171,8 @@ class Application:
     bridge_ids: tuple[str, ...]
     endpoint_ids: tuple[str, ...]
     device_names: tuple[str, ...]
+    events_allowed: tuple[Mapping[str, Any], ...] = ()
+    events_disallowed: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +266,8 @@ def parse_application(obj: Any, where: str = "application") -> Application:
         bridge_ids=_str_list(obj, "bridge_ids", where),
         endpoint_ids=_str_list(obj, "endpoint_ids", where),
         device_names=_str_list(obj, "device_names", where),
+        events_allowed=_obj_list(obj, "events_allowed", where),
+        events_disallowed=_obj_list(obj, "events_disallowed", where),
     )
 
 
