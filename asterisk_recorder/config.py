@@ -648,6 +648,8 @@ def _abs_dir(v: str) -> str | None:
 
 
 def _recording_dir(v: str) -> str | None:
+    if len(v) > 255:
+        return f"{_show(v)} is too long (at most 255 characters)"
     if not v.startswith("/"):
         return f"{_show(v)} must be an absolute directory"
     if not re.fullmatch(r"/[A-Za-z0-9._/-]*", v):
@@ -657,11 +659,15 @@ def _recording_dir(v: str) -> str | None:
     return None
 
 
+_MIXMONITOR = re.compile(r"(?:[A-Za-z](?:\([A-Za-z0-9]*\))?){0,32}")
+
+
 def _mixmonitor(v: str) -> str | None:
-    if re.fullmatch(r"[A-Za-z0-9()]*", v):
+    if _MIXMONITOR.fullmatch(v):
         return None
-    return (f"{_show(v)} may only contain letters, digits and parentheses "
-            "(no commas, pipes, '$', quotes, spaces or newlines)")
+    return (f"{_show(v)} may only contain letters, digits and parentheses, as option letters "
+            "with an optional argument such as bW(2) (no commas, pipes, '$', quotes, spaces or "
+            "newlines; at most 32 options)")
 
 
 def _ari_url(v: str) -> str | None:
@@ -794,26 +800,45 @@ def _value_for(key: str, info: KeyInfo, gather: _Gather) -> tuple[object, bool]:
         return info.default, False
     if isinstance(value, str) and info.key in _NORMALIZE:
         value = _NORMALIZE[info.key](value.strip())
-    if info.key == "policy.table_file" and isinstance(value, str) and value:
+    problem = _text_problem(value, info)
+    if problem is None and info.key == "policy.table_file" and isinstance(value, str) and value:
         value, problem = _table_file(value, raw)
-        if problem:
-            gather.problems.append(f"{key}: {problem}{_origin(raw)}")
-            return info.default, False
     check = _CHECKS.get(info.key)
-    problem = check(value) if check is not None else None
+    if problem is None and check is not None:
+        problem = check(value)
     if problem:
         gather.problems.append(f"{key}: {problem}{_origin(raw)}")
         return info.default, False
     return value, True
 
 
+_MAX_TEXT = 4096
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text_problem(value: object, info: KeyInfo) -> str | None:
+    """Rules for every text value: no control characters, at most 4096 characters."""
+    texts = [value.value] if isinstance(value, Secret) else (
+        [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
+        if isinstance(value, tuple) else [])
+    for text in texts:
+        shown = "(value hidden)" if info.secret else _show(text)
+        if len(text) > _MAX_TEXT:
+            return f"{shown} is too long (at most {_MAX_TEXT} characters)"
+        if _CONTROL.search(text):
+            return f"{shown} contains control characters (newline, tab, NUL ...)"
+    return None
+
+
 def _table_file(value: str, raw: _Raw) -> tuple[str, str | None]:
-    if any(ord(c) < 32 for c in value):
-        return value, f"{_show(value)} contains control characters"
     path = Path(value)
     if not path.is_absolute():
         path = (raw.base or Path.cwd()) / path
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:
+        return value, f"{_show(str(path), 300)} cannot be read ({exc.strerror})"
+    if not is_file:
         return value, f"{_show(str(path), 300)} does not exist or is not a file"
     return str(path), None
 
@@ -871,7 +896,7 @@ def _cross_checks(gather: _Gather, servers: list[tuple[str, AriServerSettings, d
     for prefix, server, ok in servers:
         if not server.enabled:
             continue
-        if not server.password and not gather.file_failed:
+        if not server.password and not gather.file_failed and ok.get("password", True):
             if prefix == "ari":
                 where = f"[ari] password in the config file or {_env_name('ari.password')}"
             else:
