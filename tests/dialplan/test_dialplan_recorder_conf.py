@@ -163,6 +163,23 @@ class TestShippedDialplan:
             in sets
         )
 
+    def test_periodic_beep_needs_the_hook_module(self, text: str) -> None:
+        """MixMonitor with B(n) runs only when IFMODULE(func_periodic_hook.so) is 1."""
+        b_test = (
+            "$[${LEN(${STRREPLACE(RECORDER_MIXMON_OPTIONS,B)})} = "
+            "${LEN(${RECORDER_MIXMON_OPTIONS})}]?start"
+        )
+        module_test = '$["${IFMODULE(func_periodic_hook.so)}" != "1"]?nobeep'
+        recording_paths = [
+            {s.prio.args: s.branch for s in path if s.prio.app == "GotoIf"}
+            for path in paths(parse(text), "recorder-consent-apply")
+            if any(s.prio.app == "MixMonitor" for s in path)
+        ]
+
+        assert 2 == len(recording_paths)
+        for branches in recording_paths:
+            assert branches[b_test] is True or branches[module_test] is False
+
 
 class TestCheckerCatchesDefects:
     """Each check fails on a dialplan that breaks its rule (a check must be able to fail)."""
