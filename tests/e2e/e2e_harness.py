@@ -30,11 +30,14 @@ import asyncpg
 
 __all__ = [
     "CALLER_APP",
+    "DTMF_PCAP",
+    "SPEECH_PCAP",
     "AriTarget",
     "Call",
     "CallerSim",
     "LedgerRow",
     "RecorderProcess",
+    "SipCall",
     "file_size",
     "free_port",
     "ledger_row",
@@ -95,7 +98,7 @@ class Call:
 
     def events(self, kind: str | None = None) -> list[Event]:
         """Events seen so far on either half of this call (optionally of one type)."""
-        ids = {self.caller_id, self.dialplan_id}
+        ids = {self.caller_id, self.dialplan_id} - {""}
         return [
             e
             for e in self.sim.events
@@ -268,6 +271,28 @@ class CallerSim:
     async def get(self, path: str, **kwargs: Any) -> Any:
         """GET ``/ari{path}``."""
         return await self.request("GET", path, **kwargs)
+
+    async def watch_sip_caller(self, endpoint: str = "PJSIP/e2e-caller") -> None:
+        """Subscribe caller-sim to a SIP endpoint, so it sees that phone's channels."""
+        await self.post(
+            f"/applications/{CALLER_APP}/subscription",
+            params={"eventSource": f"endpoint:{endpoint}"},
+        )
+
+    async def sip_call(self, endpoint: str = "PJSIP/e2e-caller", within: float = 15.0) -> Call:
+        """The next call of a watched SIP endpoint (its channel runs the dialplan)."""
+        known = {_channel_id(e) for e in self.events}
+        prefix = endpoint + "-"
+        event = await self.wait_for(
+            lambda e: (
+                e.get("type") == "ChannelCreated"
+                and str((e.get("channel") or {}).get("name", "")).startswith(prefix)
+                and _channel_id(e) not in known
+            ),
+            within,
+            f"a new channel of {endpoint}",
+        )
+        return Call(sim=self, caller_id="", caller_name="", dialplan_id=_channel_id(event))
 
     async def originate(
         self, endpoint: str, *, caller_id: str = '"E2E Caller" <+12125550100>'
@@ -444,3 +469,64 @@ def file_size(path: Path) -> int | None:
 def wav_files(directory: Path) -> list[Path]:
     """Every recording under ``directory`` (recursively), sorted."""
     return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{digit}.pcap"
+SPEECH_PCAP = "/usr/share/sip-tester/g711a.pcap"
+
+
+@dataclass(slots=True)
+class SipCall:
+    """A SIP call placed by SIPp (the phone) through Asterisk to a SIPp UAS (the far side)."""
+
+    target: AriTarget
+    workdir: Path
+    service: str
+    before_ms: int
+    pcap: str
+    after_ms: int
+    uac_exit: int | None = None
+    uas_exit: int | None = None
+
+    async def run(self, within: float = 60.0) -> None:
+        """Start the far side, place the call, wait for both SIPp processes to finish."""
+        scenario = (SIPP_DIR / "caller.xml").read_text()
+        scenario = (
+            scenario.replace("@BEFORE_MS@", str(self.before_ms))
+            .replace("@PCAP@", self.pcap)
+            .replace("@AFTER_MS@", str(self.after_ms))
+        )
+        caller_xml = self.workdir / "caller.xml"
+        caller_xml.write_text(scenario)
+        common = ["-m", "1", "-i", "127.0.0.1", "-nostdin", "-trace_err"]
+        uas = await asyncio.create_subprocess_exec(
+            "sipp", "-sn", "uas", "-p", str(self.target.uas_port),
+            "-mp", str(free_port()), *common,
+            "-error_file", str(self.workdir / "uas.err"),
+            "127.0.0.1:" + str(self.target.sip_port),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        uac = await asyncio.create_subprocess_exec(
+            "sipp", "-sf", str(caller_xml), "-s", self.service, "-p", str(free_port()),
+            "-mp", str(free_port()), *common,
+            "-error_file", str(self.workdir / "uac.err"),
+            "127.0.0.1:" + str(self.target.sip_port),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            self.uac_exit = await asyncio.wait_for(uac.wait(), within)
+            self.uas_exit = await asyncio.wait_for(uas.wait(), 10)
+        finally:
+            for process in (uac, uas):
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+
+    def errors(self) -> str:
+        """What SIPp logged as unexpected (for assertion messages)."""
+        return "".join(
+            path.read_text(errors="replace")
+            for path in (self.workdir / "uac.err", self.workdir / "uas.err")
+            if path.is_file()
+        )
