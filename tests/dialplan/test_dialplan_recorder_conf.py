@@ -170,10 +170,13 @@ class TestShippedDialplan:
             "${LEN(${RECORDER_MIXMON_OPTIONS})}]?start"
         )
         module_test = '$["${IFMODULE(func_periodic_hook.so)}" != "1"]?nobeep'
-        recording_paths = [
-            {s.prio.args: s.branch for s in path if s.prio.app == "GotoIf"}
+        prefixes = {
+            tuple(path[: [s.prio.app for s in path].index("MixMonitor")])
             for path in paths(parse(text), "recorder-consent-apply")
             if any(s.prio.app == "MixMonitor" for s in path)
+        }
+        recording_paths = [
+            {s.prio.args: s.branch for s in prefix if s.prio.app == "GotoIf"} for prefix in prefixes
         ]
 
         assert 2 == len(recording_paths)
