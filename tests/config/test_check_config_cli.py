@@ -148,3 +148,15 @@ def test_sample_flag_prints_a_loadable_sample(tmp_path: Path) -> None:
 
     assert (0, 0) == (sample.returncode, result.returncode)
     assert SAMPLE.read_text(encoding="utf-8") == sample.stdout
+
+
+def test_broken_policy_table_fails_the_check(tmp_path: Path) -> None:
+    """A policy.table_file that does not parse is a configuration problem (exit 2)."""
+    table = tmp_path / "rules.toml"
+    table.write_text("[[[", encoding="utf-8")
+    path = write(tmp_path, '[ari]\npassword = "pw"\n[policy]\ntable_file = "rules.toml"\n')
+    result = check_config("--config", str(path))
+
+    assert 2 == result.returncode
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"configuration error: policy.table_file: policy table {table}")
