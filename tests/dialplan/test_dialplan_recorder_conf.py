@@ -81,7 +81,9 @@ class TestShippedDialplan:
             p.args for p in plan.priorities() if "RECORDER_APP_NAME=consent-recorder" in p.args
         ]
 
-        assert ["${RECORDER_APP_NAME},policy=${ARG1},lang=${ARG2}"] == [p.args for p in stasis]
+        assert [
+            "${RECORDER_APP_NAME},policy=${ARG1},lang=${ARG2},linkedid=${CHANNEL(linkedid)}"
+        ] == [p.args for p in stasis]
         assert [
             '$["${RECORDER_APP_NAME}" = ""]?Set(RECORDER_APP_NAME=consent-recorder)'
         ] == defaults

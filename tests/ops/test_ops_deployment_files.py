@@ -108,10 +108,10 @@ class TestAsteriskSamples:
         assert user["password"].startswith("CHANGE-ME")
 
     def test_ari_channelvars_carry_the_overrides(self) -> None:
-        """channelvars sits in [general] and names exactly the two override variables."""
+        """channelvars sits in [general] and names exactly the three override variables."""
         general = _asterisk_conf(ETC / "ari.conf")["general"][0]
 
-        assert "RECORDER_POLICY,RECORDER_JURISDICTION" == general["channelvars"]
+        assert "RECORDER_POLICY,RECORDER_JURISDICTION,RECORDER_LANGUAGE" == general["channelvars"]
 
     def test_http_binds_loopback_on_the_default_ari_port(self) -> None:
         """http.conf listens on 127.0.0.1 at the port of the default [ari] url."""
