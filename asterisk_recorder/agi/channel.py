@@ -19,7 +19,7 @@ from asterisk_recorder.agi.protocol import (
     AgiReply,
     digit_from_result,
 )
-from asterisk_recorder.errors import AgiHangup, AgiProtocolError, AgiTimeout
+from asterisk_recorder.errors import AgiCommandError, AgiHangup, AgiProtocolError, AgiTimeout
 
 __all__ = ["MAX_PROMPT_SECONDS", "AgiChannel", "CommandObserver"]
 
@@ -109,7 +109,9 @@ class AgiChannel:
 
         Raises:
             AgiArgumentError: an unsafe argument; nothing was sent.
-            AgiHangup: Asterisk sent ``HANGUP`` (the reply is not read).
+            AgiHangup: Asterisk sent ``HANGUP`` and refused the command (511). A command that
+                still ran on the dead channel (``SET VARIABLE``) returns its reply; ``hung_up``
+                tells.
             AgiCommandError: 510 / 511 / 520 / 503.
             AgiTimeout: no reply within ``read_timeout + wait``.
             AgiProtocolError: a malformed reply or a closed connection.
@@ -117,11 +119,23 @@ class AgiChannel:
         data = self._connection.send_command(command, *arguments, force_quote=force_quote)
         started = time.perf_counter()
         timeout = self._read_timeout + wait
+        hangup = False
         try:
             async with asyncio.timeout(timeout):
                 self._writer.write(data)
                 await self._writer.drain()
-                while (reply := self._connection.next_reply()) is None:
+                while True:
+                    try:
+                        reply = self._connection.next_reply()
+                    except AgiHangup:
+                        hangup = True  # the command's own reply still follows: read it too
+                        continue
+                    except AgiCommandError as exc:
+                        if hangup and exc.code == 511:
+                            raise AgiHangup(f"{command}: the channel hung up") from exc
+                        raise
+                    if reply is not None:
+                        break
                     await self._fill()
         except TimeoutError as exc:
             raise AgiTimeout(f"no reply to {command} within {timeout:g} s") from exc

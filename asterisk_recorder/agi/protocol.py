@@ -174,7 +174,8 @@ def parse_environment(lines: list[str]) -> AgiEnvironment:
 
     Raises:
         AgiProtocolError: a line is not ``agi_<name>: value``, a name repeats (an injected
-            line), ``agi_arg_N`` are not numbered 1..N, or ``agi_request`` is missing.
+            line), ``agi_arg_N`` are not numbered 1..N or are followed by another variable
+            (Asterisk sends them last), or ``agi_request`` is missing.
     """
     variables: dict[str, str] = {}
     numbered: dict[int, str] = {}
@@ -189,6 +190,10 @@ def parse_environment(lines: list[str]) -> AgiEnvironment:
         arg = _ARG_RE.fullmatch(name)
         if arg is not None:
             numbered[int(arg.group(1))] = value
+        elif numbered:
+            # Asterisk prints agi_arg_N last; one earlier was injected through a value
+            # (e.g. a caller name holding a newline).
+            raise AgiProtocolError(f"agi_{name} after agi_arg_N: injected environment line")
     if "request" not in variables:
         raise AgiProtocolError("environment block without agi_request")
     if numbered and sorted(numbered) != list(range(1, len(numbered) + 1)):

@@ -50,16 +50,34 @@ _LINE_RE = re.compile(r"\+\s+[0-9]+\.[0-9]+ (<<|>>|--) ?(.*)")
 
 DEAD_CAPABLE = frozenset(
     {
-        "ASYNCAGI BREAK", "DATABASE DEL", "DATABASE DELTREE", "DATABASE GET", "DATABASE PUT",
-        "EXEC", "GET FULL VARIABLE", "GET VARIABLE", "NOOP", "SET VARIABLE", "SPEECH DESTROY",
-        "SPEECH UNLOAD GRAMMAR", "VERBOSE",
+        "ASYNCAGI BREAK",
+        "DATABASE DEL",
+        "DATABASE DELTREE",
+        "DATABASE GET",
+        "DATABASE PUT",
+        "EXEC",
+        "GET FULL VARIABLE",
+        "GET VARIABLE",
+        "NOOP",
+        "SET VARIABLE",
+        "SPEECH DESTROY",
+        "SPEECH UNLOAD GRAMMAR",
+        "VERBOSE",
     }
 )
 """Commands ``res_agi.c`` still runs on a dead channel; all others get ``511``."""
 
 _KNOWN = (
-    "ANSWER", "CHANNEL STATUS", "GET FULL VARIABLE", "GET VARIABLE", "SET VARIABLE",
-    "STREAM FILE", "WAIT FOR DIGIT", "NOOP", "EXEC", "HANGUP",
+    "ANSWER",
+    "CHANNEL STATUS",
+    "GET FULL VARIABLE",
+    "GET VARIABLE",
+    "SET VARIABLE",
+    "STREAM FILE",
+    "WAIT FOR DIGIT",
+    "NOOP",
+    "EXEC",
+    "HANGUP",
 )
 
 USAGE = {
@@ -130,9 +148,7 @@ def parse_transcript(text: str, name: str = "transcript") -> Transcript:
         else:
             in_env = False
             exchanges.append((content, []))
-    return Transcript(
-        name, tuple(environment), tuple(Exchange(c, tuple(r)) for c, r in exchanges)
-    )
+    return Transcript(name, tuple(environment), tuple(Exchange(c, tuple(r)) for c, r in exchanges))
 
 
 def load_transcript(path: str | Path) -> Transcript:
@@ -294,9 +310,11 @@ class ScriptedAsterisk:
         dead: the channel is already hung up when AGI starts.
         garbage_at: answer the N-th command (0-based) with ``Garbage`` bytes.
         hangup_line: send ``HANGUP`` when the channel dies (Asterisk's ``AGISIGHUP``, default).
+        refuse: command name -> 510 or 520: answer that command with the error instead.
+        environment lines may be ``bytes`` (e.g. a caller name that is not UTF-8).
     """
 
-    environment: Sequence[str]
+    environment: Sequence[str | bytes]
     variables: dict[str, str] = field(default_factory=dict)
     prompts: list[Behaviour] = field(default_factory=list)
     waits: list[Behaviour] = field(default_factory=list)
@@ -304,6 +322,7 @@ class ScriptedAsterisk:
     dead: bool = False
     garbage_at: int | None = None
     hangup_line: bool = True
+    refuse: dict[str, int] = field(default_factory=dict)
     commands: list[list[str]] = field(default_factory=list)
     """Every command received, split as Asterisk splits it."""
     lines: list[str] = field(default_factory=list)
@@ -314,10 +333,16 @@ class ScriptedAsterisk:
 
     async def run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send the environment, then answer commands until the program closes its side."""
-        env = "".join(f"{line}\n" for line in self.environment) + "\n"
+        env = b"".join(
+            (line if isinstance(line, bytes) else line.encode()) + b"\n"
+            for line in self.environment
+        )
         if self.dead:
             self._hangup_pending = self.hangup_line
-        if not await _write(writer, [env[:-1]]):
+        try:
+            writer.write(env + b"\n")
+            await writer.drain()
+        except (ConnectionError, OSError):
             return
         while True:
             line = await _read_command(reader)
@@ -360,12 +385,19 @@ class ScriptedAsterisk:
         """The reply lines ``res_agi.c`` writes for one command."""
         upper = [word.upper() for word in argv]
         name = next(
-            (k for k in sorted(_KNOWN, key=len, reverse=True)
-             if upper[: len(k.split())] == k.split()),
+            (
+                k
+                for k in sorted(_KNOWN, key=len, reverse=True)
+                if upper[: len(k.split())] == k.split()
+            ),
             None,
         )
         if name is None:
             return ["510 Invalid or unknown command"]
+        if name in self.refuse:
+            if self.refuse[name] == 520:
+                return self._usage(name)
+            return [f"{self.refuse[name]} Invalid or unknown command"]
         if self.dead and name not in DEAD_CAPABLE:
             return ["511 Command Not Permitted on a dead channel or intercept routine"]
         argc = len(argv)

@@ -138,6 +138,13 @@ class TestEnvironment:
         with pytest.raises(AgiProtocolError, match="twice"):
             parse_environment(["agi_request: x", "agi_callerid: 1", "agi_callerid: 911"])
 
+    def test_injected_argument_line_before_asterisk_fields_is_rejected(self) -> None:
+        """``agi_arg_1`` followed by a fixed field was injected through a caller value."""
+        with pytest.raises(AgiProtocolError, match="injected"):
+            parse_environment(
+                ["agi_request: x", "agi_calleridname: x", "agi_arg_1: never", "agi_callingpres: 0"]
+            )
+
     def test_peer_closing_before_the_blank_line_is_a_protocol_error(self) -> None:
         """EOF in the middle of the environment raises AgiProtocolError."""
         conn = AgiConnection()
