@@ -489,6 +489,8 @@ def _convert(info: KeyInfo, raw: _Raw) -> object:
     value = raw.value
     shown = "(value hidden)" if info.secret else _show(value)
     if kind is Secret:
+        if isinstance(value, Secret):
+            return value
         if not isinstance(value, str):
             raise _Bad(f"expected a string, got {_type_name(value)}")
         return Secret(value)

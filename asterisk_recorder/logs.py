@@ -47,7 +47,8 @@ LEVELS: dict[str, int] = {
 """Accepted ``logging.level`` names and the stdlib level each one stands for."""
 
 _SECRET_KEY = re.compile(
-    r"pass(word|wd)?|pwd|dsn|secret|token|digest_key|api_key|authorization|credential",
+    r"password|passwd|passphrase|pwd|dsn|secret|token|digest_key|api_key|authorization"
+    r"|credential",
     re.IGNORECASE,
 )
 # scheme://user:password@host -> keep scheme and user, mask the password. The password part is

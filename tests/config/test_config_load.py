@@ -494,3 +494,12 @@ def test_no_text_value_takes_control_characters_or_10k(key: str, hostile: str) -
     assert 1 == len(problems)
     assert problems[0].startswith(f"{key}: ")
     assert len(problems[0]) < 400
+
+
+def test_overrides_accept_typed_values_and_secrets() -> None:
+    """Programmatic overrides may pass typed values, including a Secret, instead of text."""
+    s = config.load(env={}, overrides={"ari.password": Secret("pw"), "agi.port": 4600,
+                                       "flow.prompts.languages": ("de",), "http.enabled": False})
+
+    assert (Secret("pw"), 4600, ("de",), False) == (
+        s.ari[0].password, s.agi.port, s.flow.prompts.languages, s.http.enabled)
