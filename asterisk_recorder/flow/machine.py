@@ -549,11 +549,22 @@ def _prompt_failed(flow: ConsentFlow, event: PromptFailed) -> list[Action]:
 
 
 def _digit_answering(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
-    """A key before the disclosure: kept as evidence, no effect."""
-    if event.digit in DTMF_DIGITS:
-        flow._keys.append(KeyPress(event.digit, event.at))
-        return []
-    return flow._note_ignored(event)
+    """A key before the disclosure: a refusal counts at once, anything else is only kept.
+
+    The opt-out key (opt_out) or the decline key (opt_in) refuses recording even before the
+    caller heard the disclosure; the accept key does not count as consent yet, since consent
+    must follow the disclosure.
+    """
+    digit = event.digit
+    if digit not in DTMF_DIGITS:
+        return flow._note_ignored(event)
+    flow._keys.append(KeyPress(digit, event.at))
+    s = flow._settings
+    if (flow.mode is Mode.OPT_OUT and digit == s.opt_out_key) or (
+        flow.mode is Mode.OPT_IN and digit == s.opt_in_decline_key
+    ):
+        return flow._decide_key(digit, event.at, [])
+    return []
 
 
 def _digit_prompting(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
