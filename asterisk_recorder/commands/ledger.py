@@ -1,0 +1,436 @@
+"""``asterisk-recorder ledger ...``: verify, spool-status, export, erase, purge, show, tail.
+
+This module owns the commands' arguments, confirmations and output only; the work is done by
+``asterisk_recorder.ledger`` (``verify``, ``admin``, ``spool``). Text that came from callers is
+printed with control characters escaped, so a hostile caller name cannot drive the terminal.
+Exit codes: 0 ok, 1 a broken chain / nothing found / runtime failure, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import getpass
+import json
+import re
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import asyncpg
+
+from asterisk_recorder import config
+from asterisk_recorder.ledger import admin
+from asterisk_recorder.ledger.database import connect_app, database_dsn
+from asterisk_recorder.ledger.keys import load_digest_key, spool_directory
+from asterisk_recorder.ledger.spool import Spool
+from asterisk_recorder.ledger.verify import verify_chain
+from asterisk_recorder.settings import Settings
+
+__all__ = ["parse_age", "register"]
+
+_T = TypeVar("_T")
+_AGE_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_PHONE_RE = re.compile(r"^[+-][0-9 ()./-]*$")
+
+
+def parse_age(text: str) -> float:
+    """``90d`` -> seconds; units ``s``, ``m``, ``h``, ``d``, ``w``.
+
+    Raises:
+        ValueError: ``text`` is not a positive whole number followed by a unit.
+    """
+    match = _AGE_RE.match(text)
+    if match is None or int(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not an age like 90d, 12h, 30m, 2w")
+    return int(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
+def _safe(value: object) -> str:
+    """Printable text: control characters (and lone surrogates) shown as escapes."""
+    text = "" if value is None else str(value)
+    return _CONTROL_RE.sub(
+        lambda m: (
+            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}"
+        ),
+        text,
+    )
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``ledger`` sub-command and its actions."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "ledger", help="inspect, verify and maintain the consent ledger"
+    )
+    actions = parser.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+
+    def action(
+        name: str, func: Callable[[argparse.Namespace], int], text: str, description: str
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = actions.add_parser(name, help=text, description=description)
+        config.add_config_arguments(sub)
+        sub.set_defaults(func=func)
+        return sub
+
+    verify = action(
+        "verify",
+        run_verify,
+        "walk the hash chain and report the first break",
+        "Recompute every row's hash in chain order and check the links, the personal "
+        "values against their digests, and the head. Exit 1 at the first break.",
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    status = action(
+        "spool-status",
+        run_spool_status,
+        "show decisions waiting in the spool",
+        "Count the decisions spooled while PostgreSQL was away, the oldest, the "
+        "bytes, and the torn lines kept in quarantine.",
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    export = action(
+        "export",
+        run_export,
+        "export everything about one number",
+        "Print every decision about NUMBER (as caller, called or party) with its "
+        "recording path: a data subject's access request.",
+    )
+    export.add_argument("--number", required=True, help="the phone number, exactly as stored")
+    export.add_argument("--format", choices=("json", "csv"), default="json")
+
+    erase = action(
+        "erase",
+        run_erase,
+        "erase one number's personal data and recordings",
+        "Remove the personal data of every decision about NUMBER and delete their "
+        "recordings; the chain stays verifiable and the erasure is itself recorded. "
+        "Asks for confirmation on a terminal; without one, --yes is required.",
+    )
+    erase.add_argument("--number", required=True, help="the phone number, exactly as stored")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    purge = action(
+        "purge",
+        run_purge,
+        "retention: purge old recordings and personal data",
+        "Remove the personal data and recordings of decisions older than AGE "
+        "(e.g. 90d). The decisions and the chain stay; each chunk is recorded.",
+    )
+    purge.add_argument("--older-than", required=True, metavar="AGE", help="age like 90d, 12h, 2w")
+
+    show = action(
+        "show",
+        run_show,
+        "show the decisions of one call",
+        "Show every decision whose decision id, uniqueid, linkedid or channel id is ID.",
+    )
+    show.add_argument("--call", required=True, metavar="ID")
+    show.add_argument("--json", action="store_true", help="print JSON")
+
+    tail = action(
+        "tail",
+        run_tail,
+        "show the newest decisions",
+        "Print the newest decisions, one line each; --follow keeps printing new ones.",
+    )
+    tail.add_argument("-n", "--lines", type=int, default=20, metavar="N")
+    tail.add_argument("--follow", "-f", action="store_true")
+    tail.add_argument("--json", action="store_true", help="print JSON lines")
+
+
+async def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
+    async with database_dsn(settings) as dsn:
+        conn = await connect_app(dsn, connect_timeout=settings.database.connect_timeout)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """``ledger verify``."""
+    settings = config.settings_from_args(args)
+    key = load_digest_key(settings.ledger)
+    report = asyncio.run(_with_conn(settings, lambda conn: verify_chain(conn, key)))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "rows": report.rows,
+                    "head_seq": report.head_seq,
+                    "head_hash": report.head_hash,
+                    "position": report.position,
+                    "entry_id": report.entry_id,
+                    "reason": report.reason,
+                    "unchecked_personal": report.unchecked_personal,
+                }
+            )
+        )
+    elif report.ok:
+        print(f"chain OK: {report.rows} rows verified; head {report.head_seq} {report.head_hash}")
+        if report.unchecked_personal:
+            print(
+                f"note: {report.unchecked_personal} personal rows use another digest key "
+                "and were not checked against their digests"
+            )
+    else:
+        print(
+            f"chain BROKEN at position {report.position} (id {report.entry_id}): "
+            f"{report.reason}; {report.rows} rows verified before it",
+            file=sys.stderr,
+        )
+    return 0 if report.ok else 1
+
+
+def run_spool_status(args: argparse.Namespace) -> int:
+    """``ledger spool-status``."""
+    settings = config.settings_from_args(args)
+    status = Spool(spool_directory(settings.ledger)).status()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "directory": status.directory,
+                    "pending": status.pending,
+                    "bytes": status.bytes,
+                    "oldest_spooled_at": status.oldest_spooled_at,
+                    "files": status.files,
+                    "quarantined": status.quarantined,
+                    "quarantine_file": status.quarantine_file,
+                }
+            )
+        )
+        return 0
+    oldest = (
+        "-"
+        if status.oldest_spooled_at is None
+        else datetime.fromtimestamp(status.oldest_spooled_at, UTC).isoformat()
+    )
+    print(f"spool directory: {status.directory}")
+    print(f"waiting:         {status.pending} decisions ({status.bytes} bytes)")
+    print(f"oldest:          {oldest}")
+    print(
+        f"quarantined:     {status.quarantined} torn or garbled lines"
+        + (f" in {status.quarantine_file}" if status.quarantine_file else "")
+    )
+    return 0
+
+
+def _csv_cell(value: object) -> str:
+    text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
+    # spreadsheet formula injection: a hostile caller name must not become a formula
+    if text[:1] in ("=", "@", "\t", "\r") or (
+        text[:1] in "+-" and text and not _PHONE_RE.match(text)
+    ):
+        return "'" + text
+    return text
+
+
+def _write_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
+    columns = [
+        "seq",
+        "decision_id",
+        "decided_at",
+        "outcome",
+        "mode",
+        "caller_number",
+        "caller_name",
+        "called_number",
+        "personal_data_erased",
+        "recording_path",
+        "driver",
+        "uniqueid",
+        "linkedid",
+        "channel_name",
+        "asterisk_id",
+        "instance_id",
+        "policy_rows",
+        "policy_version",
+        "prompt_id",
+        "language",
+        "keys",
+        "reason",
+        "parties",
+        "offered_at",
+        "answered_at",
+        "disclosure_started_at",
+        "disclosure_finished_at",
+        "text_notes",
+        "hash",
+    ]
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(c)) for c in columns])
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``ledger export --number N``."""
+    settings = config.settings_from_args(args)
+    key = load_digest_key(settings.ledger)
+    rows = asyncio.run(_with_conn(settings, lambda c: admin.export_number(c, key, args.number)))
+    if args.format == "csv":
+        _write_csv(rows, sys.stdout)
+    else:
+        json.dump(
+            {"number": args.number, "decisions": rows}, sys.stdout, indent=2, ensure_ascii=True
+        )
+        sys.stdout.write("\n")
+    return 0
+
+
+def run_erase(args: argparse.Namespace) -> int:
+    """``ledger erase --number N [--yes]``."""
+    settings = config.settings_from_args(args)
+    key = load_digest_key(settings.ledger)
+    root = Path(settings.flow.recording.directory)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("refusing to erase without --yes: stdin is not a terminal", file=sys.stderr)
+            return 2
+        found = asyncio.run(
+            _with_conn(settings, lambda c: admin.export_number(c, key, args.number))
+        )
+        live = [r for r in found if not r["personal_data_erased"]]
+        recordings = sum(1 for r in live if r["recording_path"])
+        answer = input(
+            f"Erase the personal data of {len(live)} decisions about "
+            f"{_safe(args.number)} and delete {recordings} recordings? "
+            "Type 'yes' to proceed: "
+        )
+        if answer.strip().lower() != "yes":
+            print("nothing erased", file=sys.stderr)
+            return 1
+    result = asyncio.run(
+        _with_conn(
+            settings, lambda c: admin.erase_number(c, key, args.number, root, actor=_actor())
+        )
+    )
+    counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(result.recordings.items())) or "none"
+    print(
+        f"erased personal data of {result.personal_rows_removed} decisions; recordings: "
+        f"{counts}; recorded as ledger event {result.event_seq}"
+    )
+    for path in result.recordings.get("refused", []):
+        print(f"refused to delete {_safe(path)}: outside {root}", file=sys.stderr)
+    return 0 if not result.recordings.get("failed") else 1
+
+
+def _progress_bar(out: TextIO) -> Callable[[int, int], None] | None:
+    if not out.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        fill = width if total == 0 else width * done // total
+        percent = 100 if total == 0 else 100 * done // total
+        out.write(f"\rpurging [{'#' * fill}{'.' * (width - fill)}] {percent:3d}% {done}/{total}")
+        if done >= total:
+            out.write("\n")
+        out.flush()
+
+    return show
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    """``ledger purge --older-than AGE``."""
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as exc:
+        print(f"error: --older-than: {exc}", file=sys.stderr)
+        return 2
+    settings = config.settings_from_args(args)
+    key = load_digest_key(settings.ledger)
+    root = Path(settings.flow.recording.directory)
+    cutoff = time.time() - age
+    progress = _progress_bar(sys.stderr)
+    result = asyncio.run(
+        _with_conn(
+            settings,
+            lambda c: admin.purge_older_than(
+                c, key, cutoff, root, actor=_actor(), progress=progress
+            ),
+        )
+    )
+    counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(result.recordings.items())) or "none"
+    print(
+        f"purged personal data of {result.personal_rows_removed} decisions older than "
+        f"{args.older_than}; recordings: {counts}"
+    )
+    return 0 if not result.recordings.get("failed") else 1
+
+
+def _line(view: dict[str, Any]) -> str:
+    return "  ".join(
+        [
+            f"{view['seq']:>8}",
+            _safe(view["decided_at"]),
+            f"{_safe(view['outcome']):<24}",
+            f"{_safe(view['mode']):<8}",
+            _safe(view["decision_id"]),
+            _safe(view["caller_number"] if not view["personal_data_erased"] else "(erased)"),
+            "->",
+            _safe(view["called_number"] if not view["personal_data_erased"] else "(erased)"),
+        ]
+    )
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """``ledger show --call ID``."""
+    settings = config.settings_from_args(args)
+    views = asyncio.run(_with_conn(settings, lambda c: admin.show_call(c, args.call)))
+    if not views:
+        print(f"no decision for call {_safe(args.call)}", file=sys.stderr)
+        return 1
+    for view in views:
+        if args.json:
+            print(json.dumps(view, ensure_ascii=True))
+            continue
+        for name, value in view.items():
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=True)
+            print(f"{name:<24} {_safe(shown)}")
+        print()
+    return 0
+
+
+def run_tail(args: argparse.Namespace) -> int:
+    """``ledger tail [-n N] [--follow]``."""
+    settings = config.settings_from_args(args)
+
+    def emit(view: dict[str, Any]) -> None:
+        print(json.dumps(view, ensure_ascii=True) if args.json else _line(view), flush=True)
+
+    async def work(conn: asyncpg.Connection) -> int:
+        views = await admin.tail(conn, max(args.lines, 0))
+        last = 0
+        for view in views:
+            emit(view)
+        last = (
+            views[-1]["seq"]
+            if views
+            else int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM decisions"))
+        )
+        if args.follow:
+            async for view in admin.follow(conn, last):
+                emit(view)
+        return 0
+
+    return asyncio.run(_with_conn(settings, work))
