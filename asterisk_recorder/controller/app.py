@@ -225,6 +225,7 @@ class AriController:
             sink=self._sink,
             clock=self._clock,
             on_reaction=self._hooks.on_reaction,
+            received=time.monotonic(),
         )
         if self._draining:
             abort_reason = "controller shutting down"

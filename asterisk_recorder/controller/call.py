@@ -223,6 +223,7 @@ class CallSession:
         sink: where the decision is stored (the ledger).
         clock: wall-clock seconds (``time.time``); the flow never reads a clock itself.
         on_reaction: called with each event-to-REST reaction time in seconds.
+        received: ``time.monotonic()`` when the StasisStart arrived (for the reaction time).
     """
 
     def __init__(
@@ -235,6 +236,7 @@ class CallSession:
         sink: DecisionSink,
         clock: Callable[[], float] = time.time,
         on_reaction: Callable[[float], None] | None = None,
+        received: float | None = None,
     ) -> None:
         self.call = call
         self.channel_id = call.channel_id
@@ -244,11 +246,12 @@ class CallSession:
         self._sink = sink
         self._clock = clock
         self._on_reaction = on_reaction
-        self._queue: asyncio.Queue[tuple[float, _QueueItem]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[float | None, _QueueItem]] = asyncio.Queue()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._playback_id: str | None = None
         self._gone = False
         self._received: float | None = None
+        self._offered_received = received
         self.stats = CallStats(reactions=[], rest_errors=[])
         self.started = time.monotonic()
 
@@ -260,11 +263,11 @@ class CallSession:
 
     def abort(self, reason: str) -> None:
         """Ask the flow to fail closed now (shutdown, resync): hand back, not recorded."""
-        self._queue.put_nowait((time.monotonic(), _Abort(reason)))
+        self._queue.put_nowait((None, _Abort(reason)))
 
     def channel_gone(self) -> None:
         """The channel no longer exists (found missing on resync, or Asterisk restarted)."""
-        self._queue.put_nowait((time.monotonic(), ChannelGoneMarker))
+        self._queue.put_nowait((None, ChannelGoneMarker))
 
     @property
     def decision(self) -> ConsentDecision | None:
@@ -281,6 +284,7 @@ class CallSession:
     async def run(self) -> ConsentDecision | None:
         """Run the flow to its end; return the decision (None if the flow never decided)."""
         try:
+            self._received = self._offered_received
             await self._step(CallOffered(at=self._clock(), call=self.call))
             while not self._flow.done:
                 received, item = await self._queue.get()
@@ -407,7 +411,7 @@ class CallSession:
                     old.cancel()
                 loop = asyncio.get_running_loop()
                 self._timers[name] = loop.call_later(
-                    seconds, self._queue.put_nowait, (time.monotonic(), _Timer(name))
+                    seconds, self._queue.put_nowait, (None, _Timer(name))
                 )
                 return None
             case CancelTimer(name=name):

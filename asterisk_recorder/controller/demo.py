@@ -15,7 +15,7 @@ import dataclasses
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from asterisk_recorder.controller.service import Service
 from asterisk_recorder.ledger.admin import show_call
@@ -81,7 +81,7 @@ class DemoResult:
     channel_id: str
     outcome: str
     variables: dict[str, str]
-    row: dict[str, object] | None
+    row: dict[str, Any] | None
 
     @property
     def as_expected(self) -> bool:
@@ -176,7 +176,7 @@ async def _wait_started(service: Service, task: asyncio.Task[None]) -> None:
 
 def _ready_waiter(service: Service) -> Callable[[], Awaitable[None]]:
     async def wait() -> None:
-        while not all(c.ready for c in service.controllers):
+        while not all(c.ready for c in service.controllers):  # noqa: ASYNC110 - no event for it
             await asyncio.sleep(0.01)
 
     return wait
@@ -192,7 +192,7 @@ async def _collect(
     conn = await connect_app(service.dsn)
     try:
         for scenario, (channel_id, outcome, variables) in zip(scenarios, placed, strict=True):
-            row: dict[str, object] | None = None
+            row: dict[str, Any] | None = None
             if scenario.app == APP:
                 for _ in range(300):  # the abandoned call's decision lands after the hang-up
                     rows = await show_call(conn, channel_id)
@@ -212,14 +212,13 @@ def _print_table(results: list[DemoResult], out: TextIO) -> None:
     header = ("#", "scenario", "caller", "called", "mode", "rows", "keys", "outcome", "ok")
     lines: list[tuple[str, ...]] = []
     for i, r in enumerate(results, 1):
-        row = r.row or {}
-        keys = row.get("keys") or []
-        digits = "".join(str(k["digit"]) for k in keys if isinstance(k, dict))  # type: ignore[union-attr]
-        rows = row.get("policy_rows") or []
+        row: dict[str, Any] = dict(r.row or {})
+        digits = "".join(str(k.get("digit", "")) for k in row.get("keys") or [])
+        rows = ",".join(str(x) for x in row.get("policy_rows") or []) or "-"
         lines.append((
             str(i), r.scenario.name[:44], r.scenario.caller, r.scenario.called,
-            str(row.get("mode", "-")), ",".join(str(x) for x in rows) or "-",  # type: ignore[union-attr]
-            digits or "-", r.outcome, "yes" if r.as_expected else "NO",
+            str(row.get("mode", "-")), rows, digits or "-", r.outcome,
+            "yes" if r.as_expected else "NO",
         ))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     print("", file=out)
@@ -238,7 +237,8 @@ def _print_table(results: list[DemoResult], out: TextIO) -> None:
 
 
 async def _verify(service: Service, out: TextIO) -> bool:
-    assert service.dsn is not None and service.ledger is not None
+    assert service.dsn is not None
+    assert service.ledger is not None
     conn = await connect_app(service.dsn)
     try:
         report = await verify_chain(conn, service.ledger.key)

@@ -1,11 +1,27 @@
-"""The ARI controller runs the consent flow for each call and hands it back to dialplan."""
+"""The ARI controller runs the consent flow for each call and hands it back to dialplan.
+
+Every test drives the real controller over real sockets against the shipped fake Asterisk and
+asserts the REST calls it made, the channel variables dialplan sees and the decision stored.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 
-from asterisk_recorder.flow.decision import Outcome
-from tests.controller.conftest import Rig
+import pytest
+
+from asterisk_recorder.errors import LedgerError
+from asterisk_recorder.flow.decision import ConsentDecision, Outcome
+from asterisk_recorder.ledger.sink import MemorySink, StoreReceipt
+from asterisk_recorder.policy.modes import Mode
+from asterisk_recorder.testing import FakeAsterisk
+from tests.controller.conftest import Rig, start_rig, stop_rig
+
+UUID_PATH = re.compile(
+    r"^/var/spool/asterisk/monitor/recorder/\d{4}/\d{2}/\d{2}/[0-9a-f-]{36}\.wav$"
+)
 
 
 async def wait_decisions(rig: Rig, count: int, within: float = 5.0) -> None:
@@ -13,6 +29,16 @@ async def wait_decisions(rig: Rig, count: int, within: float = 5.0) -> None:
     async with asyncio.timeout(within):
         while len(rig.sink.decisions) < count:
             await asyncio.sleep(0.01)
+
+
+def consent_requests(fake: FakeAsterisk, channel_id: str) -> list[tuple[str, str]]:
+    """The controller's REST calls about one channel, as (method, path-suffix) pairs."""
+    out = []
+    for req in fake.requests:
+        if channel_id in req.path or req.path.startswith("/ari/playbacks/"):
+            suffix = req.path.split(channel_id, 1)[-1] if channel_id in req.path else "/playback"
+            out.append((req.method, suffix or "/"))
+    return out
 
 
 async def test_opt_out_key_during_disclosure_skips_recording(rig: Rig) -> None:
@@ -25,7 +51,322 @@ async def test_opt_out_key_during_disclosure_skips_recording(rig: Rig) -> None:
 
     decision = rig.sink.decisions[0]
     assert Outcome.NOT_RECORDED_OPTED_OUT == decision.outcome
+    assert Mode.OPT_OUT == decision.mode
     assert "skip" == record.variables["RECORDER_DECISION"]
     assert "not_recorded_opted_out" == record.variables["RECORDER_OUTCOME"]
     assert decision.decision_id == record.variables["RECORDER_DECISION_ID"]
     assert "" == record.variables["RECORDER_FILE"]
+    assert ["1"] == [k.digit for k in decision.keys]
+
+
+async def test_barge_in_stops_the_playback_before_setting_variables(rig: Rig) -> None:
+    """Opt-out REST sequence: answer, play, DELETE playback, six variables, continue."""
+    ch = await rig.fake.originate(caller_number="+14155550100", extension="2125550100")
+    await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    await rig.fake.send_dtmf(ch.id, "1")
+    await rig.fake.wait_for_continue(ch.id)
+
+    expected = [
+        ("POST", "/answer"),
+        ("POST", "/play"),
+        ("DELETE", "/playback"),
+        ("POST", "/variable"),
+        ("POST", "/variable"),
+        ("POST", "/variable"),
+        ("POST", "/variable"),
+        ("POST", "/variable"),
+        ("POST", "/variable"),
+        ("POST", "/continue"),
+    ]
+    assert expected == consent_requests(rig.fake, ch.id)
+
+
+async def test_silent_caller_after_opt_out_offer_is_recorded_with_a_safe_path(rig: Rig) -> None:
+    """No key after an opt-out disclosure: recorded, path built from the decision id only."""
+    ch = await rig.fake.originate(caller_number="+14155550100", extension="2125550100")
+    record = await rig.fake.wait_for_continue(ch.id)
+    await wait_decisions(rig, 1)
+
+    decision = rig.sink.decisions[0]
+    assert Outcome.RECORDED_NOTIFIED == decision.outcome
+    assert "record" == record.variables["RECORDER_DECISION"]
+    assert UUID_PATH.match(record.variables["RECORDER_FILE"])
+    assert record.variables["RECORDER_FILE"].endswith(f"/{decision.decision_id}.wav")
+    assert decision.recording_path == record.variables["RECORDER_FILE"]
+    assert "b" == record.variables["RECORDER_MIXMON_OPTIONS"]
+
+
+async def test_one_party_state_plays_announcement_and_records(rig: Rig) -> None:
+    """New York to New York (site US-NY): announce, then recorded without a key."""
+    ch = await rig.fake.originate(caller_number="+12125550100", extension="+12125550199")
+    record = await rig.fake.wait_for_continue(ch.id)
+    await wait_decisions(rig, 1)
+
+    decision = rig.sink.decisions[0]
+    assert Mode.ANNOUNCE == decision.mode
+    assert Outcome.RECORDED_NOTIFIED == decision.outcome
+    assert "record" == record.variables["RECORDER_DECISION"]
+    play = next(r for r in rig.fake.requests if r.path.endswith("/play"))
+    assert "sound:recorder/consent-announce" == play.query["media"]
+    assert "en" == play.query["lang"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "outcome", "decision"),
+    [
+        ("1", Outcome.RECORDED_CONSENTED, "record"),
+        ("2", Outcome.NOT_RECORDED_DECLINED, "skip"),
+        ("", Outcome.NOT_RECORDED_NO_CONSENT, "skip"),
+    ],
+)
+async def test_opt_in_caller_from_germany(
+    rig: Rig, keys: str, outcome: Outcome, decision: str
+) -> None:
+    """A German caller is asked to opt in: 1 records, 2 declines, silence records nothing."""
+    ch = await rig.fake.originate(caller_number="+4930901820", extension="2125550100")
+    await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    if keys:
+        await rig.fake.send_dtmf(ch.id, keys)
+    record = await rig.fake.wait_for_continue(ch.id, within=10)
+    await wait_decisions(rig, 1)
+
+    assert Mode.OPT_IN == rig.sink.decisions[0].mode
+    assert outcome == rig.sink.decisions[0].outcome
+    assert decision == record.variables["RECORDER_DECISION"]
+
+
+async def test_interstate_call_follows_the_stricter_state(rig: Rig) -> None:
+    """New York caller to Connecticut: CT's opt-out with a 15 s beep applies."""
+    ch = await rig.fake.originate(caller_number="+12125550100", extension="+18605550100")
+    record = await rig.fake.wait_for_continue(ch.id)
+    await wait_decisions(rig, 1)
+
+    decision = rig.sink.decisions[0]
+    assert Mode.OPT_OUT == decision.mode
+    assert "US-CT" in decision.policy_rows
+    assert "bB(15)" == record.variables["RECORDER_MIXMON_OPTIONS"]
+
+
+async def test_hang_up_during_disclosure_is_abandoned_and_never_continued(rig: Rig) -> None:
+    """The caller hangs up mid-prompt: outcome abandoned, stored, no continue attempted."""
+    ch = await rig.fake.originate(caller_number="+14155550100", extension="2125550100")
+    await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    await rig.fake.hangup(ch.id)
+    await wait_decisions(rig, 1)
+
+    assert Outcome.ABANDONED == rig.sink.decisions[0].outcome
+    assert [] == [r for r in rig.fake.requests if r.path.endswith("/continue")]
+    assert [] == [r for r in rig.fake.requests if r.path.endswith("/variable")]
+
+
+async def test_channel_gone_mid_request_is_handled_as_abandoned(rig: Rig) -> None:
+    """A 404 on the play request (channel vanished) ends the flow as abandoned, quietly."""
+    rig.fake.fail("POST", "/ari/channels/*/play", 404, "Channel not found")
+    ch = await rig.fake.originate(caller_number="+14155550100", extension="2125550100")
+    await wait_decisions(rig, 1)
+
+    assert Outcome.ABANDONED == rig.sink.decisions[0].outcome
+    assert rig.fake.channel(ch.id).continued is None
+
+
+async def test_stasis_argument_policy_never_skips_prompt_and_recording(rig: Rig) -> None:
+    """``Stasis(app,policy=never)``: no prompt, handed back with skip."""
+    ch = await rig.fake.originate(
+        caller_number="+14155550100", extension="2125550100", args=("policy=never", "lang=en")
+    )
+    record = await rig.fake.wait_for_continue(ch.id)
+    await wait_decisions(rig, 1)
+
+    assert Outcome.NOT_RECORDED_POLICY == rig.sink.decisions[0].outcome
+    assert "skip" == record.variables["RECORDER_DECISION"]
+    assert [] == [r for r in rig.fake.requests if r.path.endswith("/play")]
+
+
+async def test_channel_variable_override_forces_opt_in(rig: Rig) -> None:
+    """``RECORDER_POLICY=opt_in`` from ari.conf channelvars applies to a New York call."""
+    ch = await rig.fake.originate(
+        caller_number="+12125550100", extension="2125550199",
+        variables={"RECORDER_POLICY": "opt_in"},
+    )
+    await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    await rig.fake.send_dtmf(ch.id, "1")
+    record = await rig.fake.wait_for_continue(ch.id)
+    await wait_decisions(rig, 1)
+
+    assert Mode.OPT_IN == rig.sink.decisions[0].mode
+    assert "recorded_consented" == record.variables["RECORDER_OUTCOME"]
+
+
+HOSTILE = [
+    "1234,b,/bin/sh -c id",
+    "555) ; System(rm -rf /)",
+    "${SHELL(id)}",
+    "a|b|c",
+    "\"quoted\" 'single'",
+    "line1\nline2\r\nSet(X=1)",
+    "../../../etc/passwd",
+    "x" * 10_000,
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=lambda s: repr(s[:20]))
+async def test_hostile_caller_id_never_reaches_file_or_options(rig: Rig, hostile: str) -> None:
+    """Caller-controlled name and number never alter RECORDER_FILE or the MixMonitor options."""
+    ch = await rig.fake.originate(
+        caller_number=hostile, caller_name=hostile, extension=hostile[:80],
+        args=("policy=announce",),
+    )
+    record = await rig.fake.wait_for_continue(ch.id)
+    await wait_decisions(rig, 1)
+
+    decision = rig.sink.decisions[0]
+    assert "record" == record.variables["RECORDER_DECISION"]
+    assert UUID_PATH.match(record.variables["RECORDER_FILE"])
+    assert "b" == record.variables["RECORDER_MIXMON_OPTIONS"]
+    uuid.UUID(record.variables["RECORDER_DECISION_ID"])
+    assert hostile == decision.caller_name  # kept as evidence, untouched
+
+
+class FailingSink:
+    """A ledger that cannot store anything."""
+
+    async def store(self, decision: ConsentDecision) -> StoreReceipt:
+        """Always fail."""
+        raise LedgerError("database and spool both unavailable")
+
+
+async def test_store_failure_hands_back_without_recording() -> None:
+    """When the decision cannot be stored, the call still proceeds, not recorded."""
+    rig = await start_rig(sink=FailingSink())  # type: ignore[arg-type]
+    try:
+        ch = await rig.fake.originate(caller_number="+12125550100", extension="2125550199")
+        record = await rig.fake.wait_for_continue(ch.id)
+    finally:
+        await stop_rig(rig)
+
+    assert "skip" == record.variables["RECORDER_DECISION"]
+    assert "" == record.variables["RECORDER_FILE"]
+
+
+async def test_slow_call_never_delays_another(rig: Rig) -> None:
+    """A call whose answer request hangs does not hold up a second call's flow."""
+    rig.fake.delay("POST", "/ari/channels/slow-1/answer", 1.5)
+    slow = await rig.fake.originate(
+        caller_number="+12125550100", extension="2125550199", channel_id="slow-1"
+    )
+    fast = await rig.fake.originate(caller_number="+12125550101", extension="2125550199")
+    await rig.fake.wait_for_continue(fast.id)
+
+    assert rig.fake.channel(slow.id).continued is None
+    await rig.fake.wait_for_continue(slow.id)
+    assert 2 == len(rig.sink.decisions)
+
+
+async def test_websocket_drop_mid_call_reconnects_and_finishes_the_call(rig: Rig) -> None:
+    """The event socket drops during a disclosure; the call still completes after reconnect."""
+    ch = await rig.fake.originate(caller_number="+14155550100", extension="2125550100")
+    await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    connections = rig.fake.ws_connections
+    await rig.fake.drop_websockets()
+    await rig.fake.wait_for_app("consent-recorder")
+    async with asyncio.timeout(5):
+        while rig.fake.ws_connections == connections:
+            await asyncio.sleep(0.01)
+    await rig.fake.send_dtmf(ch.id, "1")
+    record = await rig.fake.wait_for_continue(ch.id)
+
+    assert "not_recorded_opted_out" == record.variables["RECORDER_OUTCOME"]
+
+
+async def test_asterisk_restart_ends_in_flight_calls_as_abandoned(rig: Rig) -> None:
+    """Asterisk restarts mid-call (all channels gone): the flow is stored as abandoned."""
+    await rig.fake.originate(caller_number="+14155550100", extension="2125550100")
+    await rig.fake.wait_for_event("PlaybackStarted")
+    await rig.fake.restart()
+    await wait_decisions(rig, 1)
+
+    assert Outcome.ABANDONED == rig.sink.decisions[0].outcome
+
+
+async def test_channels_parked_before_the_controller_started_are_handed_back() -> None:
+    """After a controller restart, channels found parked in the app are handed back fail-closed."""
+    fake = FakeAsterisk(time_scale=0.05)
+    await fake.start()
+    first = await start_rig(fake=fake)
+    ch = await fake.originate(caller_number="+14155550100", extension="2125550100")
+    await fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    first.controller._draining = True
+    first.task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first.task
+    assert fake.channel(ch.id).continued is None
+
+    second = await start_rig(fake=fake)
+    try:
+        record = await fake.wait_for_continue(ch.id)
+        await wait_decisions(second, 1)
+    finally:
+        await stop_rig(second)
+
+    assert "skip" == record.variables["RECORDER_DECISION"]
+    assert Outcome.FAILED == second.sink.decisions[0].outcome
+
+
+async def test_application_replaced_marks_controller_not_ready(rig: Rig) -> None:
+    """Another client taking the app over makes the controller report not ready."""
+    await rig.fake.replace_application("consent-recorder")
+    async with asyncio.timeout(5):
+        while not rig.controller.replaced:
+            await asyncio.sleep(0.01)
+
+    assert False is rig.controller.ready
+
+
+async def test_shutdown_finishes_in_flight_calls_and_fails_closed_new_ones() -> None:
+    """Draining: an in-flight call gets its grace; a call arriving meanwhile is handed back."""
+    rig = await start_rig()
+    try:
+        ch = await rig.fake.originate(caller_number="+14155550100", extension="2125550100")
+        await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+        drain = asyncio.create_task(rig.controller.drain(grace=0.05))
+        late = await rig.fake.originate(caller_number="+14155550101", extension="2125550100")
+        await drain
+        first = await rig.fake.wait_for_continue(ch.id)
+        second = await rig.fake.wait_for_continue(late.id)
+    finally:
+        await stop_rig(rig)
+
+    assert "skip" == first.variables["RECORDER_DECISION"]
+    assert "skip" == second.variables["RECORDER_DECISION"]
+    assert {Outcome.FAILED} == {d.outcome for d in rig.sink.decisions}
+
+
+async def test_many_concurrent_calls_each_get_exactly_one_decision(rig: Rig) -> None:
+    """Fifty calls at once: fifty decisions, no duplicates, every channel handed back."""
+    channels = await asyncio.gather(
+        *(rig.fake.originate(caller_number=f"+1212555{i:04d}", extension="2125550199")
+          for i in range(50))
+    )
+    for ch in channels:
+        await rig.fake.wait_for_continue(ch.id, within=10)
+    await wait_decisions(rig, 50)
+
+    ids = [d.decision_id for d in rig.sink.decisions]
+    assert 50 == len(set(ids))
+    assert {ch.id for ch in channels} == {d.channel_id for d in rig.sink.decisions}
+
+
+async def test_memory_sink_keeps_one_copy_per_decision_id() -> None:
+    """Storing the same decision twice keeps one copy (the ledger's idempotency contract)."""
+    rig = await start_rig()
+    try:
+        ch = await rig.fake.originate(caller_number="+12125550100", extension="2125550199")
+        await rig.fake.wait_for_continue(ch.id)
+        await wait_decisions(rig, 1)
+        again = await rig.sink.store(rig.sink.decisions[0])
+    finally:
+        await stop_rig(rig)
+
+    assert rig.sink.decisions[0].decision_id == again.decision_id
+    assert 1 == len(rig.sink.decisions)
+    assert isinstance(rig.sink, MemorySink)
