@@ -787,6 +787,7 @@ class FakeAsterisk:
         """Queue a command and wait for it; False if the channel went away first."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         ch.queue.put_nowait(_Command(kind, run, done))
+        self._notify()
         try:
             await done
         except asyncio.CancelledError:
@@ -797,6 +798,7 @@ class FakeAsterisk:
 
     def _queue_async(self, ch: FakeChannel, kind: str, run: Callable[[], Awaitable[None]]) -> None:
         ch.queue.put_nowait(_Command(kind, run))
+        self._notify()
 
     def _hangup(
         self, ch: FakeChannel, request_fields: Mapping[str, Any], *, destroy_cause: int
