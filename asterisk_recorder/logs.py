@@ -130,39 +130,27 @@ def _is_tty(stream: TextIO | None) -> bool:
         return False
 
 
-def configure(
-    settings: LoggingSettings,
-    *,
-    stream: TextIO | None = None,
-    secrets: Iterable[str] = (),
-) -> None:
-    """Configure structlog (and the stdlib root logger) for this process.
-
-    Args:
-        settings: level (``debug`` ... ``critical``) and format (``auto``, ``json``,
-            ``console``; ``auto`` is JSON unless the stream is a TTY).
-        stream: where log lines go; ``None`` means ``sys.stdout`` as it is at each write.
-        secrets: secret values (passwords, DSNs, keys) to mask wherever they appear;
-            they add to those given by earlier calls.
-    """
-    global _secrets, _handler
+def _pipeline(settings: LoggingSettings, stream: TextIO | None) -> tuple[int, Processor,
+                                                                        list[Processor]]:
+    """Level, renderer and the processors shared by our lines and foreign records."""
     level = LEVELS.get(settings.level.lower(), logging.INFO)
     fmt = settings.format.lower()
     use_json = fmt == "json" or (fmt != "console" and not _is_tty(stream))
-    with _lock:
-        _secrets = tuple(sorted({*_secrets, *(s for s in secrets if s)}, key=len, reverse=True))
-
     renderer: Processor
     if use_json:
         renderer = structlog.processors.JSONRenderer(default=str)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    return level, renderer, shared
+
+
+def _configure_structlog(settings: LoggingSettings, stream: TextIO | None) -> None:
+    level, renderer, shared = _pipeline(settings, stream)
     structlog.configure(
         processors=[
             *shared,
@@ -177,7 +165,32 @@ def configure(
         cache_logger_on_first_use=False,
     )
 
+
+def configure(
+    settings: LoggingSettings,
+    *,
+    stream: TextIO | None = None,
+    secrets: Iterable[str] = (),
+) -> None:
+    """Configure structlog and the stdlib root logger for this process.
+
+    Until this is called, structlog lines already go through the redaction with the shipped
+    defaults (level ``info``, format ``auto``) and other libraries' records are left alone.
+
+    Args:
+        settings: level (``debug`` ... ``critical``) and format (``auto``, ``json``,
+            ``console``; ``auto`` is JSON unless the stream is a TTY).
+        stream: where log lines go; ``None`` means ``sys.stdout`` as it is at each write.
+        secrets: secret values (passwords, DSNs, keys) to mask wherever they appear;
+            they add to those given by earlier calls.
+    """
+    global _secrets, _handler
+    with _lock:
+        _secrets = tuple(sorted({*_secrets, *(s for s in secrets if s)}, key=len, reverse=True))
+    _configure_structlog(settings, stream)
+
     # Records of other libraries: same context, redaction and renderer, same stream.
+    level, renderer, shared = _pipeline(settings, stream)
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _drop_color_message],
         processors=[
@@ -219,13 +232,13 @@ class _NamedPrintLoggerFactory:
 
 
 def reset() -> None:
-    """Undo ``configure``: structlog defaults, our root handler removed, secrets forgotten.
+    """Undo ``configure``: shipped structlog defaults, our root handler removed, secrets forgotten.
 
     Meant for tests that configure logging and must leave the process as they found it.
     """
     global _secrets, _handler
     with _lock:
-        structlog.reset_defaults()
+        _configure_structlog(LoggingSettings(), None)
         if _handler is not None:
             logging.getLogger().removeHandler(_handler)
             _handler = None
@@ -247,9 +260,11 @@ class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def get_logger(name: str, **initial: Any) -> FilteringBoundLogger:
     """Return a structlog logger whose lines carry ``logger=name``.
 
-    If ``configure`` has not run yet, the shipped defaults (level ``info``, format ``auto``)
-    are installed first, so no line is ever written without redaction.
+    Safe at import time: the logger is a proxy that follows later ``configure`` calls, and
+    before any, the shipped defaults (with redaction) apply.
     """
-    if not structlog.is_configured():
-        configure(LoggingSettings())
     return cast(FilteringBoundLogger, structlog.get_logger(name, **initial))
+
+
+# Importing this module makes structlog redact from the first line on, before ``configure``.
+_configure_structlog(LoggingSettings(), None)

@@ -218,3 +218,15 @@ def test_logger_before_configure_is_already_redacting() -> None:
 
     assert ("hello", "early") == (line["event"], line["logger"])
     assert DB_PW not in out
+
+
+def test_get_logger_at_import_time_leaves_stdlib_logging_alone() -> None:
+    """Module-level get_logger does not install handlers: only configure() does."""
+    code = ("import logging\nfrom asterisk_recorder import logs\n"
+            "from asterisk_recorder.settings import LoggingSettings\n"
+            "logs.get_logger('m')\nprint(len(logging.getLogger().handlers))\n"
+            "logs.configure(LoggingSettings())\nprint(len(logging.getLogger().handlers))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={"PATH": os.environ.get("PATH", "")}).stdout
+
+    assert ["0", "1"] == out.split()
