@@ -69,8 +69,6 @@ from asterisk_recorder.flow.events import (
 )
 from asterisk_recorder.ledger.sink import DecisionSink
 from asterisk_recorder.logs import get_logger
-from asterisk_recorder.policy import PolicyEngine
-from asterisk_recorder.settings import Settings
 
 __all__ = [
     "OVERRIDE_VARIABLES",
@@ -107,6 +105,9 @@ class SessionResult:
         hung_up: True when the channel hung up during the session.
         variables: the ``RECORDER_*`` variables set on the channel, in order.
         commands: how many AGI commands were sent.
+        channel_id: the call's ``agi_uniqueid``.
+        seconds: how long the session ran (environment read to end).
+        error: why the AGI connection became unusable, if it did.
     """
 
     decision: ConsentDecision | None
@@ -115,6 +116,19 @@ class SessionResult:
     hung_up: bool
     variables: tuple[tuple[str, str], ...]
     commands: int
+    channel_id: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def fail_closed(self) -> bool:
+        """True when the call ended without a usable decision handed back to dialplan."""
+        return (
+            self.decision is None
+            or not self.stored
+            or self.error is not None
+            or (not self.hung_up and not self.handed_back)
+        )
 
 
 def _called_number(env: AgiEnvironment) -> str:
@@ -183,8 +197,11 @@ class ConsentSession:
     Args:
         channel: the AGI channel (environment already read).
         env: its environment block.
-        settings: the whole configuration (flow settings, instance id).
-        engine: the policy engine (shared by all sessions).
+        flow: a fresh ``ConsentFlow`` for this call.
+        sink: where the decision is stored.
+        instance_id: this process's instance id (kept in the decision).
+        log_decided: write the canonical ``consent.decided`` line (off when the caller, e.g.
+            ``serve``, writes it from ``SessionResult``).
         sink: where the decision is stored.
         clock: wall-clock epoch seconds for the flow's events (``time.time``).
         monotonic: monotonic seconds for deadlines and latency (``time.monotonic``).
@@ -195,16 +212,18 @@ class ConsentSession:
         channel: AgiChannel,
         env: AgiEnvironment,
         *,
-        settings: Settings,
-        engine: PolicyEngine,
+        flow: ConsentFlow,
         sink: DecisionSink,
+        instance_id: str = "",
+        log_decided: bool = True,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = channel
         self._env = env
-        self._settings = settings
-        self._engine = engine
+        self._flow = flow
+        self._instance_id = instance_id
+        self._log_enabled = log_decided
         self._sink = sink
         self._clock = clock
         self._monotonic = monotonic
@@ -224,7 +243,7 @@ class ConsentSession:
         """Gather the call's details, run the flow to its end, log ``consent.decided``."""
         started = self._monotonic()
         call = await self._gather()
-        flow = ConsentFlow(self._settings.flow, self._engine)
+        flow = self._flow
         events: deque[Event] = deque([CallOffered(self._clock(), call)])
         handled = 0
         while not flow.done and handled < _MAX_EVENTS:
@@ -242,7 +261,8 @@ class ConsentSession:
             if event is self._prompt_digit and flow.state is State.PROMPTING:
                 # The key stopped STREAM FILE but did not decide: the prompt is over anyway.
                 events.appendleft(PromptFinished(event.at))
-        self._log_decided(flow, call, started)
+        if self._log_enabled:
+            self._log_decided(flow, call, started)
         return SessionResult(
             decision=flow.decision,
             stored=self._stored,
@@ -250,6 +270,9 @@ class ConsentSession:
             hung_up=self._gone,
             variables=self._variables,
             commands=self._commands,
+            channel_id=call.uniqueid,
+            seconds=self._monotonic() - started,
+            error=self._broken,
         )
 
     # -- before the flow -----------------------------------------------------------------------
@@ -271,7 +294,7 @@ class ConsentSession:
             self._env,
             variables,
             decision_id=str(uuid.uuid4()),
-            instance_id=self._settings.instance_id,
+            instance_id=self._instance_id,
             linkedid=linkedid,
             asterisk_id=asterisk_id,
         )
@@ -509,16 +532,18 @@ class ConsentSession:
 
 
 def consent_handler(
-    settings: Settings,
-    engine: PolicyEngine,
+    flow_factory: Callable[[], ConsentFlow],
     sink: DecisionSink,
     *,
+    instance_id: str = "",
     on_result: Callable[[SessionResult], None] | None = None,
+    log_decided: bool = True,
 ) -> SessionHandler:
     """A ``SessionHandler`` for ``FastAgiServer`` running ``ConsentSession`` on each call.
 
-    Only the ``consent`` script path is served: another path is refused with a log line (the
-    dialplan then finds no decision and fails closed).
+    Only the ``consent`` script path is served (``agi://host:port/consent?...``): another path,
+    or an environment block missing what Asterisk always sends, is refused with a log line and
+    no command (the dialplan then finds no decision and fails closed).
     """
 
     async def handle(channel: AgiChannel, env: AgiEnvironment) -> None:
@@ -536,7 +561,12 @@ def consent_handler(
             )
             return
         result = await ConsentSession(
-            channel, env, settings=settings, engine=engine, sink=sink
+            channel,
+            env,
+            flow=flow_factory(),
+            sink=sink,
+            instance_id=instance_id,
+            log_decided=log_decided,
         ).run()
         if on_result is not None:
             on_result(result)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from asterisk_recorder.agi.server import FastAgiServer
 from asterisk_recorder.agi.session import SessionResult, consent_handler
+from asterisk_recorder.flow import ConsentFlow
 from asterisk_recorder.ledger.sink import MemorySink
 from asterisk_recorder.policy import PolicyEngine
 from asterisk_recorder.settings import Settings
@@ -69,7 +70,12 @@ class AgiRigStarter:
         results: list[SessionResult] = []
         server = FastAgiServer(
             self.settings.agi,
-            consent_handler(self.settings, self.engine, sink, on_result=results.append),
+            consent_handler(
+                lambda: ConsentFlow(self.settings.flow, self.engine),
+                sink,
+                instance_id=self.settings.instance_id,
+                on_result=results.append,
+            ),
         )
         await server.start()
         self.servers.append(server)
