@@ -59,7 +59,7 @@ async def caller(ari_target: AriTarget) -> AsyncIterator[CallerSim]:
 
 
 def controller_config(
-    target: AriTarget, *, dsn: str, recordings: Path, spool: Path, http_port: int
+    target: AriTarget, *, dsn: str, recordings: Path, spool: Path, http_port: int, agi: bool
 ) -> str:
     """The TOML configuration ``serve`` runs with in the suite."""
 
@@ -76,7 +76,7 @@ password = {q(target.password)}
 app = {q(target.app)}
 
 [agi]
-enabled = true
+enabled = {"true" if agi else "false"}
 host = "127.0.0.1"
 port = {target.agi_port}
 
@@ -103,21 +103,20 @@ format = "json"
 """
 
 
-@pytest.fixture
-async def recorder(
-    ari_target: AriTarget, pg_dsn: str, recordings_dir: Path, tmp_path: Path
+async def _run_recorder(
+    target: AriTarget, dsn: str, recordings: Path, tmp_path: Path, *, agi: bool
 ) -> AsyncIterator[RecorderProcess]:
-    """A running ``asterisk-recorder serve`` for this test; must exit 0 on SIGTERM."""
-    await migrate(pg_dsn)
+    await migrate(dsn)
     http_port = free_port()
     config = tmp_path / "asterisk-recorder.toml"
     config.write_text(
         controller_config(
-            ari_target,
-            dsn=pg_dsn,
-            recordings=recordings_dir,
+            target,
+            dsn=dsn,
+            recordings=recordings,
             spool=tmp_path / "spool",
             http_port=http_port,
+            agi=agi,
         )
     )
     process = RecorderProcess(
@@ -129,3 +128,21 @@ async def recorder(
     finally:
         code = await process.stop()
         assert 0 == code, f"serve exited with {code}:\n{process.log_tail()}"
+
+
+@pytest.fixture
+async def recorder(
+    ari_target: AriTarget, pg_dsn: str, recordings_dir: Path, tmp_path: Path
+) -> AsyncIterator[RecorderProcess]:
+    """A running ``asterisk-recorder serve`` (ARI only) for this test; must exit 0 on SIGTERM."""
+    async for process in _run_recorder(ari_target, pg_dsn, recordings_dir, tmp_path, agi=False):
+        yield process
+
+
+@pytest.fixture
+async def agi_recorder(
+    ari_target: AriTarget, pg_dsn: str, recordings_dir: Path, tmp_path: Path
+) -> AsyncIterator[RecorderProcess]:
+    """A running ``serve`` with its FastAGI server on the port the suite's dialplan uses."""
+    async for process in _run_recorder(ari_target, pg_dsn, recordings_dir, tmp_path, agi=True):
+        yield process

@@ -105,6 +105,15 @@ class Call:
             if _channel_id(e) in ids and (kind is None or e.get("type") == kind)
         ]
 
+    def playbacks(self, kind: str) -> list[dict[str, Any]]:
+        """``playback`` objects of ``kind`` events (PlaybackFinished...) on the dialplan half."""
+        target = f"channel:{self.dialplan_id}"
+        return [
+            e["playback"]
+            for e in self.sim.events
+            if e.get("type") == kind and e.get("playback", {}).get("target_uri") == target
+        ]
+
     def variables(self) -> dict[str, str]:
         """Last value of every channel variable set on the dialplan half."""
         values: dict[str, str] = {}

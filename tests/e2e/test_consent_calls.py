@@ -74,7 +74,11 @@ async def assert_recorded(
     recording = Path(row.recording_path)
     size = file_size(recording)
     assert size is not None, f"no recording at {recording}"
-    assert size == int(closed["Size"])
+    # Asterisk 22.10.1 blocks STAT() (a "dangerous" function) on a channel once ARI has set a
+    # variable on it (res/stasis/control.c never lifts the escalation inhibit it sets), so
+    # RecordingClosed carries an empty Size on the ARI path unless live_dangerously=yes.
+    if closed["Size"]:
+        assert size == int(closed["Size"])
     assert size > WAV_HEADER + 8000, f"recording {recording} has only {size} bytes"
     assert [recording] == wav_files(recordings_dir)
 
@@ -119,8 +123,8 @@ async def test_opt_out_key_during_disclosure_skips_recording(
     await call.dtmf("1")
     consent = await call.wait_user_event("E2EConsent", within=10)
     await assert_not_recorded(call, consent, recordings_dir, pg_dsn, "not_recorded_opted_out")
-    stopped = [e for e in call.events("PlaybackFinished") if e["playback"]["state"] == "done"]
-    assert 1 <= len(stopped)
+    # The disclosure was cut short by the key (DELETE /playbacks/{id} reports state "done").
+    assert ["done"] == [p["state"] for p in call.playbacks("PlaybackFinished")]
 
 
 async def test_opt_in_accept_key_records(
@@ -193,7 +197,7 @@ async def test_controller_stopped_fails_closed_and_the_call_still_connects(
 
 
 async def test_fastagi_opt_out_key_skips_recording(
-    recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str
+    agi_recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str
 ) -> None:
     """The FastAGI path: key 1 during the disclosure skips the recording, ledger driver agi."""
     call = await caller.originate("Local/opt_out@e2e-agi-in")
@@ -209,7 +213,7 @@ async def test_fastagi_opt_out_key_skips_recording(
 
 
 async def test_fastagi_silent_acceptance_records(
-    recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str
+    agi_recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str
 ) -> None:
     """The FastAGI path: announce mode records, with the wav at the ledger's path."""
     call = await caller.originate("Local/announce@e2e-agi-in")
