@@ -80,10 +80,10 @@ FILE_FORMATS: tuple[str, ...] = (
 )
 """Recording file formats ``recording.file_format`` accepts."""
 
-LOG_FORMATS: tuple[str, ...] = ("auto", "json", "console")
-RESYNC_ACTIONS: tuple[str, ...] = ("handback", "resume")
-DTMF_KEYS = "0123456789*#"
-SERVERS = "servers"
+_LOG_FORMATS: tuple[str, ...] = ("auto", "json", "console")
+_RESYNC_ACTIONS: tuple[str, ...] = ("handback", "resume")
+_DTMF_KEYS = "0123456789*#"
+_SERVERS = "servers"
 
 # ---------------------------------------------------------------------------------------------
 # Schema: sections, keys and their help text
@@ -386,7 +386,7 @@ def _read_file(path: Path, gather: _Gather) -> None:
     def section(name: str) -> Callable[[str, object], None]:
         subs: dict[str, Callable[[str, object], None]] = {}
         if name == "ari":
-            subs[SERVERS] = servers
+            subs[_SERVERS] = servers
         for sub in _SECTION_NAMES:
             if sub.startswith(name + "."):
                 subs[sub.split(".", 1)[1]] = section(sub)
@@ -441,7 +441,7 @@ def _read_env(env: Mapping[str, str], gather: _Gather) -> None:
 def _read_overrides(overrides: Mapping[str, object], gather: _Gather) -> None:
     for key, value in overrides.items():
         parts = key.split(".")
-        if len(parts) == 4 and parts[:2] == ["ari", SERVERS] and parts[3] in _ARI_KEYS:
+        if len(parts) == 4 and parts[:2] == ["ari", _SERVERS] and parts[3] in _ARI_KEYS:
             if not _SERVER_NAME.match(parts[2]) or parts[2] == "default":
                 gather.problems.append(f"{key}: {_show(parts[2])} is not a valid server name")
                 continue
@@ -602,7 +602,7 @@ def _pattern(regex: str, what: str, *, allow_empty: bool = False) -> _Check:
 
 
 def _dtmf(v: str) -> str | None:
-    if len(v) == 1 and v in DTMF_KEYS:
+    if len(v) == 1 and v in _DTMF_KEYS:
         return None
     return f"{_show(v)} is not a DTMF key (one character of 0-9, * or #)"
 
@@ -773,9 +773,9 @@ _CHECKS: dict[str, _Check] = {
     "http.host": _HOST,
     "http.port": _port,
     "logging.level": _log_level,
-    "logging.format": _one_of(LOG_FORMATS),
+    "logging.format": _one_of(_LOG_FORMATS),
     "controller.shutdown_grace": _non_negative,
-    "controller.resync_action": _one_of(RESYNC_ACTIONS),
+    "controller.resync_action": _one_of(_RESYNC_ACTIONS),
 }
 
 _NORMALIZE: dict[str, Callable[[str], str]] = {
