@@ -10,7 +10,6 @@ talk to PostgreSQL directly (it writes through a ``DecisionSink``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -122,23 +121,14 @@ class AriController:
             stream = EventStream(self.server, session=client.session())
             self._stream = stream
             async with stream:
-                stop_wait = asyncio.ensure_future(self._stopped.wait())
-                get: asyncio.Future[StreamEvent] | None = None
+                if self._stopped.is_set():
+                    await stream.close()
                 try:
-                    while not self._stopped.is_set():
-                        get = asyncio.ensure_future(stream.get())
-                        await asyncio.wait({get, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                        if not get.done():
-                            break
-                        self._dispatch(get.result())
-                        get = None
+                    async for event in stream:
+                        self._dispatch(event)
                 finally:
-                    stop_wait.cancel()
-                    if get is not None:
-                        get.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, AriError):
-                            await get
                     await self._finish_sessions()
+            self._stream = None
             self._client = None
 
     async def drain(self, grace: float) -> None:
@@ -155,12 +145,14 @@ class AriController:
                     session.abort("controller shutting down")
             if pending:
                 await asyncio.wait(pending, timeout=max(2.0, self.server.request_timeout))
-        self._stopped.set()
+        self.stop()
 
     def stop(self) -> None:
         """Stop at once (sessions still running are failed closed before ``run`` returns)."""
         self._draining = True
         self._stopped.set()
+        if self._stream is not None:
+            self._spawn(self._stream.close())
 
     # --- dispatch ----------------------------------------------------------------------
 
@@ -305,7 +297,8 @@ class AriController:
         for task in list(self._state.tasks.values()):
             task.cancel()
         for side in list(self._side_tasks):
-            side.cancel()
+            if side is not asyncio.current_task():
+                side.cancel()
 
 
 def _playback_channel(target_uri: str) -> str:
