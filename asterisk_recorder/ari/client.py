@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -47,6 +47,9 @@ from asterisk_recorder.errors import (
     ConfigError,
 )
 from asterisk_recorder.settings import AriServerSettings
+
+if TYPE_CHECKING:
+    from asterisk_recorder.ari.stream import EventStream
 
 __all__ = ["AriClient", "ari_base_url", "basic_auth_header", "error_for_status"]
 
@@ -172,6 +175,16 @@ class AriClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def events(self, apps: Sequence[str] | None = None, **options: Any) -> EventStream:
+        """An ``EventStream`` for ``apps`` on this server, sharing this client's session.
+
+        ``options`` are passed to ``EventStream`` (e.g. ``reconnect_initial``). Close the stream
+        before the client.
+        """
+        from asterisk_recorder.ari.stream import EventStream  # here: stream imports client
+
+        return EventStream(self._settings, apps=apps, session=self.session(), **options)
 
     async def close(self) -> None:
         """Close the owned session (idempotent)."""

@@ -267,7 +267,7 @@ class EventStream:
         async for msg in ws:
             if msg.type is aiohttp.WSMsgType.TEXT:
                 self.frames_received += 1
-                self._handle_text(msg.data, log)
+                self.handle_frame(msg.data, log)
             elif msg.type is aiohttp.WSMsgType.BINARY:
                 self.frames_skipped += 1
                 log.warning(
@@ -285,7 +285,14 @@ class EventStream:
         code = ws.close_code
         return f"closed by server (code {code})" if code is not None else "connection lost"
 
-    def _handle_text(self, data: str, log: Any) -> None:
+    def handle_frame(self, data: str, log: Any = None) -> None:
+        """Process one text frame as if it had arrived on the socket.
+
+        Bad frames are logged and skipped; good ones are queued for the consumer. The stream
+        calls this for every text frame; the bench and tests call it directly.
+        """
+        if log is None:
+            log = _log
         if len(data) > self._max_bytes:
             self.frames_skipped += 1
             log.warning(

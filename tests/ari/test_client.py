@@ -340,3 +340,19 @@ async def test_shared_session_is_not_closed_by_the_client(fake: FakeAsterisk) ->
             await client.ping()
 
         assert not session.closed
+
+
+async def test_client_events_share_the_session_and_see_calls(
+    ari: AriClient, fake: FakeAsterisk
+) -> None:
+    """``client.events()`` opens a stream on the same server, reusing the client's session."""
+    async with ari.events(reconnect_initial=0.01) as stream:
+        first = await asyncio.wait_for(stream.get(), 2)
+        await fake.wait_for_app("consent-recorder")
+        call = await fake.originate()
+        start = await asyncio.wait_for(stream.get(), 2)
+
+    assert "Connected" == first.type
+    assert isinstance(start, StasisStart)
+    assert call.id == start.channel.id
+    assert not ari.session().closed
