@@ -392,6 +392,24 @@ class RecorderProcess:
         assert code is not None
         return code
 
+    async def ledger(self, *args: str) -> tuple[int, str, str]:
+        """Run ``asterisk-recorder ledger ARGS`` with this controller's configuration."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "asterisk_recorder",
+            "ledger",
+            *args,
+            "--config",
+            str(self.config_file),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **self.env},
+        )
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
     def log_tail(self, lines: int = 60) -> str:
         """The last lines the controller wrote (for assertion messages)."""
         try:

@@ -10,6 +10,7 @@ MixMonitor run or not, the far side reached), the ledger row, and the file on di
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -111,6 +112,17 @@ async def test_silent_acceptance_records_a_nonempty_wav_where_the_ledger_says(
     assert "opt_out" == row.mode
     assert "ari" == row.driver
     assert call.dialplan_id == row.channel_id
+    code, out, err = await recorder.ledger("show", "--call", call.dialplan_id, "--json")
+    assert 0 == code, err
+    [shown] = [json.loads(line) for line in out.splitlines()]
+    assert consent["DecisionId"] == shown["decision_id"]
+    assert "recorded_notified" == shown["outcome"]
+    assert row.recording_path == shown["recording_path"]
+    code, out, err = await recorder.ledger("verify", "--json")
+    assert 0 == code, err
+    report = json.loads(out)
+    assert report["ok"] is True
+    assert 1 == report["rows"]
 
 
 async def test_opt_out_key_during_disclosure_skips_recording(
