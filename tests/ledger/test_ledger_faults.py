@@ -32,7 +32,9 @@ async def own_server(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
 
 
 async def test_postgres_stopped_mid_stream_loses_and_duplicates_nothing(
-    own_server: EmbeddedPostgres, ledger_settings: LedgerSettings, decision_factory: Factory,
+    own_server: EmbeddedPostgres,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
     digest_key: DigestKey,
 ) -> None:
     """300 decisions, PostgreSQL down for part of them: all stored once, chain verifies."""

@@ -21,7 +21,7 @@ Factory = Callable[..., ConsentDecision]
 INVALID_UTF8 = b"Jos\xe9 \xff\xfe caf\xc3".decode("utf-8", "surrogateescape")
 
 HOSTILE = {
-    "quotes": "O'Brien \"the\" `boss`; DROP TABLE decisions; --",
+    "quotes": 'O\'Brien "the" `boss`; DROP TABLE decisions; --',
     "nul": "Alice\x00Bob",
     "ten_kb": "A" * 10_240,
     "lone_surrogate": "bad \ud800 half",
@@ -35,8 +35,11 @@ HOSTILE = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 async def test_hostile_caller_name_and_number_are_stored_and_exported_intact(
-    ledger_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory,
-    digest_key: DigestKey, name: str,
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    digest_key: DigestKey,
+    name: str,
 ) -> None:
     """Each hostile value is committed (not spooled, not lost), exported, and restorable."""
     value = HOSTILE[name]
@@ -67,7 +70,9 @@ async def test_hostile_caller_name_and_number_are_stored_and_exported_intact(
 
 
 async def test_hostile_text_survives_the_spool_and_replays(
-    ledger_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory,
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
     digest_key: DigestKey,
 ) -> None:
     """Lone surrogates and NUL round-trip through the spool file and replay."""
@@ -93,8 +98,12 @@ def test_oversized_text_is_truncated_with_its_original_length_noted() -> None:
     cleaned = clean("x" * (MAX_CHARS + 10))
 
     assert MAX_CHARS == len(cleaned.text)
-    assert {"escaped": False, "truncated": True, "original_chars": MAX_CHARS + 10,
-            "original_bytes": MAX_CHARS + 10} == cleaned.note
+    assert {
+        "escaped": False,
+        "truncated": True,
+        "original_chars": MAX_CHARS + 10,
+        "original_bytes": MAX_CHARS + 10,
+    } == cleaned.note
 
 
 def test_invalid_utf8_notes_the_original_byte_length() -> None:

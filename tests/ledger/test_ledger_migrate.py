@@ -67,5 +67,5 @@ def test_badly_named_migration_file_is_refused(tmp_path: Path) -> None:
     """Files must be named NNNN_name.sql."""
     (tmp_path / "1_x.sql").write_text("SELECT 1;")
 
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         load_migrations(tmp_path)

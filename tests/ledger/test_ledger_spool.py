@@ -34,7 +34,9 @@ async def _wait_until(predicate: Callable[[], bool], limit: float = 15.0) -> Non
 async def _ids_in_db(dsn: str) -> list[str]:
     conn = await connect_app(dsn)
     try:
-        return [str(r[0]) for r in await conn.fetch("SELECT decision_id FROM decisions ORDER BY seq")]
+        return [
+            str(r[0]) for r in await conn.fetch("SELECT decision_id FROM decisions ORDER BY seq")
+        ]
     finally:
         await conn.close()
 
@@ -55,7 +57,9 @@ async def test_unreachable_database_spools_and_acknowledges(
 
 
 async def test_spool_replays_in_order_once_database_returns(
-    ledger_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory,
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
     digest_key: DigestKey,
 ) -> None:
     """Spooled decisions are committed in spool order by the next ledger, exactly once."""
@@ -126,8 +130,11 @@ async def test_store_raises_only_when_database_and_spool_both_fail(
 
 
 async def test_commit_that_blocks_past_ack_timeout_is_spooled_then_replayed(
-    ledger_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory,
-    owner: asyncpg.Connection, digest_key: DigestKey,
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    owner: asyncpg.Connection,
+    digest_key: DigestKey,
 ) -> None:
     """A PostgreSQL that does not answer in time: spooled within the bound, replayed later."""
     settings = replace(ledger_settings, ack_timeout=0.2)

@@ -35,9 +35,7 @@ async def test_store_returns_committed_receipt_and_row_holds_every_field(
         receipt = await ledger.store(decision)
 
     assert StoreReceipt(decision.decision_id, spooled=False) == receipt
-    row = await owner.fetchrow(
-        "SELECT * FROM decisions JOIN decision_personal USING (decision_id)"
-    )
+    row = await owner.fetchrow("SELECT * FROM decisions JOIN decision_personal USING (decision_id)")
     assert row is not None
     assert decision.decision_id == str(row["decision_id"])
     assert (decision.driver, decision.channel_id, decision.channel_name) == (
@@ -83,7 +81,9 @@ async def test_store_returns_committed_receipt_and_row_holds_every_field(
 
 
 async def test_storing_the_same_decision_twice_keeps_one_row(
-    ledger_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory,
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
     owner: asyncpg.Connection,
 ) -> None:
     """The decision id is the idempotency key."""
@@ -97,8 +97,11 @@ async def test_storing_the_same_decision_twice_keeps_one_row(
 
 
 async def test_two_instances_writing_at_once_build_one_total_chain(
-    ledger_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory,
-    tmp_path: Path, digest_key: DigestKey,
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    tmp_path: Path,
+    digest_key: DigestKey,
 ) -> None:
     """Concurrent writers never fork the chain: positions are 1..N and it verifies."""
     other = replace(ledger_settings, spool_dir=str(tmp_path / "spool2"))

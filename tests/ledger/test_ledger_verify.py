@@ -52,7 +52,9 @@ async def _as_superuser_without_triggers(conn: asyncpg.Connection, sql: str, *ar
         await conn.execute(sql, *args)
 
 
-async def test_untouched_chain_verifies(ledger_dsn: str, five: list[str], digest_key: DigestKey) -> None:
+async def test_untouched_chain_verifies(
+    ledger_dsn: str, five: list[str], digest_key: DigestKey
+) -> None:
     """Five honest rows verify."""
     report = await _verify(ledger_dsn, digest_key)
 
@@ -64,19 +66,31 @@ async def test_untouched_chain_verifies(ledger_dsn: str, five: list[str], digest
     [
         ("UPDATE decisions SET outcome = 'recorded_notified' WHERE seq = 3", "edited"),
         ("UPDATE decisions SET reason = reason || ' ' WHERE seq = 3", "edited"),
-        ("UPDATE decisions SET decided_at = decided_at + interval '1 microsecond' WHERE seq = 3",
-         "edited"),
+        (
+            "UPDATE decisions SET decided_at = decided_at + interval '1 microsecond' WHERE seq = 3",
+            "edited",
+        ),
         ("UPDATE decisions SET keys = '[]' WHERE seq = 3", "edited"),
         ("UPDATE decisions SET hash = decode(repeat('ab', 32), 'hex') WHERE seq = 3", "edited"),
-        ("UPDATE decisions SET caller_number_digest = decode(repeat('00', 32), 'hex') "
-         "WHERE seq = 3", "edited"),
-        ("UPDATE decision_personal SET caller_number = '+15555550000' "
-         "WHERE decision_id = (SELECT decision_id FROM decisions WHERE seq = 3)", "personal"),
+        (
+            "UPDATE decisions SET caller_number_digest = decode(repeat('00', 32), 'hex') "
+            "WHERE seq = 3",
+            "edited",
+        ),
+        (
+            "UPDATE decision_personal SET caller_number = '+15555550000' "
+            "WHERE decision_id = (SELECT decision_id FROM decisions WHERE seq = 3)",
+            "personal",
+        ),
     ],
 )
 async def test_superuser_edit_of_a_row_is_reported_at_that_row(
-    ledger_dsn: str, five: list[str], owner: asyncpg.Connection, digest_key: DigestKey,
-    sql: str, reason: str,
+    ledger_dsn: str,
+    five: list[str],
+    owner: asyncpg.Connection,
+    digest_key: DigestKey,
+    sql: str,
+    reason: str,
 ) -> None:
     """An edit of any field or hash is reported at the edited row's position and id."""
     await _as_superuser_without_triggers(owner, sql)
@@ -131,7 +145,10 @@ async def test_superuser_delete_of_the_last_row_is_reported(
 
 
 async def test_row_inserted_in_the_middle_with_a_correct_hash_is_reported(
-    ledger_dsn: str, five: list[str], owner: asyncpg.Connection, digest_key: DigestKey,
+    ledger_dsn: str,
+    five: list[str],
+    owner: asyncpg.Connection,
+    digest_key: DigestKey,
     decision_factory: Factory,
 ) -> None:
     """A forged row spliced in at position 3 (later rows renumbered) breaks the chain there."""
@@ -150,7 +167,10 @@ async def test_row_inserted_in_the_middle_with_a_correct_hash_is_reported(
 
 
 async def test_row_appended_behind_the_head_is_reported(
-    ledger_dsn: str, five: list[str], owner: asyncpg.Connection, digest_key: DigestKey,
+    ledger_dsn: str,
+    five: list[str],
+    owner: asyncpg.Connection,
+    digest_key: DigestKey,
     decision_factory: Factory,
 ) -> None:
     """A forged row added after the last one without moving the head is reported."""
