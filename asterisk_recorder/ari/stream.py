@@ -210,20 +210,23 @@ class EventStream:
         while not self._closing:
             reason = "closed by server"
             try:
-                ws = await self._session.ws_connect(
-                    self._url,
-                    params=self._params,
-                    headers=self._headers,
-                    heartbeat=self._settings.heartbeat,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-                    max_msg_size=_TRANSPORT_MAX_BYTES,
-                    autoping=True,
-                )
-            except asyncio.CancelledError:
-                raise
+                # A peer that accepts TCP but never answers the upgrade must not hold us
+                # forever (Asterisk's own outbound client hangs there): bound the handshake.
+                async with asyncio.timeout(self._settings.request_timeout):
+                    ws = await self._session.ws_connect(
+                        self._url,
+                        params=self._params,
+                        headers=self._headers,
+                        heartbeat=self._settings.heartbeat,
+                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+                        max_msg_size=_TRANSPORT_MAX_BYTES,
+                        autoping=True,
+                    )
             except aiohttp.WSServerHandshakeError as exc:
                 reason = f"handshake refused: HTTP {exc.status} {exc.message}"
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except TimeoutError:
+                reason = f"connect failed: no handshake within {self._settings.request_timeout:g} s"
+            except (aiohttp.ClientError, OSError) as exc:
                 reason = f"connect failed: {type(exc).__name__}: {exc}"
             else:
                 self._ws = ws

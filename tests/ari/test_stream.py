@@ -23,6 +23,7 @@ from asterisk_recorder.ari import (
 )
 from asterisk_recorder.ari.stream import backoff_delays
 from asterisk_recorder.errors import AriError
+from asterisk_recorder.settings import AriServerSettings
 from asterisk_recorder.testing import FakeAsterisk
 
 CHANNEL: dict[str, Any] = {
@@ -355,3 +356,31 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
     assert [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0] == [round(d, 6) for d in high[:8]]
     assert [0.1, 0.2, 0.4] == [round(d, 6) for d in low[:3]]
     assert 5.0 == low[-1]
+
+
+async def test_peer_that_never_answers_the_upgrade_is_given_up_and_retried() -> None:
+    """A TCP peer that accepts but never answers the handshake costs one request_timeout."""
+    accepted: list[asyncio.StreamWriter] = []
+    retried = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        if len(accepted) >= 2:
+            retried.set()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = AriServerSettings(url=f"http://127.0.0.1:{port}", request_timeout=0.1)
+    try:
+        with capture_logs() as logs:
+            async with EventStream(settings, reconnect_initial=0.01):
+                await asyncio.wait_for(retried.wait(), 5)
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+    reasons = [e["reason"] for e in logs if e["event"] == "ari.events.reconnecting"]
+    assert reasons
+    assert "connect failed: no handshake within 0.1 s" == reasons[0]
