@@ -244,6 +244,8 @@ class EventStream:
                 )
                 try:
                     reason = await self._read(ws, log)
+                except (aiohttp.ClientError, OSError) as exc:
+                    reason = f"connection failed: {type(exc).__name__}: {exc}"
                 finally:
                     self._connected.clear()
                     self._ws = None
@@ -311,11 +313,19 @@ class EventStream:
             self.frames_skipped += 1
             log.warning("ari.events.bad_frame", reason=f"not JSON: {exc}", head=data[:80])
             return
+        except RecursionError:
+            self.frames_skipped += 1
+            log.warning("ari.events.bad_frame", reason="JSON nested too deeply", head=data[:80])
+            return
         try:
             event = parse_event(raw)
         except AriProtocolError as exc:
             self.frames_skipped += 1
             log.warning("ari.events.bad_frame", reason=str(exc), head=data[:80])
+            return
+        except Exception as exc:  # a parser bug must cost one frame, never the stream
+            self.frames_skipped += 1
+            log.error("ari.events.bad_frame", reason=f"parser failed: {exc!r}", head=data[:80])
             return
         if isinstance(event, UnknownEvent):
             log.info("ari.events.unknown_type", type=event.type, yielded=self._yield_unknown)

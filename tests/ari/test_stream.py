@@ -115,6 +115,7 @@ BAD_FRAMES = [
         _event(type="PlaybackFinished", playback="done"),
         "PlaybackFinished.playback: expected object, got str",
     ),
+    ("deeply-nested", "[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
     (
         "one-megabyte",
         _event(type="ChannelVarset", variable="BIG", value="x" * (1 << 20), channel=CHANNEL),
