@@ -1,0 +1,462 @@
+"""recorder.conf running in a real, private Asterisk 22 (skipped when no Asterisk is installed).
+
+A throwaway Asterisk (own config, run, spool and log directories under tmp; no SIP, no HTTP,
+no AMI; Local channels only) loads dialplan/recorder.conf. A scripted FastAGI server on
+127.0.0.1 plays the controller's part (the same SET VARIABLE contract), including a compromised
+controller sending hostile values. Which applications ran, with which substituted arguments, is
+read from Asterisk's own verbose log ("Executing [...] App(...)").
+
+Point ``ASTERISK_BIN`` at an asterisk binary (or put one on PATH) to run these tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ASTERISK = os.environ.get("ASTERISK_BIN") or shutil.which("asterisk")
+
+pytestmark = pytest.mark.skipif(
+    ASTERISK is None, reason="no Asterisk binary (set ASTERISK_BIN to run recorder.conf live)"
+)
+
+NOLOAD = [
+    # Modules that would listen on a network port by default, or need hardware.
+    "chan_iax2.so",
+    "chan_unistim.so",
+    "chan_mgcp.so",
+    "chan_skinny.so",
+    "chan_console.so",
+    "chan_alsa.so",
+    "chan_oss.so",
+    "pbx_dundi.so",
+    "res_stun_monitor.so",
+    "res_xmpp.so",
+    "res_phoneprov.so",
+    "res_smdi.so",
+]
+"""Everything else autoloads: no http.conf, manager.conf or pjsip.conf means no listener."""
+
+TEST_DIALPLAN = """
+[globals]
+
+#include recorder.conf
+
+; The channels are not answered before the consent step (AGI and Stasis work on a ringing
+; channel, and Answer() on a silent Local channel costs 500 ms); Dial answers them. The case id
+; travels as the policy argument to the scripted FastAGI server.
+[t-agi]
+exten => _X!,1,Set(RECORDER_AGI_PORT=${AGI_TEST_PORT})
+ same => n,Gosub(recorder-consent-agi,s,1(case${EXTEN},))
+ same => n,@RESULT@
+ same => n,Dial(Local/s@t-far/n,5)
+ same => n,Hangup()
+
+[t-agi-down]
+exten => s,1,Set(RECORDER_AGI_PORT=${AGI_CLOSED_PORT})
+ same => n,Gosub(recorder-consent-agi,s,1(,))
+ same => n,@RESULT:down@
+ same => n,Hangup()
+
+[t-ari-down]
+exten => s,1,Gosub(recorder-consent,s,1(,en))
+ same => n,@RESULT:ari@
+ same => n,Hangup()
+
+[t-fail-open]
+exten => s,1,Set(RECORDER_FAIL_OPEN=yes)
+ same => n,Set(RECORDER_FAIL_OPEN_DIR=${FAIL_OPEN_DIR})
+ same => n,Gosub(recorder-consent,s,1(,en))
+ same => n,@RESULT:failopen@
+ same => n,Dial(Local/s@t-far/n,5)
+ same => n,Hangup()
+
+[t-far]
+exten => s,1,Answer()
+ same => n,Echo(1)
+ same => n,Hangup()
+
+[t-caller]
+exten => s,1,Wait(0.5)
+ same => n,Hangup()
+"""
+
+RESULT = (
+    "Log(NOTICE,RESULT case={case} decision=${{RECORDER_DECISION}} outcome=${{RECORDER_OUTCOME}}"
+    " recording=${{RECORDER_RECORDING}} status=${{RECORDER_STATUS}})"
+)
+"""One log line per call with the outputs of the subroutine."""
+
+
+def _test_dialplan(globals_: str) -> str:
+    text = TEST_DIALPLAN.replace("[globals]\n", "[globals]\n" + globals_)
+    text = text.replace("@RESULT@", RESULT.format(case="${EXTEN}"))
+    for case in ("down", "ari", "failopen"):
+        text = text.replace(f"@RESULT:{case}@", RESULT.format(case=case))
+    return text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Asterisk:
+    """A private Asterisk process and the helpers the tests use."""
+
+    base: Path
+    process: subprocess.Popen[bytes]
+    agi_port: int
+    closed_port: int
+    _offset: int = 0
+
+    @property
+    def conf(self) -> Path:
+        return self.base / "etc" / "asterisk.conf"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "log" / "full"
+
+    def cli(self, command: str) -> str:
+        """Run one CLI command against this instance."""
+        assert ASTERISK is not None
+        result = subprocess.run(
+            [ASTERISK, "-C", str(self.conf), "-rx", command],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=20,
+        )
+        return result.stdout
+
+    def channel_count(self) -> int:
+        match = re.search(r"(\d+) active channel", self.cli("core show channels count"))
+        return int(match.group(1)) if match else -1
+
+    async def call(self, destination: str) -> list[str]:
+        """Originate a Local channel into ``destination``; return the log lines of the call."""
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
+        self.cli(f"channel originate Local/{destination} extension s@t-caller")
+        deadline = time.monotonic() + 20
+        await asyncio.sleep(0.1)
+        while self.channel_count() != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"call to {destination} did not end")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)  # the log writer runs in its own thread
+        with self.log.open("rb") as handle:
+            handle.seek(self._offset)
+            return handle.read().decode("utf-8", "replace").splitlines()
+
+
+def _executed(lines: list[str], app: str) -> list[str]:
+    """Substituted arguments of every ``app`` Asterisk executed, in order."""
+    pattern = re.compile(
+        r"Executing \[[^\]]*\] " + re.escape(app) + r'\("[^"]*", "(.*)"\) in new stack'
+    )
+    return [m.group(1) for line in lines if (m := pattern.search(line))]
+
+
+def _result(lines: list[str]) -> dict[str, str]:
+    for line in lines:
+        if "RESULT case=" in line and "Executing" not in line:
+            text = line[line.index("RESULT ") + 7 :]
+            return dict(part.split("=", 1) for part in text.split() if "=" in part)
+    raise AssertionError("no RESULT line:\n" + "\n".join(lines[-40:]))
+
+
+def _agi_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class ScriptedController:
+    """A FastAGI server that sets the variables scripted for each case id."""
+
+    cases: dict[str, dict[str, str]] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        env: dict[str, str] = {}
+        while line := (await reader.readline()).decode().rstrip("\n"):
+            key, _, value = line.partition(": ")
+            env[key] = value
+        script = env.get("agi_network_script", "")
+        case = re.search(r"policy=case(\d+)", script)
+        self.seen.append(script)
+        for name, value in self.cases.get(case.group(1) if case else "", {}).items():
+            writer.write(f"SET VARIABLE {name} {_agi_quote(value)}\n".encode())
+            await writer.drain()
+            reply = await reader.readline()
+            assert reply.startswith(b"200 result=1"), reply
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+@pytest.fixture(scope="module")
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Asterisk]:
+    """A private Asterisk with recorder.conf and the test contexts loaded."""
+    assert ASTERISK is not None
+    base = tmp_path_factory.mktemp("ast")
+    etc = base / "etc"
+    etc.mkdir()
+    for sub in ("run", "log", "spool", "lib"):
+        (base / sub).mkdir()
+    prefix = Path(ASTERISK).resolve().parent.parent
+    moddir = prefix / "lib" / "asterisk" / "modules"
+    # Read-only data (XML documentation, which the core needs to start) from the installation.
+    datadir = prefix / "var" / "lib" / "asterisk"
+    agi_port, closed_port = _free_port(), _free_port()
+    (etc / "asterisk.conf").write_text(
+        "[directories]\n"
+        f"astetcdir => {etc}\nastmoddir => {moddir}\nastvarlibdir => {base / 'lib'}\n"
+        f"astdbdir => {base / 'lib'}\nastkeydir => {base / 'lib'}\nastdatadir => {datadir}\n"
+        f"astagidir => {base / 'lib'}\nastspooldir => {base / 'spool'}\n"
+        f"astrundir => {base / 'run'}\nastlogdir => {base / 'log'}\n"
+        "[options]\nverbose = 3\nnofork = yes\n"
+    )
+    (etc / "modules.conf").write_text(
+        "[modules]\nautoload = yes\n" + "".join(f"noload => {m}\n" for m in NOLOAD)
+    )
+    (etc / "logger.conf").write_text("[logfiles]\nfull => notice,warning,error,verbose(3)\n")
+    (etc / "recorder.conf").write_text((ROOT / "dialplan" / "recorder.conf").read_text())
+    globals_ = (
+        f"AGI_TEST_PORT={agi_port}\nAGI_CLOSED_PORT={closed_port}\n"
+        f"FAIL_OPEN_DIR={base / 'failopen'}\n"
+    )
+    (etc / "extensions.conf").write_text(_test_dialplan(globals_))
+    process = subprocess.Popen(
+        [ASTERISK, "-C", str(etc / "asterisk.conf"), "-f", "-n"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ast = Asterisk(base, process, agi_port, closed_port)
+    try:
+        deadline = time.monotonic() + 30
+        while "fully booted" not in ast.cli("core waitfullybooted").lower():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("private Asterisk did not boot")
+            time.sleep(0.2)
+        yield ast
+    finally:
+        ast.cli("core stop now")
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture
+async def controller(asterisk: Asterisk) -> AsyncIterator[ScriptedController]:
+    """The scripted FastAGI 'controller' on the port the test dialplan points at."""
+    scripted = ScriptedController()
+    server = await asyncio.start_server(scripted.handle, "127.0.0.1", asterisk.agi_port)
+    try:
+        yield scripted
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _decision(path: Path, options: str = "b", decision: str = "record") -> dict[str, str]:
+    return {
+        "RECORDER_DECISION": decision,
+        "RECORDER_OUTCOME": "recorded_notified"
+        if decision == "record"
+        else "not_recorded_opted_out",
+        "RECORDER_DECISION_ID": path.stem,
+        "RECORDER_FILE": str(path),
+        "RECORDER_MIXMON_OPTIONS": options,
+    }
+
+
+async def test_record_decision_starts_mixmonitor_and_reports_the_closed_file(
+    asterisk: Asterisk, controller: ScriptedController
+) -> None:
+    """record: MixMonitor gets exactly the controller's file and options, the file exists, and
+    RecordingClosed reports its final size after StopMixMonitor."""
+    target = asterisk.base / "rec" / "2026" / "11" / "23" / f"{uuid.uuid4()}.wav"
+    controller.cases["1"] = _decision(target, "bB(15)")
+
+    lines = await asterisk.call("1@t-agi")
+
+    assert [f"{target},bB(15)i(RECORDER_MMID)"] == _executed(lines, "MixMonitor")
+    assert {"decision": "record", "recording": "yes", "status": "SUCCESS"}.items() <= _result(
+        lines
+    ).items()
+    assert target.exists()
+    closed = _executed(lines, "UserEvent")[-1]
+    assert closed.startswith(f"RecordingClosed,DecisionId: {target.stem},File: {target},")
+    assert closed.endswith(f"Size: {target.stat().st_size}")
+    stops = _executed(lines, "StopMixMonitor")
+    assert 1 == len(stops)
+
+
+async def test_skip_decision_records_nothing(
+    asterisk: Asterisk, controller: ScriptedController
+) -> None:
+    """skip: no MixMonitor, no file, the call still goes on to Dial."""
+    target = asterisk.base / "rec" / f"{uuid.uuid4()}.wav"
+    controller.cases["2"] = _decision(target, decision="skip")
+
+    lines = await asterisk.call("2@t-agi")
+
+    assert [] == _executed(lines, "MixMonitor")
+    assert {"decision": "skip", "recording": "no"}.items() <= _result(lines).items()
+    assert not target.exists()
+    assert 1 == len(_executed(lines, "Dial"))
+
+
+@pytest.mark.parametrize(
+    "bad_file",
+    [
+        "/tmp/x.wav,b,rm -rf /",
+        "/tmp/a).wav",
+        "/tmp/${SHELL(id)}.wav",
+        "/tmp/a|b.wav",
+        '/tmp/"q".wav',
+        "/tmp/a b.wav",
+        "/tmp/../../etc/x.wav",
+        "relative/x.wav",
+        "/tmp/" + "a" * 300 + ".wav",
+        "/tmp/\u00e9.wav",
+    ],
+    ids=[
+        "comma",
+        "paren",
+        "dollar",
+        "pipe",
+        "quote",
+        "space",
+        "dotdot",
+        "relative",
+        "long",
+        "utf8",
+    ],
+)
+async def test_hostile_file_from_a_compromised_controller_is_refused(
+    asterisk: Asterisk, controller: ScriptedController, bad_file: str
+) -> None:
+    """A hostile RECORDER_FILE never reaches MixMonitor: RecordingRejected, decision skip."""
+    controller.cases["3"] = {**_decision(asterisk.base / "x.wav"), "RECORDER_FILE": bad_file}
+
+    lines = await asterisk.call("3@t-agi")
+
+    assert [] == _executed(lines, "MixMonitor")
+    assert {"decision": "skip", "recording": "no"}.items() <= _result(lines).items()
+    assert any(e.startswith("RecordingRejected,") for e in _executed(lines, "UserEvent"))
+
+
+@pytest.mark.parametrize(
+    "bad_options",
+    ["b,/bin/touch /tmp/pwned", "b${SHELL(id)}", "b p", "r(/etc/x)"],
+    ids=["post-command", "dollar", "space", "slash"],
+)
+async def test_hostile_options_are_refused(
+    asterisk: Asterisk, controller: ScriptedController, bad_options: str
+) -> None:
+    """Options with a comma (post-recording shell command), $, space or / are refused."""
+    controller.cases["4"] = _decision(asterisk.base / "rec" / f"{uuid.uuid4()}.wav", bad_options)
+
+    lines = await asterisk.call("4@t-agi")
+
+    assert [] == _executed(lines, "MixMonitor")
+    assert any(e.startswith("RecordingRejected,") for e in _executed(lines, "UserEvent"))
+
+
+async def test_decision_with_trailing_text_is_not_record(
+    asterisk: Asterisk, controller: ScriptedController
+) -> None:
+    """RECORDER_DECISION must be exactly 'record' ('record,x' or 'recordx' are skip)."""
+    for value in ("record,x", "recordx", 'x" | "1'):
+        controller.cases["5"] = _decision(
+            asterisk.base / "rec" / f"{uuid.uuid4()}.wav", decision=value
+        )
+
+        lines = await asterisk.call("5@t-agi")
+
+        assert [] == _executed(lines, "MixMonitor"), value
+
+
+async def test_controller_returning_no_decision_is_fail_closed(
+    asterisk: Asterisk, controller: ScriptedController
+) -> None:
+    """A FastAGI session that sets nothing: not recorded, RecorderUnavailable NODECISION."""
+    lines = await asterisk.call("6@t-agi")
+
+    assert [] == _executed(lines, "MixMonitor")
+    assert ["RecorderUnavailable,Driver: agi,Status: NODECISION,FailOpen: no"] == _executed(
+        lines, "UserEvent"
+    )
+    assert {"decision": "skip", "outcome": "controller_unavailable"}.items() <= _result(
+        lines
+    ).items()
+    assert ["consent?policy=case6&lang="] == controller.seen
+
+
+async def test_unreachable_fastagi_is_fail_closed(asterisk: Asterisk) -> None:
+    """FastAGI port closed: AGISTATUS=FAILURE, not recorded, RecorderUnavailable raised."""
+    lines = await asterisk.call("s@t-agi-down")
+
+    assert [] == _executed(lines, "MixMonitor")
+    assert ["RecorderUnavailable,Driver: agi,Status: FAILURE,FailOpen: no"] == _executed(
+        lines, "UserEvent"
+    )
+    assert {
+        "decision": "skip",
+        "outcome": "controller_unavailable",
+        "status": "FAILURE",
+    }.items() <= _result(lines).items()
+
+
+async def test_stasis_app_not_registered_is_fail_closed(asterisk: Asterisk) -> None:
+    """No ARI controller: Stasis fails at once, not recorded, RecorderUnavailable raised."""
+    lines = await asterisk.call("s@t-ari-down")
+
+    stasis = _executed(lines, "Stasis")
+    assert 1 == len(stasis)
+    assert stasis[0].startswith("consent-recorder,policy=,lang=en,linkedid=")
+    assert [] == _executed(lines, "MixMonitor")
+    assert ["RecorderUnavailable,Driver: ari,Status: FAILED,FailOpen: no"] == _executed(
+        lines, "UserEvent"
+    )
+    assert {
+        "decision": "skip",
+        "outcome": "controller_unavailable",
+        "status": "FAILED",
+    }.items() <= _result(lines).items()
+
+
+async def test_fail_open_records_to_the_fail_open_directory(asterisk: Asterisk) -> None:
+    """RECORDER_FAIL_OPEN=yes: recorded under the fail-open directory, with a warning."""
+    lines = await asterisk.call("s@t-fail-open")
+
+    started = _executed(lines, "MixMonitor")
+    assert 1 == len(started)
+    assert started[0].startswith(str(asterisk.base / "failopen") + "/")
+    assert started[0].endswith(".wav,bi(RECORDER_MMID)")
+    assert await asyncio.to_thread(Path(started[0].split(",")[0]).exists)
+    assert (
+        "RecorderUnavailable,Driver: ari,Status: FAILED,FailOpen: yes"
+        == _executed(lines, "UserEvent")[0]
+    )
+    assert any("RECORDING ANYWAY" in line for line in lines)
