@@ -294,6 +294,8 @@ class FakeAsterisk:
         self.continues: list[ContinueRecord] = []
         self.ws_connections = 0
         """WebSocket upgrades accepted so far."""
+        self.ws_requests: list[RecordedRequest] = []
+        """Every WebSocket upgrade request (``status`` is 101 whatever the answer was)."""
         self.ws_refused = 0
         """WebSocket upgrades refused by ``refuse_websockets()`` so far."""
         self.channels: dict[str, FakeChannel] = {}
@@ -875,6 +877,18 @@ class FakeAsterisk:
     # --- WebSocket ----------------------------------------------------------------------
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        self.ws_requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.rel_url.raw_path,
+                query=MappingProxyType(dict(request.query)),
+                body="",
+                headers=MappingProxyType(dict(request.headers)),
+                at=time.monotonic(),
+                status=101,
+            )
+        )
+        self._notify()
         if not self._authorised(request):
             return _error(401, "Authentication required")
         if self._refuse_ws is not None:

@@ -23,7 +23,7 @@ from asterisk_recorder.ari import (
 )
 from asterisk_recorder.ari.stream import backoff_delays
 from asterisk_recorder.errors import AriError
-from asterisk_recorder.settings import AriServerSettings
+from asterisk_recorder.settings import AriServerSettings, Secret
 from asterisk_recorder.testing import FakeAsterisk
 
 CHANNEL: dict[str, Any] = {
@@ -385,3 +385,24 @@ async def test_peer_that_never_answers_the_upgrade_is_given_up_and_retried() -> 
     reasons = [e["reason"] for e in logs if e["event"] == "ari.events.reconnecting"]
     assert reasons
     assert "connect failed: no handshake within 0.1 s" == reasons[0]
+
+
+async def test_upgrade_authenticates_by_header_and_names_the_apps(
+    fake: FakeAsterisk, events: EventStream
+) -> None:
+    """The WebSocket upgrade carries Basic auth in a header, apps and subscribeAll=false."""
+    upgrade = fake.ws_requests[-1]
+
+    assert upgrade.headers["Authorization"].startswith("Basic ")
+    assert {"app": "consent-recorder", "subscribeAll": "false"} == dict(upgrade.query)
+    assert "fake-secret" not in upgrade.path
+
+
+async def test_wrong_password_on_the_socket_is_retried_and_logged(fake: FakeAsterisk) -> None:
+    """A 401 on the upgrade is logged as a refused handshake and retried (not a crash)."""
+    with capture_logs() as logs:
+        async with EventStream(fake.settings(password=Secret("bad")), reconnect_initial=0.01):
+            await fake.wait_until(lambda: len(fake.ws_requests) >= 2)
+
+    reasons = [e["reason"] for e in logs if e["event"] == "ari.events.reconnecting"]
+    assert reasons[0].startswith("handshake refused: HTTP 401")
