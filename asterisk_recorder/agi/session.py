@@ -71,6 +71,8 @@ from asterisk_recorder.ledger.sink import DecisionSink
 from asterisk_recorder.logs import get_logger
 
 __all__ = [
+    "GATHER_EXPRESSION",
+    "IDENTITY_VARIABLES",
     "OVERRIDE_VARIABLES",
     "REQUIRED_ENVIRONMENT",
     "ConsentSession",
@@ -85,10 +87,17 @@ REQUIRED_ENVIRONMENT = ("request", "channel", "uniqueid", "threadid")
 """Env variables every Asterisk sends (``agi_threadid`` is the last before the args)."""
 
 OVERRIDE_VARIABLES = ("RECORDER_POLICY", "RECORDER_JURISDICTION", "RECORDER_LANGUAGE")
-"""Channel variables read with ``GET VARIABLE`` before the flow starts."""
+"""Channel variables that override the policy, jurisdiction and language of one call."""
 
-IDENTITY_EXPRESSION = "${CHANNEL(linkedid)} ${ENTITYID}"
-"""Read with ``GET FULL VARIABLE``: the call's linkedid and Asterisk's entity id."""
+IDENTITY_VARIABLES = ("CHANNEL(linkedid)", "ENTITYID")
+"""The call's linkedid and Asterisk's entity id (the ARI ``asterisk_id``)."""
+
+_SEPARATOR = "|"
+
+GATHER_EXPRESSION = _SEPARATOR.join(
+    f"${{{name}}}" for name in (*OVERRIDE_VARIABLES, *IDENTITY_VARIABLES)
+)
+"""The one ``GET FULL VARIABLE`` expression read before the flow starts."""
 
 _MAX_EVENTS = 10_000
 _CHANNEL_STATE_UP = 6
@@ -250,9 +259,7 @@ class ConsentSession:
             if not events:
                 events.extend(await self._wait_for_input(flow))
                 if not events:
-                    _log.error(
-                        "agi.session.stuck", state=flow.state.value, call_id=call.uniqueid
-                    )
+                    _log.error("agi.session.stuck", state=flow.state.value, call_id=call.uniqueid)
                     break
             event = events.popleft()
             handled += 1
@@ -278,25 +285,31 @@ class ConsentSession:
     # -- before the flow -----------------------------------------------------------------------
 
     async def _gather(self) -> CallInfo:
-        """Read the override variables and the call's identity (fixed commands only)."""
-        variables: dict[str, str] = {}
-        linkedid = asterisk_id = ""
-        for name in OVERRIDE_VARIABLES:
-            value = await self._read(self._channel.get_variable, name)
-            if value:
-                variables[name] = value
-        identity = await self._read(self._channel.get_full_variable, IDENTITY_EXPRESSION)
-        if identity:
-            parts = identity.split(" ")
-            if len(parts) == 2:
-                linkedid, asterisk_id = parts
+        """Read the overrides and the call's identity in one ``GET FULL VARIABLE``.
+
+        The fields are joined by ``|``; when the answer does not split into exactly as many
+        fields (a value holds a ``|``), each one is read on its own instead, so a value can
+        never shift into another field.
+        """
+        names = (*OVERRIDE_VARIABLES, *IDENTITY_VARIABLES)
+        values: dict[str, str] = {}
+        combined = await self._read(self._channel.get_full_variable, GATHER_EXPRESSION)
+        parts = combined.split(_SEPARATOR) if combined is not None else []
+        if len(parts) == len(names):
+            values = dict(zip(names, parts, strict=True))
+        elif not self._broken:
+            for name in names:
+                value = await self._read(self._channel.get_variable, name)
+                if value is not None:
+                    values[name] = value
+        variables = {k: v for k, v in values.items() if k in OVERRIDE_VARIABLES and v}
         return call_info_from_environment(
             self._env,
             variables,
             decision_id=str(uuid.uuid4()),
             instance_id=self._instance_id,
-            linkedid=linkedid,
-            asterisk_id=asterisk_id,
+            linkedid=values.get("CHANNEL(linkedid)", ""),
+            asterisk_id=values.get("ENTITYID", ""),
         )
 
     async def _read(

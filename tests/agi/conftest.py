@@ -42,8 +42,6 @@ async def rig_factory(
 
 
 @pytest.fixture
-async def rig(
-    settings: Settings, rig_factory: Callable[[Settings], AgiRigStarter]
-) -> AgiRig:
+async def rig(settings: Settings, rig_factory: Callable[[Settings], AgiRigStarter]) -> AgiRig:
     """A running consent server with default settings."""
     return await rig_factory(settings).start()

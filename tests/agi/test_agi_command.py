@@ -97,9 +97,7 @@ async def test_classic_agi_opt_out_key_is_stored_and_handed_back(
     assert 0 == code
     assert peer.closed_by_program
     assert "skip" == peer.variables["RECORDER_DECISION"]
-    assert [("agi", "not_recorded_opted_out", "classic-test")] == await stored_outcomes(
-        ledger_dsn
-    )
+    assert [("agi", "not_recorded_opted_out", "classic-test")] == await stored_outcomes(ledger_dsn)
     decided = [e for e in logs if e.get("event") == "consent.decided"]
     assert 1 == len(decided)
     assert peer.variables["RECORDER_DECISION_ID"] == decided[0]["decision_id"]
@@ -131,9 +129,12 @@ async def test_classic_agi_hang_up_with_sighup_still_stores_abandoned(
         "ASTERISK_RECORDER_INSTANCE_ID": "classic-test",
     }
     proc = await asyncio.create_subprocess_exec(
-        *command(), "agi",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, env=env,
+        *command(),
+        "agi",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
@@ -157,9 +158,12 @@ async def test_classic_agi_garbage_on_stdin_exits_1_without_commands(tmp_path: P
     """Something that is not an AGI environment: exit 1, nothing written to stdout."""
     env = {**os.environ, "ASTERISK_RECORDER_DATABASE_DSN": "postgresql://127.0.0.1:1/none"}
     proc = await asyncio.create_subprocess_exec(
-        *command(), "agi",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env,
+        *command(),
+        "agi",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(b"hello\n\n"), timeout=60)
 

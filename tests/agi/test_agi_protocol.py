@@ -274,8 +274,14 @@ class TestReplies:
 
     @pytest.mark.parametrize(
         "line",
-        ["200", "200 result=x", "200 result=1 (unclosed", "200result=1", "2000 result=1",
-         "200 result=" + "9" * 40],
+        [
+            "200",
+            "200 result=x",
+            "200 result=1 (unclosed",
+            "200result=1",
+            "2000 result=1",
+            "200 result=" + "9" * 40,
+        ],
     )
     def test_malformed_200_lines_raise_protocol_error(self, line: str) -> None:
         """Malformed 200 lines raise AgiProtocolError."""

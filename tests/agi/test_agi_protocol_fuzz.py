@@ -24,18 +24,47 @@ from asterisk_recorder.errors import (
 )
 
 FRAGMENTS = [
-    b"agi_request: agi://h/consent?policy=opt_in\n", b"agi_channel: PJSIP/a-1\n",
-    b"agi_arg_1: x\n", b"agi_arg_2: y\n", b"agi_arg_3: z\n", b"agi_", b": ", b"\n", b"\r\n",
-    b"200 result=", b"0", b"49", b"-1", b"99999999999999999999", b" (", b")", b" endpos=",
-    b"12", b"HANGUP\n", b"100 result=0 Trying...\n", b"510 Invalid or unknown command\n",
-    b"511 Command Not Permitted\n", b"520-Invalid command syntax.\n", b" Usage: X\n",
-    b"520 End of proper usage.\n", b"503 result=-2 Memory\n", b"\x00", b"\xff\xfe", b"\xe9",
-    b" ", b"\t", b"(", b"result=", b"999 x\n", b"200-", b"Gosub complete",
+    b"agi_request: agi://h/consent?policy=opt_in\n",
+    b"agi_channel: PJSIP/a-1\n",
+    b"agi_arg_1: x\n",
+    b"agi_arg_2: y\n",
+    b"agi_arg_3: z\n",
+    b"agi_",
+    b": ",
+    b"\n",
+    b"\r\n",
+    b"200 result=",
+    b"0",
+    b"49",
+    b"-1",
+    b"99999999999999999999",
+    b" (",
+    b")",
+    b" endpos=",
+    b"12",
+    b"HANGUP\n",
+    b"100 result=0 Trying...\n",
+    b"510 Invalid or unknown command\n",
+    b"511 Command Not Permitted\n",
+    b"520-Invalid command syntax.\n",
+    b" Usage: X\n",
+    b"520 End of proper usage.\n",
+    b"503 result=-2 Memory\n",
+    b"\x00",
+    b"\xff\xfe",
+    b"\xe9",
+    b" ",
+    b"\t",
+    b"(",
+    b"result=",
+    b"999 x\n",
+    b"200-",
+    b"Gosub complete",
 ]
 
-chunks = st.lists(
-    st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=12)), max_size=24
-).map(b"".join)
+chunks = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=12)), max_size=24).map(
+    b"".join
+)
 """Byte streams that are mostly near-valid AGI, with arbitrary bytes mixed in."""
 
 splits = st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=8)

@@ -42,7 +42,7 @@ async def hold_session(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamW
     writer.write(("\n".join(OPT_OUT) + "\n\n").encode())
     await writer.drain()
     first = await reader.readline()
-    assert first.startswith(b"GET VARIABLE")
+    assert first.startswith(b"GET FULL VARIABLE")
     return reader, writer
 
 
@@ -101,9 +101,7 @@ async def test_silent_peer_is_dropped_after_the_read_timeout(
     from asterisk_recorder.settings import Settings
 
     assert isinstance(settings, Settings)
-    fast = Settings(
-        instance_id="t", agi=AgiSettings(host="127.0.0.1", port=0, read_timeout=0.1)
-    )
+    fast = Settings(instance_id="t", agi=AgiSettings(host="127.0.0.1", port=0, read_timeout=0.1))
     starter = rig_factory(fast)
     assert isinstance(starter, AgiRigStarter)
     rig = await starter.start()
@@ -125,9 +123,7 @@ async def test_connections_beyond_max_sessions_are_closed_with_a_log_line(
 
     from asterisk_recorder.settings import Settings
 
-    capped = Settings(
-        instance_id="t", agi=AgiSettings(host="127.0.0.1", port=0, max_sessions=2)
-    )
+    capped = Settings(instance_id="t", agi=AgiSettings(host="127.0.0.1", port=0, max_sessions=2))
     starter = rig_factory(capped)
     assert isinstance(starter, AgiRigStarter)
     rig = await starter.start()

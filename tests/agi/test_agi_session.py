@@ -23,15 +23,23 @@ OPT_OUT = consent_env("consent?policy=opt_out&lang=")
 OPT_IN = consent_env("consent?policy=opt_in")
 
 GATHER = [
-    ["GET", "VARIABLE", "RECORDER_POLICY"],
-    ["GET", "VARIABLE", "RECORDER_JURISDICTION"],
-    ["GET", "VARIABLE", "RECORDER_LANGUAGE"],
-    ["GET", "FULL", "VARIABLE", "${CHANNEL(linkedid)} ${ENTITYID}"],
+    [
+        "GET",
+        "FULL",
+        "VARIABLE",
+        "${RECORDER_POLICY}|${RECORDER_JURISDICTION}|${RECORDER_LANGUAGE}"
+        "|${CHANNEL(linkedid)}|${ENTITYID}",
+    ]
 ]
 
 FIXED_FORMS = [
-    re.compile(r"GET VARIABLE RECORDER_(POLICY|JURISDICTION|LANGUAGE)"),
-    re.compile(r'GET FULL VARIABLE "\$\{CHANNEL\(linkedid\)\} \$\{ENTITYID\}"'),
+    re.compile(
+        r"GET FULL VARIABLE \$\{RECORDER_POLICY\}\|\$\{RECORDER_JURISDICTION\}"
+        r"\|\$\{RECORDER_LANGUAGE\}\|\$\{CHANNEL\(linkedid\)\}\|\$\{ENTITYID\}"
+    ),
+    re.compile(
+        r"GET VARIABLE (RECORDER_(POLICY|JURISDICTION|LANGUAGE)|CHANNEL\(linkedid\)|ENTITYID)"
+    ),
     re.compile(r"ANSWER"),
     re.compile(r'STREAM FILE en/recorder/consent-(opt-in|opt-out|announce) "[0-9*#]*"'),
     re.compile(r"WAIT FOR DIGIT [0-9]+"),
@@ -63,9 +71,9 @@ async def test_opt_out_key_during_disclosure_skips_recording(rig: AgiRig) -> Non
     assert "skip" == peer.variables["RECORDER_DECISION"]
     assert "not_recorded_opted_out" == peer.variables["RECORDER_OUTCOME"]
     assert result.decision.decision_id == peer.variables["RECORDER_DECISION_ID"]
-    assert GATHER == peer.commands[:4]
-    assert ["ANSWER"] == peer.commands[4]
-    assert ["STREAM", "FILE", "en/recorder/consent-opt-out", "1"] == peer.commands[5]
+    assert GATHER == peer.commands[:1]
+    assert ["ANSWER"] == peer.commands[1]
+    assert ["STREAM", "FILE", "en/recorder/consent-opt-out", "1"] == peer.commands[2]
     assert [] == commands_named(peer, "WAIT", "FOR", "DIGIT")
     assert [result.decision] == rig.sink.decisions
     assert result.handed_back
@@ -224,14 +232,14 @@ async def test_520_usage_reply_to_stream_file_fails_closed(rig: AgiRig) -> None:
 
 async def test_garbage_instead_of_a_reply_stores_failed_and_closes(rig: AgiRig) -> None:
     """Garbage in answer to ANSWER: the session stores ``failed`` and sends nothing more."""
-    peer = ScriptedAsterisk(OPT_OUT, garbage_at=4)
+    peer = ScriptedAsterisk(OPT_OUT, garbage_at=1)
 
     with capture_logs() as logs:
         result = await rig.call(peer)
 
     assert result.decision is not None
     assert Outcome.FAILED == result.decision.outcome
-    assert 5 == len(peer.commands)
+    assert 2 == len(peer.commands)
     assert not result.handed_back
     decided = [e for e in logs if e["event"] == "consent.decided"]
     assert 1 == len(decided)
@@ -273,6 +281,28 @@ async def test_channel_variables_override_policy_and_jurisdiction(rig: AgiRig) -
     assert [] == commands_named(peer, "STREAM", "FILE")
 
 
+async def test_override_holding_the_separator_is_read_on_its_own(rig: AgiRig) -> None:
+    """A ``|`` in a value makes the combined read ambiguous: each variable is read alone."""
+    peer = ScriptedAsterisk(
+        consent_env(),
+        variables={"RECORDER_POLICY": "never", "RECORDER_LANGUAGE": "en|x", "ENTITYID": "e1"},
+    )
+
+    result = await rig.call(peer)
+
+    assert result.decision is not None
+    assert Mode.NEVER == result.decision.mode
+    assert "e1" == result.decision.asterisk_id
+    assert [
+        ["GET", "VARIABLE", "RECORDER_POLICY"],
+        ["GET", "VARIABLE", "RECORDER_JURISDICTION"],
+        ["GET", "VARIABLE", "RECORDER_LANGUAGE"],
+        ["GET", "VARIABLE", "CHANNEL(linkedid)"],
+        ["GET", "VARIABLE", "ENTITYID"],
+    ] == peer.commands[1:6]
+    assert_fixed_forms(peer)
+
+
 async def test_url_query_policy_wins_over_channel_variable(rig: AgiRig) -> None:
     """``?policy=opt_in`` beats ``RECORDER_POLICY=never``."""
     peer = ScriptedAsterisk(OPT_IN, variables={"RECORDER_POLICY": "never"}, prompts=[Press("1")])
@@ -309,7 +339,9 @@ async def test_identity_comes_from_environment_and_full_variable(rig: AgiRig) ->
     decision = result.decision
     assert decision is not None
     assert ("agi", "Local/s@consent-agi-00000035;2", "1795449978.119") == (
-        decision.driver, decision.channel_name, decision.uniqueid,
+        decision.driver,
+        decision.channel_name,
+        decision.uniqueid,
     )
     assert "1795449970.100" == decision.linkedid
     assert "02:42:ac:11:00:02" == decision.asterisk_id
@@ -361,9 +393,7 @@ async def test_hostile_caller_text_never_reaches_a_command(
 
 async def test_invalid_utf8_caller_name_is_kept_as_evidence_and_never_sent(rig: AgiRig) -> None:
     """A Latin-1 caller name becomes U+FFFD in the decision and is not sent anywhere."""
-    env: list[str | bytes] = [
-        line for line in OPT_OUT if not line.startswith("agi_calleridname")
-    ]
+    env: list[str | bytes] = [line for line in OPT_OUT if not line.startswith("agi_calleridname")]
     env.append(b"agi_calleridname: Jos\xe9 \xff\xfe")
     peer = ScriptedAsterisk(env, prompts=[Press("1")])
 
