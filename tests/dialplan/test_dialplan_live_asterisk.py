@@ -84,6 +84,20 @@ exten => s,1,Set(RECORDER_FAIL_OPEN=yes)
  same => n,Dial(Local/s@t-far/n,5)
  same => n,Hangup()
 
+[t-outbound]
+exten => _X!,1,Set(__RECORDER_AGI_PORT=${AGI_TEST_PORT})
+ same => n,Dial(Local/s@t-far/n,5,U(recorder-consent-callee^case${EXTEN}^en))
+ same => n,Log(NOTICE,RESULT case=${EXTEN} caller_recording=${RECORDER_RECORDING})
+ same => n,Hangup()
+
+[t-twice]
+exten => _X!,1,Set(RECORDER_AGI_PORT=${AGI_TEST_PORT})
+ same => n,Gosub(recorder-consent-agi,s,1(case${EXTEN},))
+ same => n,Gosub(recorder-consent-agi,s,1(case${EXTEN},))
+ same => n,@RESULT@
+ same => n,Dial(Local/s@t-far/n,5)
+ same => n,Hangup()
+
 [t-far]
 exten => s,1,Answer()
  same => n,Echo(1)
@@ -213,8 +227,21 @@ class ScriptedController:
 @pytest.fixture(scope="module")
 def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Asterisk]:
     """A private Asterisk with recorder.conf and the test contexts loaded."""
+    with _running_asterisk(tmp_path_factory.mktemp("ast"), NOLOAD) as ast:
+        yield ast
+
+
+@pytest.fixture(scope="module")
+def asterisk_without_beep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Asterisk]:
+    """The same, with func_periodic_hook not loaded (MixMonitor's B(n) cannot work)."""
+    noload = [*NOLOAD, "func_periodic_hook.so"]
+    with _running_asterisk(tmp_path_factory.mktemp("ast-nobeep"), noload) as ast:
+        yield ast
+
+
+@contextlib.contextmanager
+def _running_asterisk(base: Path, noload: list[str]) -> Iterator[Asterisk]:
     assert ASTERISK is not None
-    base = tmp_path_factory.mktemp("ast")
     etc = base / "etc"
     etc.mkdir()
     for sub in ("run", "log", "spool", "lib"):
@@ -233,7 +260,7 @@ def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Asterisk]:
         "[options]\nverbose = 3\nnofork = yes\n"
     )
     (etc / "modules.conf").write_text(
-        "[modules]\nautoload = yes\n" + "".join(f"noload => {m}\n" for m in NOLOAD)
+        "[modules]\nautoload = yes\n" + "".join(f"noload => {m}\n" for m in noload)
     )
     (etc / "logger.conf").write_text("[logfiles]\nfull => notice,warning,error,verbose(3)\n")
     (etc / "recorder.conf").write_text((ROOT / "dialplan" / "recorder.conf").read_text())
@@ -460,3 +487,63 @@ async def test_fail_open_records_to_the_fail_open_directory(asterisk: Asterisk) 
         == _executed(lines, "UserEvent")[0]
     )
     assert any("RECORDING ANYWAY" in line for line in lines)
+
+
+async def test_outbound_callee_hears_the_disclosure_and_is_recorded(
+    asterisk: Asterisk, controller: ScriptedController
+) -> None:
+    """Dial U(recorder-consent-callee^...): the called channel runs the FastAGI consent step
+    and MixMonitor runs on it; the caller's channel is left alone."""
+    target = asterisk.base / "rec" / f"{uuid.uuid4()}.wav"
+    controller.cases["7"] = _decision(target)
+
+    lines = await asterisk.call("7@t-outbound")
+
+    assert ["consent?policy=case7&lang=en"] == controller.seen
+    assert [f"{target},bi(RECORDER_MMID)"] == _executed(lines, "MixMonitor")
+    mixmonitor_line = next(line for line in lines if "MixMonitor(" in line)
+    assert "t-far" in mixmonitor_line  # the called Local channel, not the caller
+    assert await asyncio.to_thread(target.exists)
+    assert _executed(lines, "UserEvent")[-1].startswith("RecordingClosed,")
+
+
+async def test_second_consent_on_a_recorded_channel_asks_nothing(
+    asterisk: Asterisk, controller: ScriptedController
+) -> None:
+    """Running the subroutine again on a channel already recording returns at once."""
+    controller.cases["8"] = _decision(asterisk.base / "rec" / f"{uuid.uuid4()}.wav")
+
+    lines = await asterisk.call("8@t-twice")
+
+    assert 1 == len(controller.seen)
+    assert 1 == len(_executed(lines, "MixMonitor"))
+    assert {"decision": "record", "recording": "yes"}.items() <= _result(lines).items()
+
+
+async def test_periodic_beep_without_its_module_records_nothing_and_keeps_the_call(
+    asterisk_without_beep: Asterisk,
+) -> None:
+    """B(n) with func_periodic_hook not loaded: RecordingFailed, no MixMonitor, Dial still runs
+    (MixMonitor itself would fail and Asterisk would hang the call up)."""
+    scripted = ScriptedController()
+    target = asterisk_without_beep.base / "rec" / f"{uuid.uuid4()}.wav"
+    scripted.cases["9"] = _decision(target, "bB(15)")
+    server = await asyncio.start_server(
+        scripted.handle, "127.0.0.1", asterisk_without_beep.agi_port
+    )
+    try:
+        lines = await asterisk_without_beep.call("9@t-agi")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert (
+        "0"
+        == asterisk_without_beep.cli("module show like func_periodic_hook")
+        .strip()
+        .splitlines()[-1]
+        .split()[0]
+    )
+    assert [] == _executed(lines, "MixMonitor")
+    assert any(e.startswith("RecordingFailed,") for e in _executed(lines, "UserEvent"))
+    assert 1 == len(_executed(lines, "Dial"))
