@@ -155,15 +155,16 @@ class AgiChannel:
         if reply.result is None or reply.result < 0:
             raise AgiHangup(f"ANSWER failed: {reply.line}")
 
-    async def stream_file(self, sound: str, escape_digits: str) -> AgiReply:
+    async def stream_file(
+        self, sound: str, escape_digits: str, *, wait: float = MAX_PROMPT_SECONDS
+    ) -> AgiReply:
         """``STREAM FILE <sound> "<escape digits>"``; the caller interprets the reply.
 
         ``result=0``: played to the end (``endpos`` samples); ``result>0``: the ASCII code of
         the escape key pressed; ``result=-1``: the channel hung up *or* the sound is missing.
+        ``wait`` is how long the prompt may play (the read timeout is added).
         """
-        return await self.command(
-            "STREAM FILE", sound, escape_digits, force_quote=(1,), wait=MAX_PROMPT_SECONDS
-        )
+        return await self.command("STREAM FILE", sound, escape_digits, force_quote=(1,), wait=wait)
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
         """``WAIT FOR DIGIT <ms>``: the key pressed, or ``None`` on timeout.

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from asterisk_recorder.agi.channel import AgiChannel
+from asterisk_recorder.agi.channel import MAX_PROMPT_SECONDS, AgiChannel
 from asterisk_recorder.agi.protocol import AgiEnvironment, digit_from_result
 from asterisk_recorder.agi.server import SessionHandler
 from asterisk_recorder.errors import (
@@ -420,7 +420,9 @@ class ConsentSession:
         events: list[Event] = [PromptStarted(self._clock())]
         self._commands += 1
         try:
-            reply = await self._channel.stream_file(sound, prompt.escape_digits)
+            reply = await self._channel.stream_file(
+                sound, prompt.escape_digits, wait=self._prompt_bound()
+            )
         except AgiError as exc:
             return [*events, *self._expired(self._monotonic()), *self._failure("PlayPrompt", exc)]
         events.extend(self._expired(self._monotonic()))
@@ -448,6 +450,13 @@ class ConsentSession:
         except AgiError as exc:
             return [*events, *self._failure("PlayPrompt", exc)]
         return [*events, PromptFailed(self._clock(), f"{sound} could not be played")]
+
+    def _prompt_bound(self) -> float:
+        """How long STREAM FILE may run: until the earliest timer (the guard), at most 300 s."""
+        if not self._timers:
+            return MAX_PROMPT_SECONDS
+        remaining = min(self._timers.values()) - self._monotonic()
+        return max(0.0, min(remaining, MAX_PROMPT_SECONDS))
 
     async def _store(self, decision: ConsentDecision) -> Event:
         try:

@@ -309,6 +309,7 @@ class ScriptedAsterisk:
         up: the channel is already answered.
         dead: the channel is already hung up when AGI starts.
         garbage_at: answer the N-th command (0-based) with ``Garbage`` bytes.
+        stall_at: never answer the N-th command (0-based): a hung Asterisk.
         hangup_line: send ``HANGUP`` when the channel dies (Asterisk's ``AGISIGHUP``, default).
         refuse: command name -> 510 or 520: answer that command with the error instead.
         environment lines may be ``bytes`` (e.g. a caller name that is not UTF-8).
@@ -321,6 +322,7 @@ class ScriptedAsterisk:
     up: bool = False
     dead: bool = False
     garbage_at: int | None = None
+    stall_at: int | None = None
     hangup_line: bool = True
     refuse: dict[str, int] = field(default_factory=dict)
     commands: list[list[str]] = field(default_factory=list)
@@ -352,6 +354,8 @@ class ScriptedAsterisk:
             self.lines.append(line)
             argv = split_command(line)
             self.commands.append(argv)
+            if self.stall_at is not None and len(self.commands) - 1 == self.stall_at:
+                continue
             if self.garbage_at is not None and len(self.commands) - 1 == self.garbage_at:
                 garbage = Garbage()
                 try:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
-from agi_helpers import AgiRig, consent_env
+from agi_helpers import AgiRig, AgiRigStarter, consent_env
 from structlog.testing import capture_logs
 
-from asterisk_recorder.flow.decision import Outcome
-from asterisk_recorder.policy import Mode
+from asterisk_recorder.agi.server import FastAgiServer
+from asterisk_recorder.agi.session import SessionResult, consent_handler
+from asterisk_recorder.errors import DatabaseUnavailable
+from asterisk_recorder.flow import ConsentFlow
+from asterisk_recorder.flow.decision import ConsentDecision, Outcome
+from asterisk_recorder.flow.settings import FlowSettings
+from asterisk_recorder.ledger.sink import StoreReceipt
+from asterisk_recorder.policy import Mode, PolicyEngine
+from asterisk_recorder.settings import AgiSettings, Settings
 from asterisk_recorder.testing.agi_peer import (
     Finish,
     HangUp,
@@ -419,3 +427,77 @@ async def test_newline_in_caller_name_is_rejected_before_any_command(
     assert [] == peer.commands
     assert [] == rig.sink.decisions
     assert ["warning"] == [e["log_level"] for e in logs]
+
+
+async def fast_rig(rig_factory: Callable[[Settings], AgiRigStarter]) -> AgiRig:
+    """A rig whose guard, input and read timeouts are tenths of a second."""
+    settings = Settings(
+        instance_id="fast",
+        agi=AgiSettings(host="127.0.0.1", port=0, read_timeout=0.2),
+        flow=FlowSettings(guard_timeout=0.3, input_timeout=0.2),
+    )
+    return await rig_factory(settings).start()
+
+
+async def test_prompt_that_never_ends_fails_closed_at_the_guard_time(
+    rig_factory: Callable[[Settings], AgiRigStarter],
+) -> None:
+    """STREAM FILE without a reply: the guard timer decides ``failed``; nothing more is sent."""
+    rig = await fast_rig(rig_factory)
+    peer = ScriptedAsterisk(OPT_OUT, stall_at=2)
+
+    with capture_logs() as logs:
+        result = await rig.call(peer)
+
+    assert result.decision is not None
+    assert Outcome.FAILED == result.decision.outcome
+    assert "prompt did not finish" in result.decision.reason
+    assert 3 == len(peer.commands)
+    assert not result.handed_back
+    assert result.fail_closed
+    assert [result.decision] == rig.sink.decisions
+    decided = [e for e in logs if e["event"] == "consent.decided"]
+    assert "failed" == decided[0]["outcome"]
+
+
+async def test_asterisk_silent_during_wait_for_digit_fails_closed(
+    rig_factory: Callable[[Settings], AgiRigStarter],
+) -> None:
+    """WAIT FOR DIGIT without a reply within its time + read_timeout: ``failed``, stored."""
+    rig = await fast_rig(rig_factory)
+    peer = ScriptedAsterisk(OPT_OUT, prompts=[Finish()], stall_at=3)
+
+    result = await rig.call(peer)
+
+    assert result.decision is not None
+    assert Outcome.FAILED == result.decision.outcome
+    assert ["WAIT", "FOR", "DIGIT"] == peer.commands[3][:3]
+    assert result.error is not None
+    assert [result.decision] == rig.sink.decisions
+
+
+async def test_ledger_failure_hands_back_skip(settings: Settings, engine: PolicyEngine) -> None:
+    """A sink that raises: DecisionStoreFailed -> RECORDER_DECISION=skip, outcome failed."""
+
+    class BrokenSink:
+        async def store(self, decision: ConsentDecision) -> StoreReceipt:
+            raise DatabaseUnavailable("PostgreSQL is away and the spool is full")
+
+    results: list[SessionResult] = []
+    server = FastAgiServer(
+        settings.agi,
+        consent_handler(
+            lambda: ConsentFlow(settings.flow, engine), BrokenSink(), on_result=results.append
+        ),
+    )
+    await server.start()
+    try:
+        peer = ScriptedAsterisk(OPT_OUT, prompts=[Finish()], waits=[Silence()])
+        await peer.connect("127.0.0.1", server.port)
+    finally:
+        await server.close()
+
+    assert "skip" == peer.variables["RECORDER_DECISION"]
+    assert "failed" == peer.variables["RECORDER_OUTCOME"]
+    assert not results[0].stored
+    assert results[0].fail_closed
