@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,13 @@ exten => s,1,Gosub(recorder-consent,s,1(,en))
  same => n,@RESULT:ari@
  same => n,Hangup()
 
+[t-ari-up]
+exten => s,1,Set(RECORDER_POLICY=opt_in)
+ same => n,Gosub(recorder-consent,s,1(,fr))
+ same => n,@RESULT:ariup@
+ same => n,Dial(Local/s@t-far/n,5)
+ same => n,Hangup()
+
 [t-fail-open]
 exten => s,1,Set(RECORDER_FAIL_OPEN=yes)
  same => n,Set(RECORDER_FAIL_OPEN_DIR=${FAIL_OPEN_DIR})
@@ -108,6 +116,9 @@ exten => s,1,Wait(0.5)
  same => n,Hangup()
 """
 
+SAMPLE_PASSWORD = "CHANGE-ME-to-a-long-random-secret"
+ARI_PASSWORD = "test-only-secret"
+
 RESULT = (
     "Log(NOTICE,RESULT case={case} decision=${{RECORDER_DECISION}} outcome=${{RECORDER_OUTCOME}}"
     " recording=${{RECORDER_RECORDING}} status=${{RECORDER_STATUS}})"
@@ -118,7 +129,7 @@ RESULT = (
 def _test_dialplan(globals_: str) -> str:
     text = TEST_DIALPLAN.replace("[globals]\n", "[globals]\n" + globals_)
     text = text.replace("@RESULT@", RESULT.format(case="${EXTEN}"))
-    for case in ("down", "ari", "failopen"):
+    for case in ("down", "ari", "ariup", "failopen"):
         text = text.replace(f"@RESULT:{case}@", RESULT.format(case=case))
     return text
 
@@ -137,6 +148,7 @@ class Asterisk:
     process: subprocess.Popen[bytes]
     agi_port: int
     closed_port: int
+    http_port: int
     _offset: int = 0
 
     @property
@@ -264,6 +276,12 @@ def _running_asterisk(base: Path, noload: list[str]) -> Iterator[Asterisk]:
     )
     (etc / "logger.conf").write_text("[logfiles]\nfull => notice,warning,error,verbose(3)\n")
     (etc / "recorder.conf").write_text((ROOT / "dialplan" / "recorder.conf").read_text())
+    # The shipped samples, with a test password and a free port.
+    http_port = _free_port()
+    ari = (ROOT / "etc" / "ari.conf").read_text()
+    (etc / "ari.conf").write_text(ari.replace(SAMPLE_PASSWORD, ARI_PASSWORD))
+    http = (ROOT / "etc" / "http.conf").read_text()
+    (etc / "http.conf").write_text(http.replace("bindport = 8088", f"bindport = {http_port}"))
     globals_ = (
         f"AGI_TEST_PORT={agi_port}\nAGI_CLOSED_PORT={closed_port}\n"
         f"FAIL_OPEN_DIR={base / 'failopen'}\n"
@@ -275,7 +293,7 @@ def _running_asterisk(base: Path, noload: list[str]) -> Iterator[Asterisk]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    ast = Asterisk(base, process, agi_port, closed_port)
+    ast = Asterisk(base, process, agi_port, closed_port, http_port)
     try:
         deadline = time.monotonic() + 30
         while "fully booted" not in ast.cli("core waitfullybooted").lower():
@@ -547,3 +565,44 @@ async def test_periodic_beep_without_its_module_records_nothing_and_keeps_the_ca
     assert [] == _executed(lines, "MixMonitor")
     assert any(e.startswith("RecordingFailed,") for e in _executed(lines, "UserEvent"))
     assert 1 == len(_executed(lines, "Dial"))
+
+
+async def test_ari_decision_is_applied_after_continue(asterisk: Asterisk) -> None:
+    """Over real ARI (the shipped ari.conf/http.conf): the app gets policy/lang/linkedid args and
+    the RECORDER_POLICY channelvar, sets the decision, continues, and the dialplan records."""
+    base = f"http://127.0.0.1:{asterisk.http_port}/ari"
+    auth = {"api_key": f"asterisk-recorder:{ARI_PASSWORD}"}
+    target = asterisk.base / "rec" / f"{uuid.uuid4()}.wav"
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"{base}/events", params={**auth, "app": "consent-recorder"})
+        try:
+            call = asyncio.create_task(asterisk.call("s@t-ari-up"))
+            while True:
+                event = await ws.receive_json(timeout=10)
+                if event["type"] == "StasisStart":
+                    break
+            channel = event["channel"]
+            for name, value in _decision(target).items():
+                async with session.post(
+                    f"{base}/channels/{channel['id']}/variable",
+                    params={**auth, "variable": name, "value": value},
+                ) as response:
+                    assert 204 == response.status
+            async with session.post(
+                f"{base}/channels/{channel['id']}/continue", params=auth
+            ) as response:
+                assert 204 == response.status
+            lines = await call
+        finally:
+            await ws.close()
+
+    assert ["policy=", "lang=fr"] == event["args"][:2]
+    assert event["args"][2].startswith("linkedid=")
+    assert "opt_in" == channel["channelvars"]["RECORDER_POLICY"]
+    assert [f"{target},bi(RECORDER_MMID)"] == _executed(lines, "MixMonitor")
+    assert {"decision": "record", "recording": "yes", "status": "SUCCESS"}.items() <= _result(
+        lines
+    ).items()
+    assert _executed(lines, "UserEvent")[-1].startswith(
+        f"RecordingClosed,DecisionId: {target.stem},"
+    )
