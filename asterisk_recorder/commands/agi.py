@@ -27,7 +27,6 @@ from asterisk_recorder.agi.session import SessionResult, consent_handler
 from asterisk_recorder.errors import AgiError, ConfigError
 from asterisk_recorder.flow import ConsentFlow
 from asterisk_recorder.ledger import Ledger
-from asterisk_recorder.ledger.database import database_dsn
 from asterisk_recorder.policy import PolicyEngine
 from asterisk_recorder.settings import Settings
 
@@ -58,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     # This process speaks AGI only: ARI settings (and their required password) do not apply.
     os.environ[ARI_ENABLED_ENV] = "false"
     settings = config.settings_from_args(args)
+    if not settings.database.dsn:
+        # The embedded PostgreSQL is started and stopped by its owner (serve); a per-call
+        # process must never start or stop it.
+        raise ConfigError(
+            "database.dsn: missing; asterisk-recorder agi connects to a running PostgreSQL: "
+            "set ASTERISK_RECORDER_DATABASE_DSN or [database] dsn"
+        )
     logs.configure(settings.logging, stream=sys.stderr, secrets=config.secret_values(settings))
     return asyncio.run(_session(settings))
 
@@ -100,15 +106,12 @@ async def _session(settings: Settings) -> int:
         return 1
     instance_id = settings.instance_id or f"{socket.gethostname()}-agi-{os.getpid()}"
     results: list[SessionResult] = []
-    async with (
-        database_dsn(settings) as dsn,
-        Ledger.open(
-            dsn,
-            settings.ledger,
-            instance_id=instance_id,
-            connect_timeout=settings.database.connect_timeout,
-        ) as ledger,
-    ):
+    async with Ledger.open(
+        settings.database.dsn.value,
+        settings.ledger,
+        instance_id=instance_id,
+        connect_timeout=settings.database.connect_timeout,
+    ) as ledger:
         handler = consent_handler(
             lambda: ConsentFlow(settings.flow, engine),
             ledger,

@@ -30,6 +30,7 @@ from asterisk_recorder.agi.protocol import split_command
 
 __all__ = [
     "DEAD_CAPABLE",
+    "Behaviour",
     "Exchange",
     "Finish",
     "Garbage",
@@ -80,7 +81,7 @@ _KNOWN = (
     "HANGUP",
 )
 
-USAGE = {
+_USAGE = {
     "STREAM FILE": " Usage: STREAM FILE <FILENAME> <ESCAPE_DIGITS> [SAMPLE OFFSET]",
     "WAIT FOR DIGIT": " Usage: WAIT FOR DIGIT <TIMEOUT>",
     "GET VARIABLE": " Usage: GET VARIABLE <VARIABLENAME>",
@@ -444,7 +445,7 @@ class ScriptedAsterisk:
     def _usage(name: str) -> list[str]:
         return [
             "520-Invalid command syntax.  Proper usage follows:",
-            USAGE.get(name, " Usage: " + name),
+            _USAGE.get(name, " Usage: " + name),
             "520 End of proper usage.",
         ]
 

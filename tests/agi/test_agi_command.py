@@ -170,3 +170,21 @@ async def test_classic_agi_garbage_on_stdin_exits_1_without_commands(tmp_path: P
     assert 1 == proc.returncode
     assert b"" == out
     assert b"agi.session.bad_environment" in err
+
+
+async def test_classic_agi_without_a_dsn_exits_2_and_writes_nothing() -> None:
+    """No ``database.dsn``: configuration error (exit 2); the embedded server is never started."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTERISK_RECORDER_")}
+    proc = await asyncio.create_subprocess_exec(
+        *command(),
+        "agi",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(b"agi_request: x\n\n"), timeout=60)
+
+    assert 2 == proc.returncode
+    assert b"" == out
+    assert b"database.dsn" in err
