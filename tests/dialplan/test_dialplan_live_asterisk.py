@@ -252,7 +252,9 @@ def asterisk_without_beep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @contextlib.contextmanager
-def _running_asterisk(base: Path, noload: list[str]) -> Iterator[Asterisk]:
+def _running_asterisk(
+    base: Path, noload: list[str], extra_files: dict[str, str] | None = None
+) -> Iterator[Asterisk]:
     assert ASTERISK is not None
     etc = base / "etc"
     etc.mkdir()
@@ -287,6 +289,8 @@ def _running_asterisk(base: Path, noload: list[str]) -> Iterator[Asterisk]:
         f"FAIL_OPEN_DIR={base / 'failopen'}\n"
     )
     (etc / "extensions.conf").write_text(_test_dialplan(globals_))
+    for name, content in (extra_files or {}).items():
+        (etc / name).write_text(content)
     process = subprocess.Popen(
         [ASTERISK, "-C", str(etc / "asterisk.conf"), "-f", "-n"],
         stdin=subprocess.DEVNULL,
@@ -606,3 +610,30 @@ async def test_ari_decision_is_applied_after_continue(asterisk: Asterisk) -> Non
     assert _executed(lines, "UserEvent")[-1].startswith(
         f"RecordingClosed,DecisionId: {target.stem},"
     )
+
+
+def test_shipped_samples_load_into_asterisk(tmp_path: Path) -> None:
+    """etc/extensions.conf (with recorder.conf) and etc/pjsip.conf load without a config error:
+    the demo context and the softphone endpoint exist."""
+    sip_port = _free_port()
+    files = {
+        "extensions.conf": (ROOT / "etc" / "extensions.conf").read_text(),
+        "pjsip.conf": (ROOT / "etc" / "pjsip.conf")
+        .read_text()
+        .replace("bind = 0.0.0.0:5060", f"bind = 127.0.0.1:{sip_port}"),
+    }
+    with _running_asterisk(tmp_path, NOLOAD, files) as ast:
+        dialplan = ast.cli("dialplan show recorder-demo")
+        endpoint = ast.cli("pjsip show endpoint softphone")
+        log = ast.log.read_text(errors="replace")
+
+    assert [] == [
+        line
+        for line in log.splitlines()
+        if "ERROR" in line and ("pbx_config" in line or "extensions.conf" in line)
+    ]
+    for exten in ("'100'", "'101'", "'102'", "'200'"):
+        assert exten in dialplan
+    assert "Endpoint:  softphone" in endpoint
+    assert re.search(r"dtmf_mode\s+:\s+rfc4733", endpoint)
+    assert re.search(r"context\s+:\s+recorder-demo", endpoint)
