@@ -235,25 +235,46 @@ async def test_fastagi_silent_acceptance_records(
 
 
 HOSTILE_CALLER_IDS = [
-    pytest.param('"a,b)|${EXTEN}" <+1212555,0100>', id="commas-paren-pipe-dollar"),
-    pytest.param('"../../etc/passwd\\" \'x\'" <../../../tmp/x>', id="dotdot-quotes"),
-    pytest.param('"line\nbreak" <555\n0100>', id="newline"),
-    pytest.param('"' + "A" * 10_000 + '" <' + "9" * 200 + ">", id="10kB"),
-    pytest.param('"${SHELL(touch /tmp/pwned)}" <$[1+1]>', id="dialplan-functions"),
+    # (callerId sent to Asterisk, name and number Asterisk parses out of it)
+    pytest.param(
+        '"a,b)|${EXTEN}" <+1212555,0100>',
+        "a,b)|${EXTEN}",
+        "+1212555,0100",
+        id="commas-paren-pipe-dollar",
+    ),
+    pytest.param(
+        '"../../etc/passwd\\" \'x\'" <../../../tmp/x>',
+        "../../etc/passwd\" 'x'",
+        "../../../tmp/x",
+        id="dotdot-quotes",
+    ),
+    pytest.param('"line\nbreak" <555\n0100>', "line\nbreak", "555\n0100", id="newline"),
+    pytest.param('"' + "A" * 10_000 + '" <' + "9" * 200 + ">", "A" * 10_000, "9" * 200, id="10kB"),
+    pytest.param(
+        '"${SHELL(touch /tmp/pwned)}" <$[1+1]>',
+        "${SHELL(touch /tmp/pwned)}",
+        "$[1+1]",
+        id="dialplan-functions",
+    ),
 ]
 
 
-@pytest.mark.parametrize("caller_id", HOSTILE_CALLER_IDS)
+@pytest.mark.parametrize(("caller_id", "name", "number"), HOSTILE_CALLER_IDS)
 async def test_hostile_caller_id_never_reaches_the_recording_path(
     recorder: RecorderProcess,
     caller: CallerSim,
     recordings_dir: Path,
     pg_dsn: str,
     caller_id: str,
+    name: str,
+    number: str,
 ) -> None:
     """A hostile caller id is recorded safely: path from config, date and decision id only."""
     call = await caller.originate("Local/announce@e2e-in", caller_id=caller_id)
     consent = await call.wait_user_event("E2EConsent", within=20)
+    # The hostile text really reached the channel the controller handled...
+    seen = next(e["channel"]["caller"] for e in call.events("StasisStart"))
+    assert {"name": name, "number": number} == {"name": seen["name"], "number": seen["number"]}
     assert [] == call.user_events("RecordingRejected")
     await assert_recorded(call, consent, recordings_dir, pg_dsn, "recorded_notified")
     row = await ledger_row(pg_dsn, decision_id=consent["DecisionId"])
@@ -261,3 +282,9 @@ async def test_hostile_caller_id_never_reaches_the_recording_path(
     relative = Path(row.recording_path).relative_to(recordings_dir)
     assert re.fullmatch(r"\d{4}/\d{2}/\d{2}/" + UUID + r"\.wav", str(relative))
     assert file_size(Path("/tmp/pwned")) is None
+    # ...and is kept verbatim as evidence, while the path stayed config + date + id.
+    code, out, err = await recorder.ledger("show", "--call", consent["DecisionId"], "--json")
+    assert 0 == code, err
+    [shown] = [json.loads(line) for line in out.splitlines()]
+    assert number == shown["caller_number"]
+    assert name == shown["caller_name"]
