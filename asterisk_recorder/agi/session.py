@@ -333,7 +333,7 @@ class ConsentSession:
                 self._gone = True
             return None
         except (AgiTimeout, AgiProtocolError) as exc:
-            self._broken = str(exc)
+            self._mark_broken(exc)
             return None
         self._hangup_noted()
         return value
@@ -378,6 +378,17 @@ class ConsentSession:
             events.append(TimerExpired(self._clock(), name))
         return events
 
+    def _mark_broken(self, exc: AgiError) -> None:
+        """The AGI connection cannot be used any more (garbage, timeout): log it once."""
+        if self._broken is None:
+            self._broken = str(exc)
+            _log.warning(
+                "agi.session.connection_unusable",
+                channel=self._env.channel[:80],
+                error_type=type(exc).__name__,
+                error=self._broken[:200],
+            )
+
     def _hangup_noted(self) -> bool:
         """True (once) when Asterisk said ``HANGUP`` during a command that still succeeded."""
         if self._channel.hung_up and not self._gone:
@@ -400,7 +411,7 @@ class ConsentSession:
             self._gone = True
             return [CallerHungUp(now)]
         if isinstance(exc, (AgiTimeout, AgiProtocolError)):
-            self._broken = str(exc)
+            self._mark_broken(exc)
         return [ActionFailed(now, action, str(exc))]
 
     async def _answer(self) -> list[Event]:
@@ -434,7 +445,7 @@ class ConsentSession:
             try:
                 digit = digit_from_result(result)
             except AgiProtocolError as exc:
-                self._broken = str(exc)
+                self._mark_broken(exc)
                 return [*events, ActionFailed(now, "PlayPrompt", str(exc))]
             self._prompt_digit = DigitReceived(now, digit)
             return [*events, self._prompt_digit]

@@ -253,6 +253,9 @@ async def test_garbage_instead_of_a_reply_stores_failed_and_closes(rig: AgiRig) 
     assert 1 == len(decided)
     assert "failed" == decided[0]["outcome"]
     assert "agi_error" in decided[0]
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert ["agi.session.connection_unusable"] == [e["event"] for e in warnings]
+    assert "AgiProtocolError" == warnings[0]["error_type"]
 
 
 async def test_one_canonical_consent_decided_line_per_call(rig: AgiRig) -> None:
