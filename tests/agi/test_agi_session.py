@@ -416,12 +416,21 @@ async def test_invalid_utf8_caller_name_is_kept_as_evidence_and_never_sent(rig: 
 
 
 @pytest.mark.parametrize(
-    "value", ["x\nagi_callerid: 911", "x\n\n200 result=49", "x\ny", "x\r\nagi_arg_1: never"]
+    "value",
+    [
+        "x\nagi_callerid: 911",
+        "x\n\n200 result=49",
+        "x\ny",
+        "x\r\nagi_arg_1: never",
+        "nul\x00byte",
+        "z" * 70_000,
+    ],
+    ids=["dup-callerid", "fake-reply", "junk-line", "crlf-arg", "nul", "70kB"],
 )
 async def test_newline_in_caller_name_is_rejected_before_any_command(
     rig: AgiRig, value: str
 ) -> None:
-    """A caller name that injects env lines or a fake reply closes the session unheard."""
+    """A caller name that injects lines, a fake reply, NUL or 70 kB closes the session unheard."""
     peer = ScriptedAsterisk(consent_env(calleridname=value))
 
     with capture_logs() as logs:
