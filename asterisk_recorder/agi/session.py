@@ -538,26 +538,37 @@ class ConsentSession:
     # -- the canonical log line ----------------------------------------------------------------
 
     def _log_decided(self, flow: ConsentFlow, call: CallInfo, started: float) -> None:
+        """The canonical ``consent.decided`` line, shaped like the one ``serve`` writes."""
         decision = flow.decision
-        latency_ms = round((self._monotonic() - started) * 1000, 1)
         fields: dict[str, object] = {
             "call_id": call.uniqueid,
-            "channel": call.channel_name,
             "driver": "agi",
+            "channel_id": call.channel_id,
+            "channel": call.channel_name,
+            "uniqueid": call.uniqueid,
+            "linkedid": call.linkedid,
             "decision_id": call.decision_id,
             "mode": flow.mode.value if flow.mode else None,
-            "outcome": decision.outcome.value if decision else None,
+            "outcome": decision.outcome.value if decision else "none",
             "record": decision.record if decision else False,
             "reason": decision.reason if decision else None,
+            "policy_rows": list(decision.policy_rows) if decision else [],
+            "keys": "".join(k.digit for k in decision.keys) if decision else "",
+            "latency_ms": (
+                round(max(decision.decided_at - decision.offered_at, 0.0) * 1000, 1)
+                if decision
+                else None
+            ),
+            "session_ms": round((self._monotonic() - started) * 1000, 1),
             "stored": self._stored,
             "spooled": self._spooled,
             "handed_back": self._handed_back,
             "hung_up": self._gone,
-            "latency_ms": latency_ms,
+            "fail_closed": decision is None or not self._stored or self._broken is not None,
             "agi_commands": self._commands,
         }
         if self._broken:
-            fields["agi_error"] = self._broken
+            fields["agi_error"] = self._broken[:200]
         if decision is None or not flow.done:
             _log.error("consent.decided", state=flow.state.value, **fields)
         else:
