@@ -39,6 +39,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
 from asterisk_recorder.errors import FlowError
@@ -70,9 +71,8 @@ from asterisk_recorder.flow.events import (
     TimerExpired,
 )
 from asterisk_recorder.flow.recording import (
+    RecordingPlan,
     check_recording_settings,
-    mixmonitor_options,
-    recording_path,
     validate_decision_id,
 )
 from asterisk_recorder.flow.settings import FlowSettings
@@ -117,6 +117,8 @@ _MAX_IGNORED_KEPT = 32
 class State(enum.Enum):
     """Where a consent flow is."""
 
+    __hash__ = object.__hash__  # members are singletons; identity hashing is faster
+
     NEW = "new"
     """Waiting for ``CallOffered``."""
     ANSWERING = "answering"
@@ -149,6 +151,12 @@ def language_chain(language: str, available: tuple[str, ...], fallback: str) -> 
 
     Only configured language names are ever returned, so channel text never reaches an action.
     """
+    if len(language) <= 32:
+        return _language_chain_cached(language, available, fallback)
+    return _language_chain(language, available, fallback)
+
+
+def _language_chain(language: str, available: tuple[str, ...], fallback: str) -> tuple[str, ...]:
     chain: list[str] = []
     candidate = language.strip()
     while candidate:
@@ -198,18 +206,65 @@ def check_flow_settings(settings: FlowSettings) -> list[str]:
     return problems
 
 
-_CHECKED: dict[int, FlowSettings] = {}
+_language_chain_cached = lru_cache(maxsize=256)(_language_chain)
 
 
-def _require_valid(settings: FlowSettings) -> None:
-    if _CHECKED.get(id(settings)) is settings:
-        return
-    problems = check_flow_settings(settings)
-    if problems:
-        raise FlowError("invalid flow settings: " + "; ".join(problems))
-    if len(_CHECKED) > 64:
-        _CHECKED.clear()
-    _CHECKED[id(settings)] = settings
+class _Plan:
+    """Validated ``FlowSettings`` with the constant actions of every flow precomputed."""
+
+    __slots__ = ("prompts", "recording", "settings", "start_guard", "start_input")
+
+    def __init__(self, settings: FlowSettings) -> None:
+        problems = check_flow_settings(settings)
+        if problems:
+            raise FlowError("invalid flow settings: " + "; ".join(problems))
+        self.settings = settings
+        self.recording = RecordingPlan(settings.recording)
+        self.start_guard = StartTimer(GUARD_TIMER, settings.guard_timeout)
+        self.start_input = StartTimer(INPUT_TIMER, settings.input_timeout)
+        self.prompts: dict[tuple[str, str, str], PlayPrompt] = {}
+
+    def play(self, sound: str, language: str, escape: str) -> PlayPrompt:
+        """The (shared, immutable) PlayPrompt action for these arguments."""
+        key = (sound, language, escape)
+        action = self.prompts.get(key)
+        if action is None:
+            action = self.prompts[key] = PlayPrompt(sound, language, escape)
+        return action
+
+
+_PLANS: dict[int, _Plan] = {}
+
+
+def _plan_for(settings: FlowSettings) -> _Plan:
+    plan = _PLANS.get(id(settings))
+    if plan is not None and plan.settings is settings:
+        return plan
+    plan = _Plan(settings)
+    if len(_PLANS) >= 64:
+        _PLANS.clear()
+    _PLANS[id(settings)] = plan
+    return plan
+
+
+_DECISION_FIELDS: Final = (
+    "decision_id", "driver", "channel_id", "channel_name", "uniqueid", "linkedid",
+    "asterisk_id", "instance_id", "caller_number", "caller_name", "called_number", "parties",
+    "mode", "policy_rows", "policy_version", "prompt_id", "language", "keys", "outcome",
+    "reason", "offered_at", "answered_at", "disclosure_started_at", "disclosure_finished_at",
+    "decided_at", "recording_path",
+)
+"""The order in which ``_decide`` passes ``ConsentDecision``'s fields (pinned by a test)."""
+
+_RECORDING: Final = (
+    Outcome.RECORDED_NOTIFIED, Outcome.RECORDED_CONSENTED, Outcome.RECORDED_NO_NOTICE,
+)
+"""Outcomes that record (``Outcome.records``, as a tuple: identity tests beat enum hashing)."""
+
+_CANCEL = {GUARD_TIMER: CancelTimer(GUARD_TIMER), INPUT_TIMER: CancelTimer(INPUT_TIMER)}
+_ANSWER = Answer()
+_STOP = StopPrompt()
+_HANDBACK = HandBack()
 
 
 class ConsentFlow:
@@ -226,12 +281,28 @@ class ConsentFlow:
             failed closed).
     """
 
-    __slots__ = (
-        "_answered_at", "_call", "_chain", "_escape", "_finished_at", "_keys", "_lang_index",
-        "_offered_at", "_prompt_played", "_retries", "_settings", "_sound", "_started_at",
-        "_timers", "decision", "errors", "ignored", "ignored_events", "mode", "policy",
-        "policy_engine", "state", "variables",
-    )
+    # Defaults live on the class (all immutable), so creating a flow sets three attributes.
+    state: State = State.NEW
+    decision: ConsentDecision | None = None
+    policy: PolicyResult | None = None
+    mode: Mode | None = None
+    variables: tuple[tuple[str, str], ...] = ()
+    ignored: int = 0
+    ignored_events: tuple[tuple[str, str], ...] = ()
+    errors: tuple[str, ...] = ()
+    _call: CallInfo | None = None
+    _chain: tuple[str, ...] = ()
+    _lang_index: int = 0
+    _sound: str = ""
+    _escape: str = ""
+    _retries: int = 0
+    _keys: tuple[KeyPress, ...] = ()
+    _timers: tuple[str, ...] = ()
+    _offered_at: float = 0.0
+    _answered_at: float | None = None
+    _started_at: float | None = None
+    _finished_at: float | None = None
+    _prompt_played: bool = False
 
     def __init__(self, settings: FlowSettings, policy: PolicyEngine) -> None:
         """Create the flow of one call.
@@ -239,30 +310,9 @@ class ConsentFlow:
         Raises:
             FlowError: ``settings`` are invalid (see ``check_flow_settings``).
         """
-        _require_valid(settings)
+        self._plan = _plan_for(settings)
         self._settings = settings
         self.policy_engine = policy
-        self.state = State.NEW
-        self.decision: ConsentDecision | None = None
-        self.policy: PolicyResult | None = None
-        self.mode: Mode | None = None
-        self.variables: tuple[tuple[str, str], ...] = ()
-        self.ignored = 0
-        self.ignored_events: list[tuple[str, str]] = []
-        self.errors: list[str] = []
-        self._call: CallInfo | None = None
-        self._chain: tuple[str, ...] = ()
-        self._lang_index = 0
-        self._sound = ""
-        self._escape = ""
-        self._retries = 0
-        self._keys: list[KeyPress] = []
-        self._timers: set[str] = set()
-        self._offered_at = 0.0
-        self._answered_at: float | None = None
-        self._started_at: float | None = None
-        self._finished_at: float | None = None
-        self._prompt_played = False
 
     @property
     def done(self) -> bool:
@@ -290,11 +340,11 @@ class ConsentFlow:
     def _note_ignored(self, event: object) -> list[Action]:
         self.ignored += 1
         if len(self.ignored_events) < _MAX_IGNORED_KEPT:
-            self.ignored_events.append((self.state.value, type(event).__name__))
+            self.ignored_events += ((self.state.value, type(event).__name__),)
         return []
 
     def _internal_error(self, event: object, kind: str) -> list[Action]:
-        self.errors.append(f"{kind} handling {type(event).__name__} in {self.state.value}")
+        self.errors += (f"{kind} handling {type(event).__name__} in {self.state.value}",)
         if self._call is not None and self.state in (
             State.ANSWERING, State.PROMPTING, State.AWAITING_INPUT, State.NEW,
         ):
@@ -302,28 +352,37 @@ class ConsentFlow:
             try:
                 return self._decide(Outcome.FAILED, f"internal error ({kind})", at)
             except Exception:  # the fallback itself failed: stop, never raise
-                self.errors.append("could not store a failed decision")
+                self.errors += ("could not store a failed decision",)
         if self.state not in _FINAL and self.decision is None:
             self.state = State.ENDED
         return []
 
-    def _start_timer(self, name: str, seconds: float) -> StartTimer:
-        self._timers.add(name)
-        return StartTimer(name, seconds)
+    def _start(self, action: StartTimer) -> StartTimer:
+        if action.name not in self._timers:
+            self._timers += (action.name,)
+        return action
+
+    def _stopped(self, name: str) -> None:
+        """The timer ``name`` is no longer running (it expired)."""
+        timers = self._timers
+        if name in timers:
+            i = timers.index(name)
+            self._timers = timers[:i] + timers[i + 1:]
 
     def _cancel_timer(self, name: str) -> list[Action]:
         if name in self._timers:
-            self._timers.discard(name)
-            return [CancelTimer(name)]
+            self._stopped(name)
+            return [_CANCEL[name]]
         return []
 
     def _play(self) -> list[Action]:
         """Play the prompt in the current language, with the guard timer."""
         self.state = State.PROMPTING
         self._prompt_played = True
+        plan = self._plan
         return [
-            PlayPrompt(self._sound, self._chain[self._lang_index], self._escape),
-            self._start_timer(GUARD_TIMER, self._settings.guard_timeout),
+            plan.play(self._sound, self._chain[self._lang_index], self._escape),
+            self._start(plan.start_guard),
         ]
 
     def _replay_or(self, outcome: Outcome, reason: str, at: float) -> list[Action]:
@@ -344,62 +403,45 @@ class ConsentFlow:
         if call is None:  # pragma: no cover - every caller checks the call is offered
             raise FlowError("no call offered")
         actions: list[Action] = list(before) if before else []
-        for name in sorted(self._timers):
-            actions.append(CancelTimer(name))
-        self._timers.clear()
-        settings = self._settings
+        if self._timers:
+            for name in sorted(self._timers):
+                actions.append(_CANCEL[name])
+            self._timers = ()
         path: str | None = None
         options = ""
-        if outcome.records:
+        record = outcome in _RECORDING
+        if record:
             try:
-                path = recording_path(settings.recording, call.decision_id, at)
-                options = mixmonitor_options(
-                    settings.recording, self.policy.beep_interval if self.policy else None
-                )
+                plan = self._plan.recording
+                path = plan.path_for_valid_id(call.decision_id, at)
+                options = plan.options(self.policy.beep_interval if self.policy else None)
             except FlowError as exc:
+                record = False
                 outcome, path, options = Outcome.FAILED, None, ""
                 reason = f"{reason}; recording path not built: {_safe(str(exc))}"
         policy = self.policy
         mode = self.mode if self.mode is not None else Mode.NEVER
         parties: tuple[PartyRecord, ...] = policy.parties if policy else ()
         language = self._chain[self._lang_index] if self._chain else ""
+        # Positional, in _DECISION_FIELDS order (a test pins it to the dataclass): keyword
+        # arguments cost a third of a call's time in the benchmark.
         decision = ConsentDecision(
-            decision_id=call.decision_id,
-            driver=call.driver,
-            channel_id=call.channel_id,
-            channel_name=call.channel_name,
-            uniqueid=call.uniqueid,
-            linkedid=call.linkedid,
-            asterisk_id=call.asterisk_id,
-            instance_id=call.instance_id,
-            caller_number=call.caller_number,
-            caller_name=call.caller_name,
-            called_number=call.called_number,
-            parties=parties,
-            mode=mode,
-            policy_rows=policy.rows if policy else (),
-            policy_version=policy.version if policy else "",
-            prompt_id=self._sound if self._prompt_played else None,
-            language=language,
-            keys=tuple(self._keys),
-            outcome=outcome,
-            reason=reason,
-            offered_at=self._offered_at,
-            answered_at=self._answered_at,
-            disclosure_started_at=self._started_at,
-            disclosure_finished_at=self._finished_at,
-            decided_at=at,
-            recording_path=path,
+            call.decision_id, call.driver, call.channel_id, call.channel_name, call.uniqueid,
+            call.linkedid, call.asterisk_id, call.instance_id, call.caller_number,
+            call.caller_name, call.called_number, parties, mode,
+            policy.rows if policy else (), policy.version if policy else "",
+            self._sound if self._prompt_played else None, language, self._keys,
+            outcome, reason, self._offered_at, self._answered_at, self._started_at,
+            self._finished_at, at, path,
         )
         self.decision = decision
-        record = outcome.records
         self.variables = (
             ("RECORDER_DECISION", "record" if record else "skip"),
-            ("RECORDER_OUTCOME", outcome.value),
+            ("RECORDER_OUTCOME", outcome._value_),
             ("RECORDER_DECISION_ID", call.decision_id),
             ("RECORDER_FILE", path or ""),
             ("RECORDER_MIXMON_OPTIONS", options),
-            ("RECORDER_MODE", mode.value),
+            ("RECORDER_MODE", mode._value_),
         )
         actions.append(StoreDecision(decision))
         self.state = State.STORING_GONE if gone else State.STORING
@@ -428,7 +470,7 @@ class ConsentFlow:
         mode = self.mode
         if mode is Mode.OPT_OUT or mode is Mode.OPT_IN:
             self.state = State.AWAITING_INPUT
-            return [self._start_timer(INPUT_TIMER, self._settings.input_timeout)]
+            return [self._start(self._plan.start_input)]
         if mode is Mode.ANNOUNCE:
             return self._decide(Outcome.RECORDED_NOTIFIED, "disclosure played (announce)", at)
         if mode is Mode.NONE:
@@ -451,7 +493,7 @@ class ConsentFlow:
                 ("RECORDER_MODE", mode),
             )
         self.state = State.HANDED_BACK
-        return [SetVariables(self.variables), HandBack()]
+        return [SetVariables(self.variables), _HANDBACK]
 
 
 # -- transition functions: (flow, event) -> actions; each sets flow.state --------------------
@@ -501,7 +543,7 @@ def _offered(flow: ConsentFlow, event: CallOffered) -> list[Action]:
         )
     if s.answer_channel:
         flow.state = State.ANSWERING
-        return [Answer(), flow._start_timer(GUARD_TIMER, s.guard_timeout)]
+        return [_ANSWER, flow._start(flow._plan.start_guard)]
     return flow._play()
 
 
@@ -558,7 +600,7 @@ def _digit_answering(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
     digit = event.digit
     if digit not in DTMF_DIGITS:
         return flow._note_ignored(event)
-    flow._keys.append(KeyPress(digit, event.at))
+    flow._keys += (KeyPress(digit, event.at),)
     s = flow._settings
     if (flow.mode is Mode.OPT_OUT and digit == s.opt_out_key) or (
         flow.mode is Mode.OPT_IN and digit == s.opt_in_decline_key
@@ -572,9 +614,9 @@ def _digit_prompting(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
     digit = event.digit
     if digit not in DTMF_DIGITS:
         return flow._note_ignored(event)
-    flow._keys.append(KeyPress(digit, event.at))
+    flow._keys += (KeyPress(digit, event.at),)
     if digit in flow._escape:
-        return flow._decide_key(digit, event.at, [StopPrompt()])
+        return flow._decide_key(digit, event.at, [_STOP])
     return []
 
 
@@ -583,7 +625,7 @@ def _digit_waiting(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
     digit = event.digit
     if digit not in DTMF_DIGITS:
         return flow._note_ignored(event)
-    flow._keys.append(KeyPress(digit, event.at))
+    flow._keys += (KeyPress(digit, event.at),)
     if digit in flow._escape:
         return flow._decide_key(digit, event.at, [])
     if flow.mode is Mode.OPT_IN:
@@ -597,7 +639,7 @@ def _timer_answering(flow: ConsentFlow, event: TimerExpired) -> list[Action]:
     """No ``Answered`` within the guard time: fail closed."""
     if event.name != GUARD_TIMER:
         return flow._note_ignored(event)
-    flow._timers.discard(GUARD_TIMER)
+    flow._stopped(GUARD_TIMER)
     return flow._fail(
         f"channel not answered within {flow._settings.guard_timeout:g}s", event.at
     )
@@ -607,10 +649,10 @@ def _timer_prompting(flow: ConsentFlow, event: TimerExpired) -> list[Action]:
     """The prompt did not end within the guard time: stop it and fail closed."""
     if event.name != GUARD_TIMER:
         return flow._note_ignored(event)
-    flow._timers.discard(GUARD_TIMER)
+    flow._stopped(GUARD_TIMER)
     return flow._fail(
         f"prompt did not finish within {flow._settings.guard_timeout:g}s", event.at,
-        before=[StopPrompt()],
+        before=[_STOP],
     )
 
 
@@ -618,7 +660,7 @@ def _timer_waiting(flow: ConsentFlow, event: TimerExpired) -> list[Action]:
     """No key after the disclosure: opt-out records, opt-in re-prompts then gives up."""
     if event.name != INPUT_TIMER:
         return flow._note_ignored(event)
-    flow._timers.discard(INPUT_TIMER)
+    flow._stopped(INPUT_TIMER)
     if flow.mode is Mode.OPT_IN:
         return flow._replay_or(Outcome.NOT_RECORDED_NO_CONSENT, "no key (timeout)", event.at)
     return flow._decide(
@@ -662,7 +704,7 @@ def _failed_prompting(flow: ConsentFlow, event: ActionFailed) -> list[Action]:
         return _next_language(flow, event.at, event.reason)
     if event.action == "StartTimer":
         return flow._fail(
-            f"StartTimer failed: {_safe(event.reason)}", event.at, before=[StopPrompt()]
+            f"StartTimer failed: {_safe(event.reason)}", event.at, before=[_STOP]
         )
     return flow._note_ignored(event)
 

@@ -18,6 +18,7 @@ from asterisk_recorder.flow.settings import RecordingSettings
 
 __all__ = [
     "DECISION_ID_RE",
+    "RecordingPlan",
     "check_recording_settings",
     "mixmonitor_options",
     "recording_path",
@@ -44,7 +45,7 @@ def validate_decision_id(decision_id: str) -> str:
     if not isinstance(value, str) or not DECISION_ID_RE.match(value):
         shown = repr(decision_id)[:60]
         raise FlowError(f"decision id {shown} is not a canonical lowercase UUID")
-    return decision_id
+    return value
 
 
 def check_recording_settings(settings: RecordingSettings) -> list[str]:
@@ -77,6 +78,76 @@ def _check(settings: RecordingSettings) -> None:
         raise FlowError("; ".join(problems))
 
 
+class RecordingPlan:
+    """Validated recording settings, ready to build many paths and option strings quickly.
+
+    ``ConsentFlow`` builds one per ``RecordingSettings`` object; ``recording_path`` and
+    ``mixmonitor_options`` are the one-shot forms.
+    """
+
+    __slots__ = ("_day", "_day_dir", "_directory", "_format", "_options", "settings")
+
+    def __init__(self, settings: RecordingSettings) -> None:
+        """Validate ``settings`` once.
+
+        Raises:
+            FlowError: the settings are not safe (see ``check_recording_settings``).
+        """
+        _check(settings)
+        self.settings = settings
+        self._directory = settings.directory.rstrip("/")
+        self._format = settings.file_format
+        self._options: dict[int | None, str] = {}
+        self._day = -1
+        self._day_dir = ""
+
+    def path(self, decision_id: str, decided_at: float) -> str:
+        """``{directory}/{YYYY}/{MM}/{DD}/{decision_id}.{file_format}``, UTC date of ``decided_at``.
+
+        Raises:
+            FlowError: the decision id is not a UUID, or ``decided_at`` is not a finite epoch
+                time between 1970 and 9999.
+        """
+        return self.path_for_valid_id(validate_decision_id(decision_id), decided_at)
+
+    def path_for_valid_id(self, decision_id: str, decided_at: float) -> str:
+        """``path`` for a decision id the caller already passed through ``validate_decision_id``.
+
+        ``ConsentFlow`` validates the id once, on ``CallOffered``, and calls this on the
+        decision. The UTC day's directory is cached, so most calls format one string.
+
+        Raises:
+            FlowError: ``decided_at`` is not a finite epoch time between 1970 and 9999.
+        """
+        when: object = decided_at
+        if (
+            isinstance(when, bool)
+            or not isinstance(when, (int, float))
+            or not math.isfinite(when)
+            or not 0.0 <= when <= _LAST_EPOCH
+        ):
+            raise FlowError(f"decided_at {decided_at!r} is not an epoch time between 1970 and 9999")
+        day = int(decided_at // 86400)
+        if day != self._day:
+            t = time.gmtime(day * 86400)
+            self._day_dir = f"{self._directory}/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/"
+            self._day = day
+        return f"{self._day_dir}{decision_id}.{self._format}"
+
+    def options(self, beep_interval: int | None) -> str:
+        """``mixmonitor_options(settings, beep_interval)``, computed once per interval.
+
+        Raises:
+            FlowError: ``beep_interval`` is not 1..3600.
+        """
+        found = self._options.get(beep_interval)
+        if found is None:
+            found = mixmonitor_options(self.settings, beep_interval)
+            if len(self._options) < 64:
+                self._options[beep_interval] = found
+        return found
+
+
 def recording_path(settings: RecordingSettings, decision_id: str, decided_at: float) -> str:
     """``{directory}/{YYYY}/{MM}/{DD}/{decision_id}.{file_format}``, UTC date of ``decided_at``.
 
@@ -84,22 +155,7 @@ def recording_path(settings: RecordingSettings, decision_id: str, decided_at: fl
         FlowError: the decision id is not a UUID, ``decided_at`` is not a finite epoch time
             between 1970 and 9999, or the settings are not safe (see ``check_recording_settings``).
     """
-    validate_decision_id(decision_id)
-    _check(settings)
-    when: object = decided_at
-    if (
-        isinstance(when, bool)
-        or not isinstance(when, (int, float))
-        or not math.isfinite(when)
-        or not 0.0 <= when <= _LAST_EPOCH
-    ):
-        raise FlowError(f"decided_at {decided_at!r} is not an epoch time between 1970 and 9999")
-    day = time.gmtime(decided_at)
-    directory = settings.directory.rstrip("/") or ""
-    return (
-        f"{directory}/{day.tm_year:04d}/{day.tm_mon:02d}/{day.tm_mday:02d}/"
-        f"{decision_id}.{settings.file_format}"
-    )
+    return RecordingPlan(settings).path(decision_id, decided_at)
 
 
 def mixmonitor_options(settings: RecordingSettings, beep_interval: int | None) -> str:

@@ -461,7 +461,7 @@ def test_non_finite_decision_time_fails_closed() -> None:
     assert flow.decision is not None
     assert Outcome.FAILED == flow.decision.outcome
     assert "recording path not built" in flow.decision.reason
-    assert [] == flow.errors
+    assert () == flow.errors
 
 
 def test_store_decision_comes_before_set_variables_and_hand_back() -> None:
@@ -502,3 +502,20 @@ def test_invalid_flow_settings_are_refused(change: dict[str, object], expected: 
 def test_default_flow_settings_are_valid() -> None:
     """The shipped defaults pass the check."""
     assert [] == check_flow_settings(settings())
+
+
+def test_decision_field_order_used_by_the_machine_matches_the_dataclass() -> None:
+    """The machine builds ConsentDecision positionally; its field list must match exactly."""
+    from dataclasses import fields
+
+    from asterisk_recorder.flow.decision import ConsentDecision
+    from asterisk_recorder.flow.machine import _DECISION_FIELDS
+
+    assert tuple(f.name for f in fields(ConsentDecision)) == _DECISION_FIELDS
+
+
+def test_recording_outcomes_match_outcome_records() -> None:
+    """The machine's fast tuple of recording outcomes agrees with ``Outcome.records``."""
+    from asterisk_recorder.flow.machine import _RECORDING
+
+    assert {o for o in Outcome if o.records} == set(_RECORDING)

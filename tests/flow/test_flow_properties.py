@@ -164,7 +164,7 @@ def check(run: Run, flow_settings_: FlowSettings) -> None:
     """The promises every call keeps."""
     flow = run.flow
     decision = flow.decision
-    assert [] == flow.errors
+    assert () == flow.errors
     assert 1 == run.stores
     assert decision is not None
     assert flow.done

@@ -146,5 +146,5 @@ def test_every_state_and_event_pair(state: State, etype: type) -> None:
         next_state, expected_actions = expected
         assert next_state == flow.state
         assert expected_actions == summary(actions)
-    assert [] == flow.errors
+    assert () == flow.errors
 
