@@ -114,6 +114,17 @@ class Call:
             if e.get("type") == kind and e.get("playback", {}).get("target_uri") == target
         ]
 
+    def caller_seen(self) -> dict[str, str]:
+        """Caller name and number of the dialplan half, as Asterisk's snapshots report them."""
+        for event in reversed(self.events()):
+            channel = event["channel"]
+            if channel.get("id") == self.dialplan_id and "caller" in channel:
+                return {
+                    "name": str(channel["caller"]["name"]),
+                    "number": str(channel["caller"]["number"]),
+                }
+        raise AssertionError(f"no snapshot of {self.dialplan_id} seen")
+
     def variables(self) -> dict[str, str]:
         """Last value of every channel variable set on the dialplan half."""
         values: dict[str, str] = {}
@@ -513,19 +524,21 @@ class SipCall:
     before_ms: int
     pcap: str
     after_ms: int
+    caller_name: bytes = b"E2E SIP Caller"
     uac_exit: int | None = None
     uas_exit: int | None = None
 
     async def run(self, within: float = 60.0) -> None:
         """Start the far side, place the call, wait for both SIPp processes to finish."""
-        scenario = (SIPP_DIR / "caller.xml").read_text()
+        scenario = (SIPP_DIR / "caller.xml").read_bytes()
         scenario = (
-            scenario.replace("@BEFORE_MS@", str(self.before_ms))
-            .replace("@PCAP@", self.pcap)
-            .replace("@AFTER_MS@", str(self.after_ms))
+            scenario.replace(b"@BEFORE_MS@", str(self.before_ms).encode())
+            .replace(b"@PCAP@", self.pcap.encode())
+            .replace(b"@AFTER_MS@", str(self.after_ms).encode())
+            .replace(b"@CALLER_NAME@", self.caller_name)
         )
         caller_xml = self.workdir / "caller.xml"
-        caller_xml.write_text(scenario)
+        caller_xml.write_bytes(scenario)
         common = ["-m", "1", "-i", "127.0.0.1", "-nostdin", "-trace_err"]
         uas = await asyncio.create_subprocess_exec(
             "sipp", "-sn", "uas", "-p", str(self.target.uas_port),

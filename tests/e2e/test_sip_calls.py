@@ -9,6 +9,7 @@ endpoint), so every assertion is about what Asterisk, the controller and the led
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from pathlib import Path
 
@@ -38,6 +39,7 @@ async def place(
     before_ms: int,
     pcap: str,
     after_ms: int,
+    caller_name: bytes = b"E2E SIP Caller",
 ) -> tuple[SipCall, asyncio.Task[None]]:
     """Start a SIPp call in the background and return it with its task."""
     await caller.watch_sip_caller()
@@ -48,6 +50,7 @@ async def place(
         before_ms=before_ms,
         pcap=pcap,
         after_ms=after_ms,
+        caller_name=caller_name,
     )
     return sip, asyncio.create_task(sip.run())
 
@@ -118,3 +121,36 @@ async def test_sip_controller_stopped_fails_closed_and_the_far_side_answers(
     assert "ANSWER" == call.variables().get("DIALSTATUS")
     assert "MixMonitor" not in call.dialplan_apps()
     assert [] == wav_files(recordings_dir)
+
+
+HOSTILE_DISPLAY_NAME = b'a,b)|${EXTEN} \\"q\\" ../../x $(id) \xff\xfe not utf-8'
+"""A From display name with dialplan syntax, quotes, a path, shell syntax and invalid UTF-8."""
+
+
+async def test_sip_hostile_display_name_is_recorded_safely(
+    recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str, tmp_path: Path
+) -> None:
+    """Over SIP, a hostile (and not even UTF-8) caller name changes nothing about the file."""
+    sip, task = await place(
+        caller,
+        tmp_path,
+        "announce",
+        before_ms=3500,
+        pcap=SPEECH_PCAP,
+        after_ms=1500,
+        caller_name=HOSTILE_DISPLAY_NAME,
+    )
+    call = await caller.sip_call()
+    consent = await call.wait_user_event("E2EConsent", within=15)
+    seen = call.caller_seen()
+    assert "a,b)|${EXTEN}" in seen["name"]
+    assert "record" == consent["Decision"]
+    assert [] == call.user_events("RecordingRejected")
+    await task
+    assert 0 == sip.uac_exit, sip.errors()
+    row = await ledger_row(pg_dsn, decision_id=consent["DecisionId"])
+    assert "recorded_notified" == row.outcome
+    assert row.recording_path is not None
+    relative = Path(row.recording_path).relative_to(recordings_dir)
+    assert re.fullmatch(r"\d{4}/\d{2}/\d{2}/[0-9a-f-]{36}\.wav", str(relative))
+    assert [Path(row.recording_path)] == wav_files(recordings_dir)
