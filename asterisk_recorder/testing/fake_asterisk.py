@@ -294,6 +294,8 @@ class FakeAsterisk:
         self.continues: list[ContinueRecord] = []
         self.ws_connections = 0
         """WebSocket upgrades accepted so far."""
+        self.in_flight = 0
+        """REST requests received and not answered yet (held by the control queue or a fault)."""
         self.ws_requests: list[RecordedRequest] = []
         """Every WebSocket upgrade request (``status`` is 101 whatever the answer was)."""
         self.ws_refused = 0
@@ -338,7 +340,10 @@ class FakeAsterisk:
         app = web.Application()
         app.router.add_route("GET", "/ari/events", self._ws_handler)
         app.router.add_route("*", "/ari/{tail:.*}", self._rest_handler)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # Requests held by ``delay()`` or ``stall()`` must not hold up stop() for a minute.
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
         await self._site.start()
@@ -953,9 +958,14 @@ class FakeAsterisk:
 
     async def _rest_handler(self, request: web.Request) -> web.StreamResponse:
         arrived = time.monotonic()
-        body_text = await request.text() if request.can_read_body else ""
-        await self._unstalled.wait()
-        response = await self._rest(request, body_text)
+        self.in_flight += 1
+        self._notify()
+        try:
+            body_text = await request.text() if request.can_read_body else ""
+            await self._unstalled.wait()
+            response = await self._rest(request, body_text)
+        finally:
+            self.in_flight -= 1
         self.requests.append(
             RecordedRequest(
                 method=request.method,

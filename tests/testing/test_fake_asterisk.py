@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import aiohttp
 import pytest
@@ -25,6 +24,14 @@ from asterisk_recorder.ari import (
 )
 from asterisk_recorder.errors import AriConflict, AriHttpError, AriNotFound, AriServerError
 from asterisk_recorder.testing import FakeAsterisk
+
+ENDLESS = "sound:test/endless"
+"""A prompt that outlasts any test (1000 s scaled), so ordering never depends on timing."""
+
+
+@pytest.fixture(autouse=True)
+def _endless_prompt(fake: FakeAsterisk) -> None:
+    fake.sounds["test/endless"] = 1000.0
 
 
 async def _next(stream: EventStream, within: float = 2.0) -> StreamEvent:
@@ -116,18 +123,18 @@ async def test_playback_plays_for_its_scaled_duration_then_finishes_done(
 ) -> None:
     """``hello-world`` (1.4 s) plays 70 ms at time_scale 0.05, then PlaybackFinished done."""
     cid = await _answered_call(fake, ari, events)
+    since = len(fake.events)
     queued = await ari.play(cid, "sound:hello-world")
     started = await _next(events)
-    begin = time.monotonic()
     finished = await _next(events)
-    took = time.monotonic() - begin
+    stamps = [e.at for e in fake.events[since:]]
 
     assert "queued" == queued.state
     assert isinstance(started, PlaybackStarted)
     assert "playing" == started.playback.state
     assert isinstance(finished, PlaybackFinished)
     assert ("done", f"channel:{cid}") == (finished.playback.state, finished.playback.target_uri)
-    assert 0.05 < took
+    assert stamps[1] - stamps[0] >= 1.4 * fake.time_scale - 0.005  # server-side stamps
 
 
 async def test_unknown_sound_starts_then_fails(
@@ -148,7 +155,7 @@ async def test_stopped_playback_still_reports_finished_done(
 ) -> None:
     """``DELETE /playbacks/{id}`` ends it at once with PlaybackFinished ``done``; then 404."""
     cid = await _answered_call(fake, ari, events)
-    pb = await ari.play(cid, "sound:recorder/consent-opt-in")
+    pb = await ari.play(cid, ENDLESS)
     await _next(events)
     await ari.stop_playback(pb.id)
     finished = await _next(events)
@@ -164,10 +171,16 @@ async def test_variable_waits_behind_a_running_playback(
 ) -> None:
     """``POST /variable`` during a playback answers only after PlaybackFinished (trace: 1.2 s)."""
     cid = await _answered_call(fake, ari, events)
-    await ari.play(cid, "sound:hello-world")
+    pb = await ari.play(cid, ENDLESS)
     assert isinstance(await _next(events), PlaybackStarted)
-    await ari.set_variable(cid, "CONSENT", "granted")
+    pending = asyncio.create_task(ari.set_variable(cid, "CONSENT", "granted"))
+    await fake.wait_until(lambda: not fake.channel(cid).queue.empty())
+    waited = not pending.done() and "CONSENT" not in fake.channel(cid).variables
+    await ari.stop_playback(pb.id)
+    await pending
     after = [await _next(events), await _next(events)]
+
+    assert waited
 
     assert isinstance(after[0], PlaybackFinished)
     assert isinstance(after[1], ChannelVarset)
@@ -180,11 +193,17 @@ async def test_answer_also_waits_behind_a_running_playback(
     """``/answer`` goes through the control queue: early-media playback first, then answer."""
     call = await fake.originate()
     await _next(events)
-    await ari.play(call.id, "sound:beep")
-    await ari.answer(call.id)
-    seen = await _types(events, 3)
+    pb = await ari.play(call.id, ENDLESS)
+    await _next(events)
+    pending = asyncio.create_task(ari.answer(call.id))
+    await fake.wait_until(lambda: not fake.channel(call.id).queue.empty())
+    still_ringing = fake.channel(call.id).state
+    await ari.stop_playback(pb.id)
+    await pending
+    seen = await _types(events, 2)
 
-    assert ["PlaybackStarted", "PlaybackFinished", "ChannelStateChange"] == seen
+    assert "Ring" == still_ringing
+    assert ["PlaybackFinished", "ChannelStateChange"] == seen
 
 
 async def test_continue_answers_at_once_but_leaves_after_the_playback(
@@ -192,10 +211,11 @@ async def test_continue_answers_at_once_but_leaves_after_the_playback(
 ) -> None:
     """``/continue`` is queued: 204 now, StasisEnd only after the playback finished."""
     cid = await _answered_call(fake, ari, events)
-    await ari.play(cid, "sound:hello-world")
+    pb = await ari.play(cid, ENDLESS)
     await _next(events)
     await ari.continue_in_dialplan(cid, context="consent-norecord", extension="s", priority=1)
     continued_now = fake.channel(cid).continued
+    await ari.stop_playback(pb.id)
     seen = await _types(events, 2)
 
     assert continued_now is None
@@ -207,16 +227,13 @@ async def test_stop_first_makes_the_decision_act_now(
 ) -> None:
     """Stopping the playback first lets ``/variable`` through immediately (optout trace)."""
     cid = await _answered_call(fake, ari, events)
-    pb = await ari.play(cid, "sound:recorder/consent-opt-out")
+    pb = await ari.play(cid, ENDLESS)
     await _next(events)
-    begin = time.monotonic()
     await ari.stop_playback(pb.id)
-    await ari.set_variable(cid, "CONSENT", "optout")
-    took = time.monotonic() - begin
+    await asyncio.wait_for(ari.set_variable(cid, "CONSENT", "optout"), 2)
     seen = await _types(events, 2)
 
     assert ["PlaybackFinished", "ChannelVarset"] == seen
-    assert took < 5.0 * fake.time_scale
 
 
 async def test_continue_records_the_target_and_the_variables_at_that_moment(
@@ -254,11 +271,15 @@ async def test_caller_dtmf_arrives_with_its_duration_while_the_prompt_plays(
 ) -> None:
     """Caller DTMF gives ChannelDtmfReceived (digit, duration_ms); it does not stop the prompt."""
     cid = await _answered_call(fake, ari, events)
-    await ari.play(cid, "sound:hello-world")
+    pb = await ari.play(cid, ENDLESS)
     await _next(events)
     await fake.send_dtmf(cid, "1", duration_ms=160)
     dtmf = await _next(events)
+    still_playing = (await ari.get_playback(pb.id)).state
+    await ari.stop_playback(pb.id)
     rest = await _next(events)
+
+    assert "playing" == still_playing
 
     assert isinstance(dtmf, ChannelDtmfReceived)
     assert ("1", 160) == (dtmf.digit, dtmf.duration_ms)
@@ -271,7 +292,7 @@ async def test_caller_hangup_during_prompt_has_asterisks_event_order(
 ) -> None:
     """Caller hang-up mid-prompt: HangupRequest (cause 16), PlaybackFinished failed, StasisEnd."""
     cid = await _answered_call(fake, ari, events)
-    await ari.play(cid, "sound:hello-world")
+    await ari.play(cid, ENDLESS)
     await _next(events)
     await fake.hangup(cid)
     request, finished, end = await _next(events), await _next(events), await _next(events)
@@ -303,7 +324,7 @@ async def test_hangup_while_variable_waits_answers_500(
 ) -> None:
     """A queued ``/variable`` whose channel hangs up is answered with an error, not left open."""
     cid = await _answered_call(fake, ari, events)
-    await ari.play(cid, "sound:recorder/consent-opt-in")
+    await ari.play(cid, ENDLESS)
     await _next(events)
     pending = asyncio.create_task(ari.set_variable(cid, "X", "1"))
     await fake.wait_until(lambda: not fake.channel(cid).queue.empty())
@@ -388,15 +409,15 @@ async def test_injected_failure_applies_the_given_number_of_times(
 
 async def test_injected_delay_holds_only_matching_calls(fake: FakeAsterisk, ari: AriClient) -> None:
     """``delay`` slows the matching path; other calls are unaffected."""
-    fake.delay("GET", "/asterisk/info", 0.3)
-    slow = asyncio.create_task(ari.asterisk_info())
-    begin = time.monotonic()
-    await ari.ping()
-    fast = time.monotonic() - begin
-    await slow
+    fake.delay("GET", "/asterisk/info", 60.0)
+    slow = asyncio.create_task(ari.request("GET", "/asterisk/info", request_timeout=60))
+    await fake.wait_until(lambda: fake.in_flight == 1)
+    pong = await asyncio.wait_for(ari.ping(), 2)
+    held = not slow.done()
+    slow.cancel()
 
-    assert fast < 0.3
-    assert slow.done()
+    assert "pong" == pong.ping
+    assert held
 
 
 async def test_request_log_records_method_path_query_body_and_status(
