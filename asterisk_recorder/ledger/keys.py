@@ -52,7 +52,7 @@ class DigestKey:
 
     def digest(self, text: str) -> bytes:
         """HMAC-SHA256 of ``text`` (already cleaned, so always valid UTF-8)."""
-        return hmac.new(self.secret, text.encode("utf-8"), hashlib.sha256).digest()
+        return hmac.digest(self.secret, text.encode("utf-8"), "sha256")
 
 
 def load_digest_key(settings: LedgerSettings) -> DigestKey:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.flow.decision import ConsentDecision
 from asterisk_recorder.ledger.keys import DigestKey
-from asterisk_recorder.ledger.text import clean
+from asterisk_recorder.ledger.text import MAX_CHARS, clean
 
 __all__ = [
     "DECISION_COLUMNS",
@@ -121,11 +121,15 @@ class Row(Protocol):
     def __getitem__(self, key: str, /) -> Any: ...
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+_PLAIN = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
+
+
 def canonical(fields: Mapping[str, Any]) -> bytes:
     """The canonical bytes of ``fields`` (sorted keys, compact, ASCII JSON)."""
-    return json.dumps(
-        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _CANONICAL.encode(fields).encode("ascii")
 
 
 def chain_hash(prev_hash: bytes, seq: int, body: bytes) -> bytes:
@@ -201,6 +205,13 @@ def build_decision_record(decision: ConsentDecision, key: DigestKey) -> Decision
     notes: dict[str, Any] = {}
 
     def text(name: str, value: object) -> str:
+        if (
+            type(value) is str
+            and value.isascii()
+            and "\x00" not in value
+            and len(value) <= MAX_CHARS
+        ):
+            return value  # the common case, without building a Cleaned
         cleaned = clean(value if isinstance(value, str) else str(value))
         if cleaned.note is not None:
             notes[name] = cleaned.note
@@ -249,35 +260,35 @@ def build_decision_record(decision: ConsentDecision, key: DigestKey) -> Decision
     )
     fields["text_notes"] = notes
     fields["key_id"] = key.key_id
-    values = _decision_values(fields)
+    values = _decision_values(fields, decision_uuid)
     personal = (
         decision_uuid,
         plain["caller_number"],
         plain["caller_name"],
         plain["called_number"],
-        json.dumps(party_numbers, ensure_ascii=True),
+        _PLAIN.encode(party_numbers),
     )
     return DecisionRecord(str(decision_uuid), canonical(fields), values, personal, fields)
 
 
-def _decision_values(fields: Mapping[str, Any]) -> tuple[Any, ...]:
+def _decision_values(fields: Mapping[str, Any], decision_uuid: uuid.UUID) -> tuple[Any, ...]:
     def when(name: str) -> datetime | None:
         value = fields[f"{name}_us"]
         return None if value is None else from_micros(value)
 
     return (
-        uuid.UUID(fields["decision_id"]),
+        decision_uuid,
         *(fields[name] for name in _TEXT_FIELDS),
         *(bytes.fromhex(fields[f"{name}_digest"]) for name in _DIGEST_FIELDS),
-        json.dumps(fields["parties"], ensure_ascii=True),
+        _PLAIN.encode(fields["parties"]),
         fields["mode"],
         list(fields["policy_rows"]),
         fields["prompt_id"],
-        json.dumps(fields["keys"], ensure_ascii=True),
+        _PLAIN.encode(fields["keys"]),
         fields["outcome"],
         *(when(name) for name in TIME_FIELDS),
         fields["recording_path"],
-        json.dumps(fields["text_notes"], ensure_ascii=True),
+        _PLAIN.encode(fields["text_notes"]),
         fields["key_id"],
     )
 

@@ -24,7 +24,7 @@ import structlog
 from asterisk_recorder.errors import DatabaseUnavailable, LedgerError, SpoolError
 from asterisk_recorder.flow.decision import ConsentDecision
 from asterisk_recorder.ledger.chain import append_decisions
-from asterisk_recorder.ledger.database import CONNECTION_ERRORS, connect_app
+from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.keys import DigestKey, load_digest_key, spool_directory
 from asterisk_recorder.ledger.records import DecisionRecord, build_decision_record
 from asterisk_recorder.ledger.sink import StoreReceipt
@@ -34,6 +34,8 @@ from asterisk_recorder.settings import LedgerSettings
 __all__ = ["Ledger"]
 
 _log = structlog.get_logger("asterisk_recorder.ledger")
+_REPLAY_TIMEOUT = 10.0
+"""Seconds one replay chunk may take (nobody waits on it; new decisions are spooled meanwhile)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -90,6 +92,8 @@ class Ledger:
         self._closing = False
         self._next_retry = 0.0
         self._guard = settings.ack_timeout * 2 + 2.0
+        self._guard_tasks: set[asyncio.Task[None]] = set()
+        self._last_batch = 0.0
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -181,21 +185,37 @@ class Ledger:
         loop = asyncio.get_running_loop()
         item = _Pending(record, decision, loop.create_future())
         self._queue.put_nowait(item)
+        guard = loop.call_later(self._guard, self._guard_expired, item)
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), self._guard)
-        except TimeoutError:
-            if item.future.done():
-                return item.future.result()
-            item.claimed = True  # the writer is stuck: keep the promise ourselves
-            _log.warning("ledger.writer.stuck", decision_id=decision.decision_id)
-            try:
-                await asyncio.to_thread(self.spool.append, [decision])
-            except SpoolError as exc:
-                raise LedgerError(
-                    f"decision {decision.decision_id} could be neither committed nor spooled: {exc}"
-                ) from exc
-            self._spool_depth += 1
-            return StoreReceipt(decision.decision_id, spooled=True)
+            # shielded: a cancelled caller (hung-up call) does not cancel the store itself
+            return await asyncio.shield(item.future)
+        finally:
+            guard.cancel()
+
+    def _guard_expired(self, item: _Pending) -> None:
+        """The writer did not answer within the guard time: keep the promise ourselves."""
+        if item.future.done():
+            return
+        item.claimed = True
+        _log.warning("ledger.writer.stuck", decision_id=item.decision.decision_id)
+        task = asyncio.get_running_loop().create_task(self._spool_claimed(item))
+        self._guard_tasks.add(task)
+        task.add_done_callback(self._guard_tasks.discard)
+
+    async def _spool_claimed(self, item: _Pending) -> None:
+        try:
+            await asyncio.to_thread(self.spool.append, [item.decision])
+        except SpoolError as exc:
+            if not item.future.done():
+                item.future.set_exception(
+                    LedgerError(
+                        f"decision {item.decision.decision_id} could be neither committed nor "
+                        f"spooled: {exc}"
+                    )
+                )
+            return
+        self._spool_depth += 1
+        self._resolve(item, spooled=True)
 
     # -- the writer -------------------------------------------------------------------------
 
@@ -203,13 +223,20 @@ class Ledger:
         while True:
             waiting = self._spool_depth > 0 or not self._healthy
             batch, stop = await self._collect(self._retry_interval if waiting else None)
-            if batch:
-                await self._write(batch)
-            if stop:
-                return
-            behind = self._spool_depth > 0 or not self._healthy
-            if behind and time.monotonic() >= self._next_retry:
-                await self._recover()
+            try:
+                if batch:
+                    await self._write(batch)
+                if stop:
+                    return
+                behind = self._spool_depth > 0 or not self._healthy
+                if behind and time.monotonic() >= self._next_retry:
+                    await self._recover()
+            except Exception as exc:  # the one writer must outlive any surprise
+                _log.exception("ledger.writer.error", error=repr(exc))
+                await self._lost(exc)
+                await self._spool_items(batch)
+                if stop:
+                    return
 
     async def _collect(self, wait: float | None) -> tuple[list[_Pending], bool]:
         try:
@@ -219,8 +246,13 @@ class Ledger:
         if first is None:
             return [], True
         batch = [first]
-        if self._settings.batch_interval > 0:
-            await asyncio.sleep(self._settings.batch_interval)
+        # at most one group commit per batch_interval: a lone decision after a quiet spell
+        # goes at once, a stream is gathered into one transaction per interval
+        loop = asyncio.get_running_loop()
+        delay = self._last_batch + self._settings.batch_interval - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._last_batch = loop.time()
         stop = False
         while len(batch) < self._settings.batch_max and not self._queue.empty():
             item = self._queue.get_nowait()
@@ -259,20 +291,27 @@ class Ledger:
         for item in batch:
             self._resolve(item, spooled=False)
 
-    async def _append(self, records: Sequence[DecisionRecord]) -> list[str]:
+    async def _append(
+        self, records: Sequence[DecisionRecord], *, within: float | None = None
+    ) -> list[str]:
+        """Append in one transaction within ``within`` seconds (default ``ack_timeout``).
+
+        Raises:
+            asyncpg.PostgresError: a data error (class 22/23) caused by a row's content.
+            DatabaseUnavailable: anything else; the connection is dropped.
+        """
         conn = self._conn
         if conn is None:
             raise DatabaseUnavailable("not connected")
+        bound = self._settings.ack_timeout if within is None else within
         try:
-            return await asyncio.wait_for(
-                append_decisions(conn, records), self._settings.ack_timeout
-            )
+            return await asyncio.wait_for(append_decisions(conn, records), bound)
         except asyncpg.PostgresError as exc:
             if _is_data_error(exc):
                 raise
             await self._lost(exc)
             raise DatabaseUnavailable(f"PostgreSQL refused the batch: {exc}") from exc
-        except CONNECTION_ERRORS as exc:
+        except Exception as exc:  # timeouts, lost sockets, asyncpg client state errors
             await self._lost(exc)
             raise DatabaseUnavailable(f"PostgreSQL did not commit in time: {exc!r}") from exc
 
@@ -379,12 +418,13 @@ class Ledger:
                 pairs.append((decision, build_decision_record(decision, self._key)))
             except LedgerError as exc:
                 await self._quarantine(decision, exc)
+        within = max(self._settings.ack_timeout * 4, _REPLAY_TIMEOUT)
         try:
-            await self._append([record for _, record in pairs])
+            await self._append([record for _, record in pairs], within=within)
         except asyncpg.PostgresError:
             for decision, record in pairs:  # isolate the poisonous one, keep the rest
                 try:
-                    await self._append([record])
+                    await self._append([record], within=within)
                 except asyncpg.PostgresError as exc:
                     await self._quarantine(decision, exc)
 
