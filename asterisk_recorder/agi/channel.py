@@ -139,7 +139,12 @@ class AgiChannel:
                     await self._fill()
         except TimeoutError as exc:
             raise AgiTimeout(f"no reply to {command} within {timeout:g} s") from exc
-        except (ConnectionError, OSError) as exc:
+        except (AgiProtocolError, ConnectionError, OSError) as exc:
+            if self._connection.hung_up:
+                # Asterisk said HANGUP, then closed (AGIEXITONHANGUP=yes): a hang-up.
+                raise AgiHangup(f"{command}: the channel hung up and Asterisk closed") from exc
+            if isinstance(exc, AgiProtocolError):
+                raise
             raise AgiProtocolError(f"connection lost during {command}: {exc}") from exc
         if self._observer is not None:
             self._observer(command, time.perf_counter() - started)

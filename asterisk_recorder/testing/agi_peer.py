@@ -312,6 +312,7 @@ class ScriptedAsterisk:
         garbage_at: answer the N-th command (0-based) with ``Garbage`` bytes.
         stall_at: never answer the N-th command (0-based): a hung Asterisk.
         hangup_line: send ``HANGUP`` when the channel dies (Asterisk's ``AGISIGHUP``, default).
+        exit_on_hangup: close the connection right after ``HANGUP`` (``AGIEXITONHANGUP=yes``).
         refuse: command name -> 510 or 520: answer that command with the error instead.
         environment lines may be ``bytes`` (e.g. a caller name that is not UTF-8).
     """
@@ -325,6 +326,7 @@ class ScriptedAsterisk:
     garbage_at: int | None = None
     stall_at: int | None = None
     hangup_line: bool = True
+    exit_on_hangup: bool = False
     refuse: dict[str, int] = field(default_factory=dict)
     commands: list[list[str]] = field(default_factory=list)
     """Every command received, split as Asterisk splits it."""
@@ -370,6 +372,11 @@ class ScriptedAsterisk:
                 replies.append("HANGUP")
                 self._hangup_pending = False
             replies.extend(self._answer(argv))
+            if self._hangup_pending and self.exit_on_hangup:
+                # AGIEXITONHANGUP=yes: Asterisk says HANGUP and closes the connection.
+                await _write(writer, [*replies, "HANGUP"])
+                self.closed_by_program = False
+                return
             if not await _write(writer, replies):
                 return
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class AgiRig:
         """Play ``peer`` against the server; return the session's result."""
         before = len(self.results)
         await peer.connect("127.0.0.1", self.server.port)
+        # A peer that closes first (AGIEXITONHANGUP) may return before the session ends.
+        for _ in range(1000):
+            if len(self.results) > before:
+                break
+            await asyncio.sleep(0.005)
         assert before + 1 == len(self.results), "the session produced no result"
         return self.results[-1]
 

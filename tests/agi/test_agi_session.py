@@ -513,3 +513,15 @@ async def test_ledger_failure_hands_back_skip(settings: Settings, engine: Policy
     assert "failed" == peer.variables["RECORDER_OUTCOME"]
     assert not results[0].stored
     assert results[0].fail_closed
+
+
+async def test_hang_up_with_agiexitonhangup_closing_the_socket_is_abandoned(rig: AgiRig) -> None:
+    """AGIEXITONHANGUP=yes: result=-1, HANGUP, then EOF is a hang-up, not a failure."""
+    peer = ScriptedAsterisk(OPT_OUT, prompts=[HangUp()], exit_on_hangup=True)
+
+    result = await rig.call(peer)
+
+    assert result.decision is not None
+    assert Outcome.ABANDONED == result.decision.outcome
+    assert result.error is None
+    assert [] == commands_named(peer, "SET", "VARIABLE")
