@@ -102,7 +102,10 @@ async def test_channel_lifecycle_methods_reach_asterisk(
     await ari.answer(cid)
     await ari.ring(cid)
     await ari.send_dtmf(cid, "12#", duration=120)
-    playback = await ari.play(cid, ["sound:beep", "sound:hello-world"], lang="en", playback_id="p1")
+    fake.sounds["test/endless"] = 1000.0  # still playing when fetched and stopped below
+    playback = await ari.play(
+        cid, ["sound:test/endless", "sound:hello-world"], lang="en", playback_id="p1"
+    )
     fetched = await ari.get_playback("p1")
     await ari.stop_playback("p1")
     await ari.set_variable(cid, "CONSENT", "granted")
@@ -112,7 +115,7 @@ async def test_channel_lifecycle_methods_reach_asterisk(
 
     assert ("+4930123", "200") == (chan.caller.number, chan.dialplan.exten)
     assert [cid] == [c.id for c in listed]
-    assert ("p1", "sound:beep", "sound:hello-world") == (
+    assert ("p1", "sound:test/endless", "sound:hello-world") == (
         playback.id,
         playback.media_uri,
         playback.next_media_uri,

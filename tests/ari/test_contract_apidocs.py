@@ -170,6 +170,7 @@ async def _drive_every_client_method(ari: AriClient, fake: FakeAsterisk) -> set[
         call = await fake.originate(caller_number="555")
         assert isinstance(await asyncio.wait_for(events.get(), 2), StasisStart)
         cid = call.id
+        fake.sounds["test/endless"] = 1000.0  # still playing when fetched and stopped
         calls: dict[str, Callable[[], Awaitable[object]]] = {
             "asterisk_info": ari.asterisk_info,
             "ping": ari.ping,
@@ -180,7 +181,7 @@ async def _drive_every_client_method(ari: AriClient, fake: FakeAsterisk) -> set[
             "send_dtmf": lambda: ari.send_dtmf(
                 cid, "1", duration=100, between=50, before=0, after=0
             ),
-            "play": lambda: ari.play(cid, "sound:beep", lang="en", playback_id="pb-1"),
+            "play": lambda: ari.play(cid, "sound:test/endless", lang="en", playback_id="pb-1"),
             "get_playback": lambda: ari.get_playback("pb-1"),
             "stop_playback": lambda: ari.stop_playback("pb-1"),
             "set_variable": lambda: ari.set_variable(cid, "X", "1"),

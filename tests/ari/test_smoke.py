@@ -26,13 +26,16 @@ async def test_consent_shaped_call_runs_end_to_end(
     start = await events.get()
     assert isinstance(start, StasisStart)
     assert "Ring" == start.channel.state
+    fake.sounds["test/long-disclosure"] = 1000.0  # ends only when stopped: no timing races
     await ari.answer(call.id)
-    await ari.play(call.id, "sound:hello-world", lang="en")
-    dtmf = asyncio.create_task(fake.send_dtmf(call.id, "1"))
-    await ari.set_variable(call.id, "CONSENT", "granted")
+    playback = await ari.play(call.id, "sound:test/long-disclosure", lang="en")
+    await fake.send_dtmf(call.id, "1")
+    pending = asyncio.create_task(ari.set_variable(call.id, "CONSENT", "granted"))
+    await fake.wait_until(lambda: not fake.channel(call.id).queue.empty())
+    await ari.stop_playback(playback.id)
+    await pending
     await ari.continue_in_dialplan(call.id, context="consent-record", extension="s", priority=1)
     record = await fake.wait_for_continue(call.id)
-    await dtmf
     kinds = [type(await asyncio.wait_for(events.get(), 2)) for _ in range(6)]
 
     assert [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -406,3 +408,21 @@ async def test_wrong_password_on_the_socket_is_retried_and_logged(fake: FakeAste
 
     reasons = [e["reason"] for e in logs if e["event"] == "ari.events.reconnecting"]
     assert reasons[0].startswith("handshake refused: HTTP 401")
+
+
+async def test_closing_client_and_stream_leaves_nothing_unclosed(fake: FakeAsterisk) -> None:
+    """After close() no aiohttp session or connector is left to warn "Unclosed ..."."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = AriClient(fake.settings())
+        stream = EventStream(fake.settings())
+        stream.start()
+        await stream.wait_connected()
+        await client.ping()
+        await stream.close()
+        await client.close()
+        del client, stream
+        gc.collect()
+        await asyncio.sleep(0)
+
+    assert [] == [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
