@@ -10,7 +10,7 @@ naming the field) so the stream can log it and carry on.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeAlias
 
@@ -213,7 +213,7 @@ class ChannelUserevent(Event):
 
     type: ClassVar[str] = "ChannelUserevent"
     eventname: str
-    userevent: Mapping[str, Any]
+    userevent: Mapping[str, Any] = field(hash=False)
     channel: Channel | None = None
 
 
@@ -235,7 +235,7 @@ class UnknownEvent:
     """An event of a type this package does not model; ``raw`` is the decoded frame."""
 
     type: str
-    raw: Mapping[str, Any]
+    raw: Mapping[str, Any] = field(hash=False)
     application: str = ""
 
 

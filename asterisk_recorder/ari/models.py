@@ -145,7 +145,7 @@ class Channel:
     creationtime: str
     language: str
     protocol_id: str = ""
-    channelvars: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    channelvars: Mapping[str, str] = field(default_factory=lambda: _EMPTY, hash=False)
     caller_rdnis: str = ""
     tenantid: str = ""
 
@@ -171,8 +171,8 @@ class Application:
     bridge_ids: tuple[str, ...]
     endpoint_ids: tuple[str, ...]
     device_names: tuple[str, ...]
-    events_allowed: tuple[Mapping[str, Any], ...] = ()
-    events_disallowed: tuple[Mapping[str, Any], ...] = ()
+    events_allowed: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    events_disallowed: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,3 +194,23 @@ def test_arbitrary_json_never_raises_anything_but_a_protocol_error(
         assert "" != str(outcome)
     else:
         assert kind == getattr(outcome, "type", None)
+
+
+def test_every_traced_event_is_hashable(shared_dir: Path) -> None:
+    """Frozen events can be put in sets and used as keys (mapping fields are left out of hash)."""
+    parsed = [parse_event(raw) for raw in _trace_frames(shared_dir)]
+
+    assert len({hash(e) for e in parsed}) > 1
+    assert parsed[0] in set(parsed)
+
+
+def test_public_names_are_exported_once() -> None:
+    """``asterisk_recorder.ari`` and ``.testing`` export every public name once, importably."""
+    import asterisk_recorder.ari as ari
+    import asterisk_recorder.testing as testing
+
+    for module in (ari, testing):
+        public = {n for n in vars(module) if not n.startswith("_") and n[0].isupper()}
+        assert len(set(module.__all__)) == len(module.__all__)
+        assert public <= set(module.__all__)
+        assert all(hasattr(module, name) for name in module.__all__)
