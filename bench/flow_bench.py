@@ -8,8 +8,10 @@ before timing; the timed loop is flow construction + ``handle`` only, on one cor
 Scenarios:
   * ``cached_policy``: 1,000 distinct (caller, called) pairs cycled, so the engine's LRU cache
     answers after the first round (the realistic steady state: callers repeat).
-  * ``uncached_policy``: every call has a number never seen before, so each call pays for
-    phonenumbers parsing (the worst case).
+  * ``uncached_policy``: every call has NANP numbers never seen before (the engine's NANP
+    shortcut places them without phonenumbers' parser).
+  * ``uncached_international``: every call has a London caller never seen before, so each call
+    pays for phonenumbers' full parser (the worst case).
   * ``policy_only_uncached``: ``PolicyEngine.evaluate`` alone on unseen numbers, to show where
     the time of the uncached scenario goes.
 
@@ -61,12 +63,19 @@ def pin_one_core() -> int | None:
     return cpu
 
 
-def calls(n: int, distinct_pairs: int | None) -> list[list[Event]]:
-    """Event lists of ``n`` opt-out calls (California caller -> New York number)."""
+def calls(n: int, distinct_pairs: int | None, *, international: bool = False) -> list[list[Event]]:
+    """Event lists of ``n`` opt-out calls.
+
+    California caller -> New York number; with ``international``, a London caller (+44 20 ...)
+    -> a New York number, so the caller goes through phonenumbers' full parser.
+    """
     out: list[list[Event]] = []
     for i in range(n):
         k = i % distinct_pairs if distinct_pairs else i
-        caller = f"+1415{2000000 + k % 7_000_000:07d}"
+        if international:
+            caller = f"+4420{70000000 + k % 9_000_000:08d}"
+        else:
+            caller = f"+1415{2000000 + k % 7_000_000:07d}"
         called = f"+1212{2000000 + (k * 7) % 7_000_000:07d}"
         decision_id = str(uuid.uuid4())
         info = CallInfo(
@@ -172,9 +181,13 @@ def main() -> int:
     def uncached() -> tuple[PolicyEngine, list[list[Event]]]:
         return PolicyEngine.from_settings(policy), calls(args.calls // 5, None)
 
+    def uncached_international() -> tuple[PolicyEngine, list[list[Event]]]:
+        return PolicyEngine.from_settings(policy), calls(args.calls // 5, None, international=True)
+
     results = [
         measure("cached_policy", args.repeat, cached, settings),
         measure("uncached_policy", args.repeat, uncached, settings),
+        measure("uncached_international", args.repeat, uncached_international, settings),
         policy_only(args.repeat, args.calls // 5),
     ]
     doc = {

@@ -43,6 +43,9 @@ WITHHELD_MARKERS = frozenset(
 """Caller id values (case-insensitive) meaning the number is withheld."""
 
 _NUMBER_RE = re.compile(r"^\+?[0-9][0-9 ().\-/]*$")
+_NANP_E164_RE = re.compile(r"^\+1([0-9]{10})\Z")
+_NANP_NATIONAL_RE = re.compile(r"^1?([0-9]{10})\Z")
+_NANP_REGIONS = frozenset({"US", "CA"})
 _SAFE_RE = re.compile(r"[^\x20-\x7e]")
 
 
@@ -93,6 +96,29 @@ def resolve_number(number: str, default_region: str) -> NumberResolution:
     numbers phonenumbers cannot place resolve to ``unknown``. Never raises.
     """
     text = number.strip()
+    # Fast path (no phonenumbers call) for the commonest shape: a NANP number with a known
+    # geographic area code. It gives exactly what the general path below gives for it.
+    match = _NANP_E164_RE.match(text)
+    if match is None and default_region in _NANP_REGIONS:
+        match = _NANP_NATIONAL_RE.match(text)
+    if match is not None:
+        national = match.group(1)
+        candidates = AREA_CODES.get(national[:3])
+        if candidates:
+            return _nanp(number, national, candidates)
+    return _resolve_general(number, text, default_region)
+
+
+def _nanp(number: str, national: str, candidates: tuple[str, ...]) -> NumberResolution:
+    e164 = "+1" + national
+    return NumberResolution(
+        number=number, e164=e164, country=candidates[0].split("-", 1)[0], candidates=candidates,
+        how=f"{e164}: NANP area code {national[:3]} -> {', '.join(candidates)}",
+    )
+
+
+def _resolve_general(number: str, text: str, default_region: str) -> NumberResolution:
+    """``resolve_number`` through phonenumbers, for every shape of input."""
     if not text:
         return _unknown(number, "no number (empty)")
     if len(text) > MAX_NUMBER_LENGTH:
@@ -111,14 +137,9 @@ def resolve_number(number: str, default_region: str) -> NumberResolution:
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     national = str(parsed.national_number)
     if parsed.country_code == 1 and len(national) == 10:
-        area = national[:3]
-        candidates = AREA_CODES.get(area)
+        candidates = AREA_CODES.get(national[:3])
         if candidates:
-            country = candidates[0].split("-", 1)[0]
-            return NumberResolution(
-                number=number, e164=e164, country=country, candidates=candidates,
-                how=f"{e164}: NANP area code {area} -> {', '.join(candidates)}",
-            )
+            return _nanp(number, national, candidates)
     region: str | None = None
     if phonenumbers.is_valid_number(parsed):
         region = phonenumbers.region_code_for_number(parsed)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asterisk_recorder.policy.nanp import AREA_CODES, SOURCE
-from asterisk_recorder.policy.numbers import UNKNOWN, resolve_number
+from asterisk_recorder.policy.numbers import UNKNOWN, _resolve_general, resolve_number
 from asterisk_recorder.policy.tools.gen_nanp import derive
 
 KNOWN_AREA_CODES = {
@@ -116,3 +118,23 @@ def test_hostile_caller_ids_never_raise_and_never_echo_raw(number: str) -> None:
     assert res.how.isprintable()
     assert len(res.how) < 200
     assert res.country in (UNKNOWN, "US")
+
+
+@settings(max_examples=1500, deadline=None, database=None)
+@given(
+    prefix=st.sampled_from(["+1", "1", "", "+", "+44", "0"]),
+    digits=st.text(alphabet="0123456789", min_size=9, max_size=11),
+    region=st.sampled_from(["US", "CA", "GB", "DE", "JM"]),
+)
+def test_nanp_fast_path_agrees_with_phonenumbers(prefix: str, digits: str, region: str) -> None:
+    """The shortcut for plain NANP numbers gives exactly what the phonenumbers path gives."""
+    text = prefix + digits
+
+    assert _resolve_general(text, text, region) == resolve_number(text, region)
+
+
+def test_nanp_fast_path_is_taken_for_known_area_codes() -> None:
+    """Known area codes in E.164 or national form resolve without the general path."""
+    assert (("US-MD",), "+14105550100") == (
+        resolve_number("14105550100", "US").candidates, resolve_number("4105550100", "CA").e164
+    )
