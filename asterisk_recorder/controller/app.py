@@ -294,8 +294,11 @@ class AriController:
         tasks = list(self._state.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=max(2.0, self.server.request_timeout))
-        for task in list(self._state.tasks.values()):
-            task.cancel()
+        stuck = list(self._state.tasks.values())
+        for task in stuck:
+            task.cancel()  # each session's own clean-up still hands its channel back
+        if stuck:
+            await asyncio.wait(stuck, timeout=max(2.0, self.server.request_timeout))
         for side in list(self._side_tasks):
             if side is not asyncio.current_task():
                 side.cancel()

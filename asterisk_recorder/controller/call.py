@@ -183,9 +183,11 @@ def call_info_from_channel(
 ) -> CallInfo:
     """Build the flow's ``CallInfo`` from a StasisStart channel snapshot and Stasis args.
 
-    Numbers come from the snapshot (caller id, dialplan extension); overrides come from Stasis
-    args and from the ``channelvars`` configured in ``ari.conf`` (``RECORDER_POLICY``,
-    ``RECORDER_JURISDICTION``, ``RECORDER_LANGUAGE``). Caller-controlled text is carried as-is:
+    Numbers come from the snapshot: the caller id, and the called number from the
+    ``RECORDER_CALLED`` channel variable (an operator override), else ``CALLERID(dnid)``, else
+    the dialplan extension (``s`` inside a Gosub means unknown): list them in ``ari.conf``
+    ``channelvars``. Overrides come from Stasis args and from the ``channelvars``
+    (``RECORDER_POLICY``, ``RECORDER_JURISDICTION``, ``RECORDER_LANGUAGE``). Caller-controlled text is carried as-is:
     it is evidence, and the flow never lets it reach a file name or an option.
     """
     parsed = parse_stasis_args(args)
@@ -205,11 +207,20 @@ def call_info_from_channel(
         instance_id=instance_id,
         caller_number=channel.caller.number,
         caller_name=channel.caller.name,
-        called_number=channel.dialplan.exten,
+        called_number=(
+            variables.get("RECORDER_CALLED")
+            or variables.get("CALLERID(dnid)")
+            or _dialled(channel.dialplan.exten)
+        ),
         language=language,
         policy_override=policy,
         jurisdiction_override=jurisdiction,
     )
+
+
+def _dialled(exten: str) -> str:
+    """The dialplan extension as the called number, unless it is a pattern-less ``s``."""
+    return "" if exten in ("s", "") else exten
 
 
 class CallSession:

@@ -370,3 +370,17 @@ async def test_memory_sink_keeps_one_copy_per_decision_id() -> None:
     assert rig.sink.decisions[0].decision_id == again.decision_id
     assert 1 == len(rig.sink.decisions)
     assert isinstance(rig.sink, MemorySink)
+
+
+async def test_called_number_comes_from_dnid_inside_the_gosub(rig: Rig) -> None:
+    """Inside ``Gosub(recorder-consent,s,1)`` the extension is ``s``: the DNID channelvar wins."""
+    ch = await rig.fake.originate(
+        caller_number="+12125550100", extension="s",
+        variables={"CALLERID(dnid)": "+18605550100"},
+    )
+    record = await rig.fake.wait_for_continue(ch.id)
+    await wait_decisions(rig, 1)
+
+    assert "+18605550100" == rig.sink.decisions[0].called_number
+    assert "US-CT" in rig.sink.decisions[0].policy_rows
+    assert "bB(15)" == record.variables["RECORDER_MIXMON_OPTIONS"]

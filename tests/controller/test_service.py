@@ -1,0 +1,253 @@
+"""``serve``: the composed product (ARI controller, FastAGI, ledger, ops HTTP) end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from asterisk_recorder.controller.service import Service
+from asterisk_recorder.ledger.admin import show_call
+from asterisk_recorder.ledger.database import connect_app
+from asterisk_recorder.ledger.verify import verify_chain
+from asterisk_recorder.settings import (
+    AgiSettings,
+    HttpSettings,
+    LedgerSettings,
+    PolicySettings,
+    Secret,
+    Settings,
+)
+from asterisk_recorder.testing import FakeAsterisk
+from tests.controller.conftest import FAST_FLOW
+
+DIGEST_KEY = "0123456789abcdef0123456789abcdef"
+
+
+def service_settings(fake: FakeAsterisk, dsn: str, spool: Path) -> Settings:
+    """Settings for a service on free loopback ports, ledger in ``dsn``."""
+    base = Settings()
+    return dataclasses.replace(
+        base,
+        instance_id="svc-test",
+        ari=(fake.settings("consent-recorder"),),
+        agi=AgiSettings(enabled=True, host="127.0.0.1", port=0),
+        http=HttpSettings(enabled=True, host="127.0.0.1", port=0),
+        database=dataclasses.replace(base.database, dsn=Secret(dsn)),
+        ledger=LedgerSettings(spool_dir=str(spool), digest_key=Secret(DIGEST_KEY)),
+        policy=PolicySettings(site_jurisdiction="US-NY"),
+        flow=FAST_FLOW,
+    )
+
+
+@pytest.fixture
+async def running(pg_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Service, FakeAsterisk]]:
+    """A started service against a fake Asterisk and a fresh real database."""
+    fake = FakeAsterisk(time_scale=0.05)
+    await fake.start()
+    service = Service(service_settings(fake, pg_dsn, tmp_path / "spool"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await asyncio.wait_for(service.started.wait(), 20)
+        await fake.wait_for_app("consent-recorder")
+        yield service, fake
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        await fake.stop()
+
+
+async def test_call_decision_lands_in_the_real_ledger_and_verifies(
+    running: tuple[Service, FakeAsterisk],
+) -> None:
+    """A call through serve is stored in PostgreSQL with its channel ids; the chain verifies."""
+    service, fake = running
+    ch = await fake.originate(
+        caller_number="+14155550100", caller_name="Alice", extension="2125550100",
+        args=("policy=opt_out", "lang=en", "linkedid=1700000000.1"),
+    )
+    await fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    await fake.send_dtmf(ch.id, "1")
+    record = await fake.wait_for_continue(ch.id)
+    assert service.dsn is not None
+    conn = await connect_app(service.dsn)
+    try:
+        rows = []
+        async with asyncio.timeout(5):
+            while not rows:
+                rows = await show_call(conn, record.variables["RECORDER_DECISION_ID"])
+        report = await verify_chain(conn)
+    finally:
+        await conn.close()
+
+    row = rows[0]
+    assert "not_recorded_opted_out" == row["outcome"]
+    assert ch.id == row["uniqueid"]
+    assert "1700000000.1" == row["linkedid"]
+    assert "ari" == row["driver"]
+    assert "svc-test" == row["instance_id"]
+    assert "+14155550100" == row["caller_number"]
+    assert ["1"] == [k["digit"] for k in row["keys"]]
+    assert report.ok
+
+
+async def test_ops_endpoints_report_health_readiness_and_metrics(
+    running: tuple[Service, FakeAsterisk],
+) -> None:
+    """/healthz is 200, /readyz 200 with ARI and ledger up, /metrics counts the decision."""
+    service, fake = running
+    ch = await fake.originate(caller_number="+12125550100", extension="2125550199")
+    await fake.wait_for_continue(ch.id)
+    assert service.ops is not None
+    async with aiohttp.ClientSession() as http:
+        async with http.get(service.ops.url + "/healthz") as resp:
+            health = resp.status
+        async with http.get(service.ops.url + "/readyz") as resp:
+            ready, body = resp.status, await resp.json()
+        async with asyncio.timeout(5):
+            while True:
+                async with http.get(service.ops.url + "/metrics") as resp:
+                    metrics = await resp.text()
+                if "recorded_notified" in metrics:
+                    break
+                await asyncio.sleep(0.02)
+
+    assert 200 == health
+    assert 200 == ready
+    assert body["ready"] is True
+    assert (
+        'asterisk_recorder_decisions_total{outcome="recorded_notified",mode="announce",'
+        'driver="ari"} 1' in metrics
+    )
+
+
+async def test_readyz_fails_when_asterisk_is_unreachable(
+    running: tuple[Service, FakeAsterisk],
+) -> None:
+    """With the event socket down and refused, /readyz answers 503 naming the ARI check."""
+    service, fake = running
+    fake.refuse_websockets()
+    await fake.drop_websockets()
+    assert service.ops is not None
+    async with aiohttp.ClientSession() as http, asyncio.timeout(5):
+        while True:
+            async with http.get(service.ops.url + "/readyz") as resp:
+                if resp.status == 503:
+                    body = await resp.json()
+                    break
+            await asyncio.sleep(0.02)
+
+    assert ["ari:fake"] == body["failing"]
+
+
+async def test_one_canonical_consent_decided_line_per_call(
+    running: tuple[Service, FakeAsterisk],
+) -> None:
+    """Each call produces exactly one ``consent.decided`` log line with ids and outcome."""
+    _, fake = running
+    with capture_logs() as logs:
+        ch = await fake.originate(caller_number="+12125550100", extension="2125550199")
+        record = await fake.wait_for_continue(ch.id)
+        async with asyncio.timeout(5):
+            while not [e for e in logs if e["event"] == "consent.decided"]:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+
+    lines = [e for e in logs if e["event"] == "consent.decided"]
+    assert 1 == len(lines)
+    line = lines[0]
+    assert record.variables["RECORDER_DECISION_ID"] == line["decision_id"]
+    assert ("announce", "recorded_notified", ch.id) == (
+        line["mode"], line["outcome"], line["channel_id"]
+    )
+    assert line["latency_ms"] >= 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_config(path: Path, fake: FakeAsterisk, dsn: str, spool: Path) -> None:
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            instance_id = "sigterm-test"
+            [ari]
+            url = "{fake.url}"
+            username = "{fake.username}"
+            app = "consent-recorder"
+            [agi]
+            enabled = false
+            [http]
+            port = {_free_port()}
+            [ledger]
+            spool_dir = "{spool}"
+            [controller]
+            shutdown_grace = 0.2
+            [flow]
+            input_timeout = 30.0
+            [policy]
+            site_jurisdiction = "US-NY"
+            """
+        )
+    )
+
+
+async def test_serve_command_hands_back_in_flight_calls_and_exits_zero_on_sigterm(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """SIGTERM: the in-flight call is handed back fail-closed and the process exits 0."""
+    fake = FakeAsterisk(time_scale=1.0)
+    await fake.start()
+    config = tmp_path / "recorder.toml"
+    _write_config(config, fake, pg_dsn, tmp_path / "spool")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "ASTERISK_RECORDER_ARI_PASSWORD": fake.password,
+        "ASTERISK_RECORDER_DATABASE_DSN": pg_dsn,
+        "ASTERISK_RECORDER_LEDGER_DIGEST_KEY": DIGEST_KEY,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "asterisk_recorder", "serve", "--config", str(config),
+        "--log-format", "json", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        try:
+            await fake.wait_for_app("consent-recorder", within=30)
+        except TimeoutError:
+            proc.kill()
+            _, err = await proc.communicate()
+            raise AssertionError(err.decode()) from None
+        ch = await fake.originate(caller_number="+4930901820", extension="2125550100")
+        await fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        record = await fake.wait_for_continue(ch.id)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await fake.stop()
+
+    assert 0 == proc.returncode, err.decode()
+    assert "skip" == record.variables["RECORDER_DECISION"]
+    events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    decided = [e for e in events if e.get("event") == "consent.decided"]
+    assert ["failed"] == [e["outcome"] for e in decided]
+    assert fake.password not in out.decode() + err.decode()
