@@ -219,11 +219,14 @@ class Spool:
         data = b"".join(_encode_line(d, now) for d in decisions)
         try:
             with self._locked_append_fd() as fd:
+                fresh = os.fstat(fd).st_size == 0
                 view = memoryview(data)
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
                 os.fsync(fd)
+                if fresh:  # a new file: make its directory entry durable too
+                    self._fsync_dir()
         except OSError as exc:
             raise SpoolError(f"cannot write the ledger spool {self.path}: {exc}") from exc
 
@@ -284,6 +287,13 @@ class Spool:
             except OSError as exc:
                 raise SpoolError(f"cannot write the spool quarantine: {exc}") from exc
         return SpoolBatch(path, decisions, len(bad))
+
+    def _fsync_dir(self) -> None:
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def _write_quarantine(self, lines: list[bytes]) -> None:
         self._ensure_dir()

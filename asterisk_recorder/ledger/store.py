@@ -94,6 +94,7 @@ class Ledger:
         self._guard = settings.ack_timeout * 2 + 2.0
         self._guard_tasks: set[asyncio.Task[None]] = set()
         self._last_batch = 0.0
+        self._warned = False
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -373,9 +374,12 @@ class Ledger:
                 bound = min(self._connect_timeout, max(self._settings.ack_timeout, 0.5))
                 self._conn = await connect_app(self._dsn, connect_timeout=bound)
             except DatabaseUnavailable as exc:
-                _log.debug("ledger.database.unreachable", error=str(exc))
+                if not self._warned:
+                    _log.warning("ledger.database.unreachable", error=str(exc), spooling=True)
+                    self._warned = True
                 self._healthy = False
                 return
+            self._warned = False
             self._healthy = True
             _log.info("ledger.database.connected", spool_depth=self._spool_depth)
         if self._spool_depth == 0 and not self.spool.pending_files():
