@@ -303,6 +303,7 @@ class ConsentFlow:
     _started_at: float | None = None
     _finished_at: float | None = None
     _prompt_played: bool = False
+    _policy_note: str = ""
 
     def __init__(self, settings: FlowSettings, policy: PolicyEngine) -> None:
         """Create the flow of one call.
@@ -403,6 +404,8 @@ class ConsentFlow:
         if call is None:  # pragma: no cover - every caller checks the call is offered
             raise FlowError("no call offered")
         actions: list[Action] = list(before) if before else []
+        if self._policy_note:
+            reason += self._policy_note
         if self._timers:
             for name in sorted(self._timers):
                 actions.append(_CANCEL[name])
@@ -525,6 +528,9 @@ def _offered(flow: ConsentFlow, event: CallOffered) -> list[Action]:
         return flow._fail(f"policy evaluation failed ({type(exc).__name__})", event.at)
     flow.policy = result
     mode = flow.mode = result.mode
+    if result.forced or result.notes:
+        notes = ("mode forced by RECORDER_POLICY",) if result.forced else ()
+        flow._policy_note = "; " + "; ".join((*notes, *result.notes))
     if mode is Mode.OPT_OUT:
         flow._sound, flow._escape = prompts.opt_out, s.opt_out_key
     elif mode is Mode.OPT_IN:

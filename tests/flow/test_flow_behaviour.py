@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import pytest
 from flowkit import (
@@ -316,7 +317,9 @@ def test_prompt_guard_timer_fails_closed() -> None:
 
     assert [("StopPrompt",), ("StoreDecision", "failed")] == summary(actions)
     assert flow.decision is not None
-    assert "prompt did not finish within 30s" == flow.decision.reason
+    assert "prompt did not finish within 30s; mode forced by RECORDER_POLICY" == (
+        flow.decision.reason
+    )
 
 
 def test_stale_input_timer_during_the_prompt_is_ignored() -> None:
@@ -519,3 +522,18 @@ def test_recording_outcomes_match_outcome_records() -> None:
     from asterisk_recorder.flow.machine import _RECORDING
 
     assert {o for o in Outcome if o.records} == set(_RECORDING)
+
+
+def test_ignored_overrides_are_recorded_in_the_decision_reason() -> None:
+    """A bad RECORDER_POLICY value is ignored and the decision's reason says so."""
+    flow = new_flow()
+    info = replace(call(None, caller="+14155550100"), policy_override="sometimes")
+
+    feed(flow, CallOffered(T0, info), Answered(T0 + 0.1), PromptFinished(T0 + 5),
+         TimerExpired(T0 + 10, "input"))
+
+    assert flow.decision is not None
+    assert (
+        "disclosure played, no opt-out key (timeout); RECORDER_POLICY 'sometimes' ignored: "
+        "not one of never, opt_in, opt_out, announce, none"
+    ) == flow.decision.reason
