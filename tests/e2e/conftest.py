@@ -100,6 +100,9 @@ port = {http_port}
 [logging]
 level = "debug"
 format = "json"
+
+[controller]
+shutdown_grace = 1.0
 """
 
 

@@ -287,3 +287,27 @@ async def test_hostile_caller_id_never_reaches_the_recording_path(
     [shown] = [json.loads(line) for line in out.splitlines()]
     assert number == shown["caller_number"]
     assert name == shown["caller_name"]
+
+
+@pytest.mark.xfail(
+    reason="serve ignores [controller] shutdown_grace: the in-flight flow ran its full 7 s and "
+    "recorded (seen 2026-11-23 against Asterisk 22.10.1); issue 6 says hand back fail-closed",
+    strict=True,
+)
+async def test_controller_sigterm_during_disclosure_hands_the_call_back_unrecorded(
+    recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str
+) -> None:
+    """SIGTERM mid-disclosure (grace 1 s): serve exits 0, the call connects unrecorded."""
+    call = await caller.originate("Local/opt_out@e2e-in")
+    await call.wait_playback_started()
+    assert 0 == await recorder.stop()
+    consent = await call.wait_user_event("E2EConsent", within=20)
+    assert "skip" == consent["Decision"]
+    assert "no" == consent["Recording"]
+    assert "MixMonitor" not in call.dialplan_apps()
+    await assert_far_side_reached(call)
+    await talk_then_hang_up(call, 1.0)
+    assert [] == wav_files(recordings_dir)
+    if consent["DecisionId"]:
+        row = await ledger_row(pg_dsn, decision_id=consent["DecisionId"])
+        assert row.recording_path is None or not row.outcome.startswith("recorded")
