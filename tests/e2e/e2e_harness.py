@@ -421,6 +421,12 @@ class RecorderProcess:
         assert process.returncode is not None
         return process.returncode, out.decode(), err.decode()
 
+    async def kill(self) -> None:
+        """SIGKILL: the controller dies without any chance to hand calls back."""
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
     def log_tail(self, lines: int = 60) -> str:
         """The last lines the controller wrote (for assertion messages)."""
         try:

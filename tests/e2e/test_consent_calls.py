@@ -311,3 +311,22 @@ async def test_controller_sigterm_during_disclosure_hands_the_call_back_unrecord
     if consent["DecisionId"]:
         row = await ledger_row(pg_dsn, decision_id=consent["DecisionId"])
         assert row.recording_path is None or not row.outcome.startswith("recorded")
+
+
+async def test_controller_killed_mid_disclosure_then_restarted_hands_the_parked_call_back(
+    recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path
+) -> None:
+    """SIGKILL mid-disclosure, then a new serve: the parked call is resynced, not recorded."""
+    call = await caller.originate("Local/opt_out@e2e-in")
+    await call.wait_playback_started()
+    await recorder.kill()
+    await asyncio.sleep(1.0)
+    assert [] == call.user_events("E2EConsent")
+    await recorder.start()
+    consent = await call.wait_user_event("E2EConsent", within=20)
+    assert "skip" == consent["Decision"]
+    assert "no" == consent["Recording"]
+    assert "MixMonitor" not in call.dialplan_apps()
+    await assert_far_side_reached(call)
+    await talk_then_hang_up(call, 1.0)
+    assert [] == wav_files(recordings_dir)
