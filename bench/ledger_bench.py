@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -113,13 +114,18 @@ async def _throughput(
 
     async with Ledger.open(dsn, settings, instance_id="bench") as ledger:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         await asyncio.gather(*(caller(m) for m in per_caller))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     return {
         "decisions": count,
         "concurrent_callers": callers,
         "seconds": round(elapsed, 3),
         "decisions_per_s": round(count / elapsed, 1),
+        "python_cpu_s": round(cpu, 3),
+        "python_cpu_us_per_decision": round(cpu / count * 1e6, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "spooled": spooled,
     }
 
@@ -220,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = asyncio.run(_run(args))
     print(json.dumps(result))
-    t, lat, ver = result["throughput"], result["latency"], result["verify"]
-    assert isinstance(t, dict) and isinstance(lat, dict) and isinstance(ver, dict)
+    t, lat, ver = (cast(dict[str, Any], result[k]) for k in ("throughput", "latency", "verify"))
     rows = [
         (
             "sustained throughput",
@@ -231,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("ack p50 @ 500/s", f"{lat['p50_ms']} ms", f"{lat['decisions']} decisions", ""),
         ("ack p99 @ 500/s", f"{lat['p99_ms']} ms", f"max {lat['max_ms']} ms", "<= 25 ms"),
+        (
+            "python CPU",
+            f"{t['python_cpu_us_per_decision']} us/decision",
+            f"load average {t['load_average_1m']} on {os.cpu_count()} cores",
+            "",
+        ),
         ("spooled", f"{t['spooled'] + lat['spooled']}", "should be 0 with PostgreSQL up", ""),
         ("verify", f"{ver['rows_per_s']:,.0f} rows/s", f"{ver['rows']} rows, ok={ver['ok']}", ""),
     ]
@@ -238,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'measure':<22} {'value':<22} {'detail':<48} target")
     for row in rows:
         print(f"{row[0]:<22} {row[1]:<22} {row[2]:<48} {row[3]}")
-    targets = result["targets"]
-    assert isinstance(targets, dict)
+    targets = cast(dict[str, Any], result["targets"])
     return 0 if targets["throughput_met"] and targets["latency_met"] else 1
 
 

@@ -28,6 +28,14 @@ APP_ROLE = "asterisk_recorder_app"
 """The INSERT+SELECT role every ledger connection switches to (created by migration 0001)."""
 
 
+_LOCK_AND_EXISTING = """
+SELECT h.seq, h.hash,
+       (SELECT array_agg(d.decision_id) FROM decisions d
+        WHERE d.decision_id = ANY($1::uuid[])) AS existing
+FROM ledger_head h WHERE h.id = 1 FOR UPDATE OF h
+"""
+
+
 async def lock_head(conn: asyncpg.Connection) -> tuple[int, bytes]:
     """Lock the chain head for this transaction; return ``(last seq, last hash)``."""
     row = await conn.fetchrow("SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE")
@@ -49,14 +57,12 @@ async def append_decisions(
     skipped, so replays are idempotent.
     """
     async with conn.transaction():
-        seq, prev = await lock_head(conn)
-        ids = list({r.decision_id for r in records})
-        existing = {
-            str(r[0])
-            for r in await conn.fetch(
-                "SELECT decision_id FROM decisions WHERE decision_id = ANY($1::uuid[])", ids
-            )
-        }
+        # one round trip: lock the head and learn which ids are already stored
+        head = await conn.fetchrow(_LOCK_AND_EXISTING, [r.decision_id for r in records])
+        if head is None:
+            raise asyncpg.exceptions.UndefinedTableError("ledger_head has no row; run db migrate")
+        seq, prev = int(head["seq"]), bytes(head["hash"])
+        existing = {str(i) for i in head["existing"] or ()}
         rows: list[tuple[object, ...]] = []
         personal: list[tuple[object, ...]] = []
         stored: list[str] = []

@@ -44,6 +44,9 @@ class _Pending:
     decision: ConsentDecision
     future: asyncio.Future[StoreReceipt]
     claimed: bool = field(default=False)
+    """The guard timer took it over: the writer must skip it."""
+    settled: bool = field(default=False)
+    """Committed, spooled or rejected: nothing more to do (the future may be cancelled)."""
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -167,7 +170,7 @@ class Ledger:
         leftovers: list[_Pending] = []
         while not self._queue.empty():
             item = self._queue.get_nowait()
-            if item is not None and not item.claimed and not item.future.done():
+            if item is not None and not item.claimed and not item.settled:
                 leftovers.append(item)
         if leftovers:
             await self._spool_items(leftovers)
@@ -188,14 +191,15 @@ class Ledger:
         self._queue.put_nowait(item)
         guard = loop.call_later(self._guard, self._guard_expired, item)
         try:
-            # shielded: a cancelled caller (hung-up call) does not cancel the store itself
-            return await asyncio.shield(item.future)
+            # If the caller is cancelled (hung-up call), this future is cancelled but the
+            # writer still stores the decision: it skips only items the guard has claimed.
+            return await item.future
         finally:
             guard.cancel()
 
     def _guard_expired(self, item: _Pending) -> None:
         """The writer did not answer within the guard time: keep the promise ourselves."""
-        if item.future.done():
+        if item.settled or item.future.done():
             return
         item.claimed = True
         _log.warning("ledger.writer.stuck", decision_id=item.decision.decision_id)
@@ -261,7 +265,7 @@ class Ledger:
                 stop = True
                 break
             batch.append(item)
-        return [i for i in batch if not i.claimed and not i.future.done()], stop
+        return [i for i in batch if not i.claimed], stop
 
     async def _write(self, batch: list[_Pending]) -> None:
         if self._healthy and self._spool_depth == 0 and self._conn is not None:
@@ -321,6 +325,7 @@ class Ledger:
         _log.error("ledger.decision.rejected", decision_id=item.record.decision_id, error=str(exc))
         with contextlib.suppress(SpoolError):
             await asyncio.to_thread(self.spool.quarantine, [item.decision], str(exc))
+        item.settled = True
         if not item.future.done():
             item.future.set_exception(
                 LedgerError(
@@ -330,11 +335,12 @@ class Ledger:
             )
 
     def _resolve(self, item: _Pending, *, spooled: bool) -> None:
+        item.settled = True
         if not item.future.done():
             item.future.set_result(StoreReceipt(item.decision.decision_id, spooled=spooled))
 
     async def _spool_items(self, batch: list[_Pending]) -> None:
-        batch = [i for i in batch if not i.future.done()]
+        batch = [i for i in batch if not i.settled]
         if not batch:
             return
         try:
@@ -342,6 +348,7 @@ class Ledger:
         except SpoolError as exc:
             _log.error("ledger.spool.failed", error=str(exc), lost_if_not_retried=len(batch))
             for item in batch:
+                item.settled = True
                 if not item.future.done():
                     item.future.set_exception(
                         LedgerError(
@@ -444,7 +451,7 @@ class Ledger:
             if item is None:
                 self._queue.put_nowait(None)
                 break
-            if not item.claimed and not item.future.done():
+            if not item.claimed and not item.settled:
                 waiting.append(item)
         if waiting:
             await self._spool_items(waiting)

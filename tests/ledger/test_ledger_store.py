@@ -141,3 +141,23 @@ async def test_non_finite_time_is_rejected_clearly(
     async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
         with pytest.raises(LedgerError, match="timestamp"):
             await ledger.store(decision_factory(decided_at=float("nan")))
+
+
+async def test_decision_is_stored_even_if_the_caller_is_cancelled(
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    owner: asyncpg.Connection,
+) -> None:
+    """A hung-up call cancels its task; the decision it handed over is still committed."""
+    decision = decision_factory()
+    async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
+        task = asyncio.create_task(ledger.store(decision))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    assert [decision.decision_id] == [
+        str(r[0]) for r in await owner.fetch("SELECT decision_id FROM decisions")
+    ]
