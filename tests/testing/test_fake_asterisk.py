@@ -482,3 +482,17 @@ async def test_wait_for_event_finds_past_and_future_events(
     assert call.id == start["channel"]["id"]
     with pytest.raises(TimeoutError):
         await fake.wait_for_event("StasisEnd", within=0.05)
+
+
+async def test_events_caused_by_a_request_go_out_before_its_response(
+    fake: FakeAsterisk, ari: AriClient, events: EventStream
+) -> None:
+    """As in Asterisk, ChannelStateChange precedes the 204 of /answer, ChannelVarset /variable's."""
+    call = await fake.originate()
+    await _next(events)
+    await ari.answer(call.id)
+    after_answer = fake.events[-1].event["type"]
+    await ari.set_variable(call.id, "K", "v")
+    after_variable = fake.events[-1].event["type"]
+
+    assert ("ChannelStateChange", "ChannelVarset") == (after_answer, after_variable)
