@@ -687,44 +687,28 @@ def _gone_while_storing(flow: ConsentFlow, event: Event) -> list[Action]:
     return []
 
 
-def _failed_answering(flow: ConsentFlow, event: ActionFailed) -> list[Action]:
-    """Answer (or a timer) failed: fail closed; a gone channel is a hang-up."""
-    if event.channel_gone:
-        return flow._decide(
-            Outcome.ABANDONED, f"channel gone ({_safe(event.action)} failed)", event.at,
-            gone=True,
-        )
-    if event.action in ("Answer", "StartTimer"):
-        return flow._fail(f"{_safe(event.action)} failed: {_safe(event.reason)}", event.at)
-    return flow._note_ignored(event)
+_HARMLESS_FAILURES: Final = frozenset({"StopPrompt", "CancelTimer"})
+"""Actions whose failure changes nothing (the prompt or timer is over anyway)."""
 
 
-def _failed_prompting(flow: ConsentFlow, event: ActionFailed) -> list[Action]:
-    """PlayPrompt failed: next language; a timer failed: fail closed; channel gone: abandoned."""
+def _failed_before_decision(flow: ConsentFlow, event: ActionFailed) -> list[Action]:
+    """An action failed before the decision.
+
+    Channel gone: ``abandoned``, no hand-back. ``PlayPrompt`` while prompting: the next
+    language. ``StopPrompt`` / ``CancelTimer``: nothing. Anything else (``Answer``,
+    ``StartTimer``, or a driver's own ``Abort`` on shutdown): fail closed, not recorded.
+    """
+    action = _safe(event.action)
     if event.channel_gone:
         return flow._decide(
-            Outcome.ABANDONED, f"channel gone ({_safe(event.action)} failed)", event.at,
-            gone=True,
+            Outcome.ABANDONED, f"channel gone ({action} failed)", event.at, gone=True
         )
-    if event.action == "PlayPrompt":
+    if event.action in _HARMLESS_FAILURES:
+        return flow._note_ignored(event)
+    if event.action == "PlayPrompt" and flow.state is State.PROMPTING:
         return _next_language(flow, event.at, event.reason)
-    if event.action == "StartTimer":
-        return flow._fail(
-            f"StartTimer failed: {_safe(event.reason)}", event.at, before=[_STOP]
-        )
-    return flow._note_ignored(event)
-
-
-def _failed_waiting(flow: ConsentFlow, event: ActionFailed) -> list[Action]:
-    """The input timer could not start: fail closed; channel gone: abandoned."""
-    if event.channel_gone:
-        return flow._decide(
-            Outcome.ABANDONED, f"channel gone ({_safe(event.action)} failed)", event.at,
-            gone=True,
-        )
-    if event.action == "StartTimer":
-        return flow._fail(f"StartTimer failed: {_safe(event.reason)}", event.at)
-    return flow._note_ignored(event)
+    before: list[Action] = [_STOP] if flow.state is State.PROMPTING else []
+    return flow._fail(f"{action} failed: {_safe(event.reason)}", event.at, before=before)
 
 
 def _failed_storing(flow: ConsentFlow, event: ActionFailed) -> list[Action]:
@@ -785,7 +769,7 @@ TRANSITIONS: Final[dict[tuple[State, type], _Handler]] = {
     (_S.ANSWERING, DigitReceived): _digit_answering,
     (_S.ANSWERING, TimerExpired): _timer_answering,
     (_S.ANSWERING, CallerHungUp): _hung_up,
-    (_S.ANSWERING, ActionFailed): _failed_answering,
+    (_S.ANSWERING, ActionFailed): _failed_before_decision,
     (_S.PROMPTING, Answered): _late_answered,
     (_S.PROMPTING, PromptStarted): _prompt_started,
     (_S.PROMPTING, PromptFinished): _prompt_finished,
@@ -793,12 +777,12 @@ TRANSITIONS: Final[dict[tuple[State, type], _Handler]] = {
     (_S.PROMPTING, DigitReceived): _digit_prompting,
     (_S.PROMPTING, TimerExpired): _timer_prompting,
     (_S.PROMPTING, CallerHungUp): _hung_up,
-    (_S.PROMPTING, ActionFailed): _failed_prompting,
+    (_S.PROMPTING, ActionFailed): _failed_before_decision,
     (_S.AWAITING_INPUT, Answered): _late_answered,
     (_S.AWAITING_INPUT, DigitReceived): _digit_waiting,
     (_S.AWAITING_INPUT, TimerExpired): _timer_waiting,
     (_S.AWAITING_INPUT, CallerHungUp): _hung_up,
-    (_S.AWAITING_INPUT, ActionFailed): _failed_waiting,
+    (_S.AWAITING_INPUT, ActionFailed): _failed_before_decision,
     (_S.STORING, CallerHungUp): _gone_while_storing,
     (_S.STORING, ActionFailed): _failed_storing,
     (_S.STORING, DecisionStored): _stored,

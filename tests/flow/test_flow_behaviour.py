@@ -537,3 +537,25 @@ def test_ignored_overrides_are_recorded_in_the_decision_reason() -> None:
         "disclosure played, no opt-out key (timeout); RECORDER_POLICY 'sometimes' ignored: "
         "not one of never, opt_in, opt_out, announce, none"
     ) == flow.decision.reason
+
+
+@pytest.mark.parametrize("state", [State.ANSWERING, State.PROMPTING, State.AWAITING_INPUT])
+def test_driver_abort_before_the_decision_fails_closed(state: State) -> None:
+    """An ActionFailed the flow does not expect (a driver's Abort on shutdown) fails closed."""
+    flow = flow_in(state)
+
+    actions = flow.handle(ActionFailed(T0 + 30, "Abort", "shutting down"))
+
+    assert ("StoreDecision", "failed") == summary(actions)[-1]
+    assert (state is State.PROMPTING) == (("StopPrompt",) in summary(actions))
+    assert flow.decision is not None
+    assert flow.decision.reason.startswith("Abort failed: shutting down")
+
+
+@pytest.mark.parametrize("action", ["StopPrompt", "CancelTimer"])
+def test_harmless_action_failures_are_ignored(action: str) -> None:
+    """A failed StopPrompt or CancelTimer changes nothing."""
+    flow = flow_in(State.AWAITING_INPUT)
+
+    assert [] == flow.handle(ActionFailed(T0 + 9, action, "already gone"))
+    assert (State.AWAITING_INPUT, 1) == (flow.state, flow.ignored)
