@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import structlog
@@ -27,11 +28,17 @@ from asterisk_recorder.ledger.chain import append_decisions
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.keys import DigestKey, load_digest_key, spool_directory
 from asterisk_recorder.ledger.records import DecisionRecord, build_decision_record
-from asterisk_recorder.ledger.sink import StoreReceipt
+from asterisk_recorder.ledger.sink import DecisionSink, StoreReceipt
 from asterisk_recorder.ledger.spool import Spool
 from asterisk_recorder.settings import LedgerSettings
 
 __all__ = ["Ledger"]
+
+if TYPE_CHECKING:
+
+    def _is_a_sink(ledger: Ledger) -> DecisionSink:
+        return ledger  # mypy proves Ledger satisfies the DecisionSink protocol
+
 
 _log = structlog.get_logger("asterisk_recorder.ledger")
 _REPLAY_TIMEOUT = 10.0
@@ -386,6 +393,8 @@ class Ledger:
                     self._warned = True
                 self._healthy = False
                 return
+            if not await self._schema_ready():
+                return
             self._warned = False
             self._healthy = True
             _log.info("ledger.database.connected", spool_depth=self._spool_depth)
@@ -395,6 +404,29 @@ class Ledger:
             await self._replay()
         except (DatabaseUnavailable, SpoolError) as exc:
             _log.warning("ledger.spool.replay_paused", error=str(exc), waiting=self._spool_depth)
+
+    async def _schema_ready(self) -> bool:
+        """False (logged once) when the ledger tables are missing: run ``db migrate``."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            ready = await asyncio.wait_for(
+                conn.fetchval("SELECT to_regclass('ledger_head') IS NOT NULL"),
+                max(self._settings.ack_timeout, 0.5),
+            )
+        except Exception as exc:
+            await self._lost(exc)
+            return False
+        if not ready:
+            if not self._warned:
+                _log.error(
+                    "ledger.schema.missing",
+                    hint="run 'asterisk-recorder db migrate'; decisions are spooled meanwhile",
+                )
+                self._warned = True
+            await self._disconnect()
+            self._healthy = False
+        return bool(ready)
 
     async def _replay(self) -> None:
         replayed = 0

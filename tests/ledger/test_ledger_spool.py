@@ -13,7 +13,7 @@ import pytest
 
 from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.flow.decision import ConsentDecision
-from asterisk_recorder.ledger import Ledger, StoreReceipt
+from asterisk_recorder.ledger import Ledger, StoreReceipt, migrate
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.keys import DigestKey
 from asterisk_recorder.ledger.spool import QUARANTINE_NAME, SPOOL_NAME, Spool
@@ -159,3 +159,17 @@ async def test_commit_that_blocks_past_ack_timeout_is_spooled_then_replayed(
         assert (await verify_chain(conn, digest_key)).ok
     finally:
         await conn.close()
+
+
+async def test_unmigrated_database_spools_until_migrated(
+    pg_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory
+) -> None:
+    """Before ``db migrate`` decisions are spooled, and they are replayed once it has run."""
+    decision = decision_factory()
+    async with Ledger.open(pg_dsn, ledger_settings, retry_interval=0.05) as ledger:
+        receipt = await ledger.store(decision)
+        await migrate(pg_dsn)
+        await _wait_until(lambda: ledger.healthy)
+
+    assert receipt.spooled
+    assert [decision.decision_id] == await _ids_in_db(pg_dsn)
