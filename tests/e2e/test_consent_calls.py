@@ -289,11 +289,6 @@ async def test_hostile_caller_id_never_reaches_the_recording_path(
     assert name == shown["caller_name"]
 
 
-@pytest.mark.xfail(
-    reason="serve ignores [controller] shutdown_grace: the in-flight flow ran its full 7 s and "
-    "recorded (seen 2026-11-23 against Asterisk 22.10.1); issue 6 says hand back fail-closed",
-    strict=True,
-)
 async def test_controller_sigterm_during_disclosure_hands_the_call_back_unrecorded(
     recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str
 ) -> None:
@@ -308,9 +303,9 @@ async def test_controller_sigterm_during_disclosure_hands_the_call_back_unrecord
     await assert_far_side_reached(call)
     await talk_then_hang_up(call, 1.0)
     assert [] == wav_files(recordings_dir)
-    if consent["DecisionId"]:
-        row = await ledger_row(pg_dsn, decision_id=consent["DecisionId"])
-        assert row.recording_path is None or not row.outcome.startswith("recorded")
+    row = await ledger_row(pg_dsn, channel_id=call.dialplan_id)
+    assert "failed" == row.outcome
+    assert row.recording_path is None
 
 
 async def test_controller_killed_mid_disclosure_then_restarted_hands_the_parked_call_back(
@@ -330,3 +325,33 @@ async def test_controller_killed_mid_disclosure_then_restarted_hands_the_parked_
     await assert_far_side_reached(call)
     await talk_then_hang_up(call, 1.0)
     assert [] == wav_files(recordings_dir)
+
+
+@pytest.mark.parametrize(
+    ("caller_number", "called_number", "mode", "prompt"),
+    [
+        pytest.param("+14155550100", "+12125550100", "opt_out", "consent-opt-out", id="CA-to-NY"),
+        pytest.param("+12125550199", "+12125550100", "announce", "consent-announce", id="NY-to-NY"),
+    ],
+)
+async def test_policy_table_decides_from_the_real_numbers(
+    recorder: RecorderProcess,
+    caller: CallerSim,
+    pg_dsn: str,
+    caller_number: str,
+    called_number: str,
+    mode: str,
+    prompt: str,
+) -> None:
+    """No override: the table picks the strictest party's mode and its prompt is played."""
+    call = await caller.originate(
+        f"Local/{called_number}@e2e-table-in", caller_id=f'"Table" <{caller_number}>'
+    )
+    await call.wait_playback_started()
+    [started] = call.playbacks("PlaybackStarted")
+    assert f"sound:recorder/{prompt}" == started["media_uri"]
+    consent = await call.wait_user_event("E2EConsent", within=20)
+    row = await ledger_row(pg_dsn, decision_id=consent["DecisionId"])
+    assert mode == row.mode
+    assert "recorded_notified" == row.outcome
+    await talk_then_hang_up(call, 0.5)
