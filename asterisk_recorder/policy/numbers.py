@@ -140,9 +140,12 @@ def _resolve_general(number: str, text: str, default_region: str) -> NumberResol
         candidates = AREA_CODES.get(national[:3])
         if candidates:
             return _nanp(number, national, candidates)
+    # is_valid_number(n) is is_valid_number_for_region(n, region_code_for_number(n)); calling
+    # the two halves directly saves a second region lookup.
+    found: str | None = phonenumbers.region_code_for_number(parsed)
     region: str | None = None
-    if phonenumbers.is_valid_number(parsed):
-        region = phonenumbers.region_code_for_number(parsed)
+    if found and phonenumbers.is_valid_number_for_region(parsed, found):
+        region = found
     elif phonenumbers.is_possible_number(parsed):
         regions = phonenumbers.region_codes_for_country_code(parsed.country_code or 0)
         if len(regions) == 1:

@@ -138,3 +138,35 @@ def test_nanp_fast_path_is_taken_for_known_area_codes() -> None:
     assert (("US-MD",), "+14105550100") == (
         resolve_number("14105550100", "US").candidates, resolve_number("4105550100", "CA").e164
     )
+
+
+def reference_country(text: str, region: str) -> str:
+    """The country by phonenumbers' public validity API (what ``resolve_number`` must match)."""
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return UNKNOWN
+    if phonenumbers.is_valid_number(parsed):
+        found = phonenumbers.region_code_for_number(parsed)
+    elif phonenumbers.is_possible_number(parsed):
+        regions = phonenumbers.region_codes_for_country_code(parsed.country_code)
+        found = regions[0] if len(regions) == 1 else None
+    else:
+        found = None
+    return found if found and found != "001" else UNKNOWN
+
+
+@settings(max_examples=800, deadline=None, database=None)
+@given(
+    code=st.sampled_from(["44", "49", "33", "61", "7", "1", "800", "39", "352", "81"]),
+    digits=st.text(alphabet="0123456789", min_size=4, max_size=12),
+)
+def test_international_numbers_match_phonenumbers_validity(code: str, digits: str) -> None:
+    """For numbers outside the NANP table the country is phonenumbers' own answer."""
+    text = f"+{code}{digits}"
+    res = resolve_number(text, "US")
+
+    if not res.candidates:
+        assert reference_country(text, "US") == res.country
