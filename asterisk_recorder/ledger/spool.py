@@ -332,6 +332,31 @@ class Spool:
         except OSError as exc:
             raise SpoolError(f"cannot write the spool quarantine: {exc}") from exc
 
+    def claim(self, path: Path) -> int | None:
+        """Lock a replay file for this process; ``None`` if another process holds it or it is gone.
+
+        Pass the returned descriptor to ``release``.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SpoolError(f"cannot open the ledger spool {path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if not path.exists():  # replayed and removed by the previous holder
+            os.close(fd)
+            return None
+        return fd
+
+    def release(self, fd: int) -> None:
+        """Unlock a file taken with ``claim``."""
+        os.close(fd)
+
     def done(self, path: Path) -> None:
         """Remove a replay file once every decision in it is committed."""
         try:

@@ -158,7 +158,8 @@ class Ledger:
                 count=status.quarantined,
                 file=status.quarantine_file,
             )
-        await self._recover()
+        await self._recover(replay=False)  # the writer replays in the background
+        self._next_retry = 0.0
         self._writer = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def close(self) -> None:
@@ -233,16 +234,18 @@ class Ledger:
 
     async def _run(self) -> None:
         while True:
-            waiting = self._spool_depth > 0 or not self._healthy
-            batch, stop = await self._collect(self._retry_interval if waiting else None)
+            batch: list[_Pending] = []
+            stop = False
             try:
+                behind = self._spool_depth > 0 or not self._healthy
+                if behind and time.monotonic() >= self._next_retry and not self._closing:
+                    await self._recover()
+                    behind = self._spool_depth > 0 or not self._healthy
+                batch, stop = await self._collect(self._retry_interval if behind else None)
                 if batch:
                     await self._write(batch)
                 if stop:
                     return
-                behind = self._spool_depth > 0 or not self._healthy
-                if behind and time.monotonic() >= self._next_retry:
-                    await self._recover()
             except Exception as exc:  # the one writer must outlive any surprise
                 _log.exception("ledger.writer.error", error=repr(exc))
                 await self._lost(exc)
@@ -380,7 +383,7 @@ class Ledger:
         if conn is not None:
             conn.terminate()
 
-    async def _recover(self) -> None:
+    async def _recover(self, *, replay: bool = True) -> None:
         """Reconnect if needed, then replay the spool; new decisions are spooled meanwhile."""
         self._next_retry = time.monotonic() + self._retry_interval
         if self._conn is None:
@@ -398,7 +401,9 @@ class Ledger:
             self._warned = False
             self._healthy = True
             _log.info("ledger.database.connected", spool_depth=self._spool_depth)
-        if self._spool_depth == 0 and not self.spool.pending_files():
+        if not replay:
+            return
+        if self._spool_depth == 0 and not await asyncio.to_thread(self.spool.pending_files):
             return
         try:
             await self._replay()
@@ -434,25 +439,45 @@ class Ledger:
             files = await asyncio.to_thread(self.spool.take)
             if not files:
                 break
+            busy = 0
             for path in files:
-                batch = await asyncio.to_thread(self.spool.read, path)
-                if batch.quarantined:
-                    _log.error(
-                        "ledger.spool.torn_lines",
-                        file=str(path),
-                        quarantined=batch.quarantined,
-                        quarantine=str(self.spool.quarantine_path),
-                    )
-                size = max(1, self._settings.batch_max)
-                for start in range(0, len(batch.decisions), size):
-                    chunk = batch.decisions[start : start + size]
-                    await self._append_replay(chunk)
-                    replayed += len(chunk)
-                    await self._spool_waiting()
-                await asyncio.to_thread(self.spool.done, path)
-        self._spool_depth = 0
+                if self._closing:
+                    break  # what is left replays next time (idempotent)
+                claim = await asyncio.to_thread(self.spool.claim, path)
+                if claim is None:
+                    busy += 1  # another process is replaying this file
+                    continue
+                try:
+                    replayed += await self._replay_file(path)
+                finally:
+                    await asyncio.to_thread(self.spool.release, claim)
+            if self._closing or busy == len(files):
+                break
+        self._spool_depth = (await asyncio.to_thread(self.spool.status)).pending
         if replayed:
-            _log.info("ledger.spool.replayed", count=replayed)
+            _log.info("ledger.spool.replayed", count=replayed, waiting=self._spool_depth)
+
+    async def _replay_file(self, path: Path) -> int:
+        """Commit one replay file's decisions in order; return how many were handed over."""
+        batch = await asyncio.to_thread(self.spool.read, path)
+        if batch.quarantined:
+            _log.error(
+                "ledger.spool.torn_lines",
+                file=str(path),
+                quarantined=batch.quarantined,
+                quarantine=str(self.spool.quarantine_path),
+            )
+        size = max(1, self._settings.batch_max)
+        done = 0
+        for start in range(0, len(batch.decisions), size):
+            chunk = batch.decisions[start : start + size]
+            await self._append_replay(chunk)
+            done += len(chunk)
+            await self._spool_waiting()
+            if self._closing and done < len(batch.decisions):
+                return done  # keep the file: it replays (idempotently) next time
+        await asyncio.to_thread(self.spool.done, path)
+        return done
 
     async def _append_replay(self, decisions: list[ConsentDecision]) -> None:
         pairs: list[tuple[ConsentDecision, DecisionRecord]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,8 +81,11 @@ async def test_hostile_text_survives_the_spool_and_replays(
     unreachable = "postgresql://postgres@/postgres?host=/nonexistent-socket-dir"
     async with Ledger.open(unreachable, ledger_settings, retry_interval=10) as ledger:
         assert (await ledger.store(decision)).spooled
-    async with Ledger.open(ledger_dsn, ledger_settings):
-        pass
+    async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
+        for _ in range(500):
+            if ledger.healthy:
+                break
+            await asyncio.sleep(0.02)
 
     conn = await connect_app(ledger_dsn)
     try:

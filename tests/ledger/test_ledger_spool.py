@@ -68,7 +68,7 @@ async def test_spool_replays_in_order_once_database_returns(
         for decision in decisions:
             await ledger.store(decision)
     async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
-        assert 0 == ledger.spool_depth
+        await _wait_until(lambda: ledger.healthy)
         await ledger.store(decisions[3])  # a replayed id stored again stays single
 
     assert [d.decision_id for d in decisions] == await _ids_in_db(ledger_dsn)
@@ -87,9 +87,8 @@ async def test_torn_spool_tail_is_quarantined_and_good_lines_replay(
     path.write_bytes(data[: len(data) - 40])  # the third line loses its end
 
     async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
-        depth = ledger.spool_depth
+        await _wait_until(lambda: ledger.healthy)
 
-    assert 0 == depth
     assert [d.decision_id for d in decisions[:2]] == await _ids_in_db(ledger_dsn)
     quarantine = (spool.directory / QUARANTINE_NAME).read_text()
     assert decisions[2].decision_id in quarantine
@@ -110,8 +109,8 @@ async def test_garbled_spool_line_in_the_middle_is_quarantined(
     lines[1] = lines[1].replace(b"recorded_consented", b"not_recorded_opted_out")
     path.write_bytes(b"".join(lines))
 
-    async with Ledger.open(ledger_dsn, ledger_settings):
-        pass
+    async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
+        await _wait_until(lambda: ledger.healthy)
 
     assert [decisions[0].decision_id, decisions[2].decision_id] == await _ids_in_db(ledger_dsn)
     assert "checksum mismatch" in (spool.directory / QUARANTINE_NAME).read_text()
@@ -173,3 +172,40 @@ async def test_unmigrated_database_spools_until_migrated(
 
     assert receipt.spooled
     assert [decision.decision_id] == await _ids_in_db(pg_dsn)
+
+
+async def test_replay_happens_in_the_background_and_new_decisions_queue_behind(
+    ledger_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory
+) -> None:
+    """Opening does not wait for a replay; a decision stored meanwhile lands after the spool."""
+    spooled = [decision_factory() for _ in range(1200)]
+    Spool(Path(ledger_settings.spool_dir)).append(spooled)
+    fresh = decision_factory()
+    async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
+        await ledger.store(fresh)
+        await _wait_until(lambda: ledger.healthy)
+
+    assert [d.decision_id for d in [*spooled, fresh]] == await _ids_in_db(ledger_dsn)
+
+
+async def test_two_processes_replaying_one_spool_store_each_decision_once(
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    digest_key: DigestKey,
+) -> None:
+    """Two ledgers sharing a spool directory (FastAGI processes) replay it without duplicates."""
+    spooled = [decision_factory() for _ in range(800)]
+    Spool(Path(ledger_settings.spool_dir)).append(spooled)
+    async with (
+        Ledger.open(ledger_dsn, ledger_settings, retry_interval=0.05) as first,
+        Ledger.open(ledger_dsn, ledger_settings, retry_interval=0.05) as second,
+    ):
+        await _wait_until(lambda: first.healthy and second.healthy)
+
+    assert sorted(d.decision_id for d in spooled) == sorted(await _ids_in_db(ledger_dsn))
+    conn = await connect_app(ledger_dsn)
+    try:
+        assert (await verify_chain(conn, digest_key)).ok
+    finally:
+        await conn.close()
