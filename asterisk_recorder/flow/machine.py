@@ -91,6 +91,7 @@ __all__ = [
     "State",
     "check_flow_settings",
     "language_chain",
+    "transition_rows",
 ]
 
 GUARD_TIMER: Final = "guard"
@@ -692,7 +693,7 @@ _HARMLESS_FAILURES: Final = frozenset({"StopPrompt", "CancelTimer"})
 
 
 def _failed_before_decision(flow: ConsentFlow, event: ActionFailed) -> list[Action]:
-    """An action failed before the decision.
+    """Failed action: channel gone -> abandoned; prompt -> next language; else fail closed.
 
     Channel gone: ``abandoned``, no hand-back. ``PlayPrompt`` while prompting: the next
     language. ``StopPrompt`` / ``CancelTimer``: nothing. Anything else (``Answer``,
@@ -800,3 +801,19 @@ Every pair is present; pairs mapped to ``_ignore`` change nothing (the event is 
 _DISPATCH: Final[dict[State, dict[type, _Handler]]] = {
     state: {etype: TRANSITIONS[(state, etype)] for etype in EVENT_TYPES} for state in State
 }
+
+
+def transition_rows() -> list[tuple[str, str, str]]:
+    """``(state, event type, what happens)`` for every pair that is not ignored, table order.
+
+    ``docs/policy.md`` shows this table (a test keeps the two in step).
+    """
+    rows: list[tuple[str, str, str]] = []
+    for state in State:
+        for etype in EVENT_TYPES:
+            handler = TRANSITIONS[(state, etype)]
+            if handler is _ignore:
+                continue
+            doc = (handler.__doc__ or handler.__name__).strip().splitlines()[0]
+            rows.append((state.value, etype.__name__, doc))
+    return rows

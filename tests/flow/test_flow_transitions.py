@@ -148,3 +148,18 @@ def test_every_state_and_event_pair(state: State, etype: type) -> None:
         assert expected_actions == summary(actions)
     assert () == flow.errors
 
+
+
+def test_docs_show_the_transition_table() -> None:
+    """docs/policy.md holds exactly the table generated from TRANSITIONS."""
+    from pathlib import Path
+
+    from asterisk_recorder.flow.machine import transition_rows
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text("utf-8")
+    shown = docs.split("<!-- transitions:begin -->\n", 1)[1].split("<!-- transitions:end -->", 1)[0]
+    expected = "| state | event | what happens |\n|---|---|---|\n" + "".join(
+        f"| `{s}` | `{e}` | {what} |\n" for s, e, what in transition_rows()
+    )
+
+    assert expected == shown
