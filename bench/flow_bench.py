@@ -79,18 +79,30 @@ def calls(n: int, distinct_pairs: int | None, *, international: bool = False) ->
         called = f"+1212{2000000 + (k * 7) % 7_000_000:07d}"
         decision_id = str(uuid.uuid4())
         info = CallInfo(
-            decision_id=decision_id, driver="ari", channel_id=f"1700000000.{i}",
-            channel_name=f"PJSIP/trunk-{i:08x}", uniqueid=f"1700000000.{i}",
-            linkedid=f"1700000000.{i}", asterisk_id="pbx1", instance_id="bench",
-            caller_number=caller, caller_name="Bench Caller", called_number=called,
+            decision_id=decision_id,
+            driver="ari",
+            channel_id=f"1700000000.{i}",
+            channel_name=f"PJSIP/trunk-{i:08x}",
+            uniqueid=f"1700000000.{i}",
+            linkedid=f"1700000000.{i}",
+            asterisk_id="pbx1",
+            instance_id="bench",
+            caller_number=caller,
+            caller_name="Bench Caller",
+            called_number=called,
             language="en",
         )
         t = T0 + i
-        out.append([
-            CallOffered(t, info), Answered(t + 0.05), PromptStarted(t + 0.1),
-            PromptFinished(t + 6.0), TimerExpired(t + 11.0, "input"),
-            DecisionStored(t + 11.01, decision_id),
-        ])
+        out.append(
+            [
+                CallOffered(t, info),
+                Answered(t + 0.05),
+                PromptStarted(t + 0.1),
+                PromptFinished(t + 6.0),
+                TimerExpired(t + 11.0, "input"),
+                DecisionStored(t + 11.01, decision_id),
+            ]
+        )
     return out
 
 
@@ -109,7 +121,9 @@ def run_calls(
 
 
 def measure(
-    name: str, repeat: int, prepare: Callable[[], tuple[PolicyEngine, list[list[Event]]]],
+    name: str,
+    repeat: int,
+    prepare: Callable[[], tuple[PolicyEngine, list[list[Event]]]],
     settings: FlowSettings,
 ) -> dict[str, object]:
     """Best and median decisions per second of ``repeat`` runs."""
@@ -202,13 +216,17 @@ def main() -> int:
     }
     print(json.dumps(doc, indent=2))
     print()
-    print(f"{'scenario':<24}{'calls/run':>10}{'best/s':>12}{'median/s':>12}{'us/call':>10}"
-          f"{'>=100k/s':>10}")
+    print(
+        f"{'scenario':<24}{'calls/run':>10}{'best/s':>12}{'median/s':>12}{'us/call':>10}"
+        f"{'>=100k/s':>10}"
+    )
     for r in results:
         meets = r["meets_target"]
         mark = "-" if meets is None else ("yes" if meets else "NO")
-        print(f"{r['scenario']:<24}{r['calls_per_run']:>10}{r['decisions_per_s_best']:>12}"
-              f"{r['decisions_per_s_median']:>12}{r['us_per_call_best']:>10}{mark:>10}")
+        print(
+            f"{r['scenario']:<24}{r['calls_per_run']:>10}{r['decisions_per_s_best']:>12}"
+            f"{r['decisions_per_s_median']:>12}{r['us_per_call_best']:>10}{mark:>10}"
+        )
     return 0
 
 
