@@ -182,6 +182,8 @@ class Ledger:
                 leftovers.append(item)
         if leftovers:
             await self._spool_items(leftovers)
+        if self._guard_tasks:  # spools started by guard timers must reach the disk
+            await asyncio.gather(*self._guard_tasks, return_exceptions=True)
         await self._disconnect()
 
     async def store(self, decision: ConsentDecision) -> StoreReceipt:
@@ -219,6 +221,7 @@ class Ledger:
         try:
             await asyncio.to_thread(self.spool.append, [item.decision])
         except SpoolError as exc:
+            item.settled = True
             if not item.future.done():
                 item.future.set_exception(
                     LedgerError(

@@ -69,3 +69,18 @@ def test_badly_named_migration_file_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         load_migrations(tmp_path)
+
+
+async def test_database_migrated_by_a_newer_release_is_refused(pg_dsn: str) -> None:
+    """A version this release does not ship stops the runner instead of being ignored."""
+    await migrate(pg_dsn)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO ledger_schema_migrations (version, checksum) VALUES ('9000_future', 'x')"
+        )
+    finally:
+        await conn.close()
+
+    with pytest.raises(MigrationError, match="9000_future"):
+        await migrate(pg_dsn)
