@@ -327,7 +327,10 @@ class ConsentFlow:
         Raises:
             FlowError: only for a ``CallOffered`` whose ``decision_id`` is not a UUID.
         """
-        handler = _DISPATCH[self.state].get(type(event), _ignore)
+        try:
+            handler = _DISPATCH[self.state][type(event)]
+        except KeyError:  # not an event type of the flow
+            return self._note_ignored(event)
         try:
             return handler(self, event)
         except FlowError:

@@ -559,3 +559,12 @@ def test_harmless_action_failures_are_ignored(action: str) -> None:
 
     assert [] == flow.handle(ActionFailed(T0 + 9, action, "already gone"))
     assert (State.AWAITING_INPUT, 1) == (flow.state, flow.ignored)
+
+
+def test_an_object_that_is_not_an_event_is_ignored() -> None:
+    """Handing the flow something that is not one of its events is ignored, not an error."""
+    flow = flow_in(State.PROMPTING)
+
+    actions = flow.handle("garbage")  # type: ignore[arg-type]
+
+    assert ([], State.PROMPTING, 1, ()) == (actions, flow.state, flow.ignored, flow.errors)
