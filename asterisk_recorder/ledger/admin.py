@@ -10,13 +10,14 @@ parse arguments (``commands/ledger.py`` does).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,7 +26,13 @@ import asyncpg
 from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.ledger.chain import append_event
 from asterisk_recorder.ledger.keys import DigestKey
-from asterisk_recorder.ledger.records import TIME_FIELDS, Row, build_event_record, micros_of
+from asterisk_recorder.ledger.records import (
+    TIME_FIELDS,
+    Row,
+    build_event_record,
+    from_micros,
+    micros_of,
+)
 from asterisk_recorder.ledger.text import clean
 
 __all__ = [
@@ -88,7 +95,7 @@ def decision_view(row: Row) -> dict[str, Any]:
         "prompt_id": row["prompt_id"],
         "language": row["language"],
         "keys": [
-            {"digit": k["digit"], "at": _iso(datetime.fromtimestamp(k["at_us"] / 1e6).astimezone())}
+            {"digit": k["digit"], "at": _iso(from_micros(k["at_us"]))}
             for k in json.loads(row["keys"])
         ],
         "outcome": row["outcome"],
@@ -165,8 +172,6 @@ async def follow(
     conn: asyncpg.Connection, after_seq: int, *, interval: float = 1.0
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield decisions stored after position ``after_seq`` as they arrive (polls)."""
-    import asyncio
-
     last = after_seq
     while True:
         rows = await conn.fetch(_SELECT + "WHERE d.seq > $1 ORDER BY d.seq LIMIT 1000", last)
@@ -292,7 +297,7 @@ async def purge_older_than(
     ``older_than`` is an epoch time. Works in chunks of ``chunk`` decisions, each its own
     transaction with its own chained ``purge`` event; ``progress(done, total)`` after each.
     """
-    cutoff = datetime.fromtimestamp(older_than).astimezone()
+    cutoff = datetime.fromtimestamp(older_than, UTC)
     total = int(
         await conn.fetchval(
             "SELECT count(*) FROM decisions d JOIN decision_personal p USING (decision_id) "

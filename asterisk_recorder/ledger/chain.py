@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.ledger.records import (
     DECISION_COLUMNS,
     EVENT_COLUMNS,
@@ -40,7 +41,7 @@ async def lock_head(conn: asyncpg.Connection) -> tuple[int, bytes]:
     """Lock the chain head for this transaction; return ``(last seq, last hash)``."""
     row = await conn.fetchrow("SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE")
     if row is None:
-        raise asyncpg.exceptions.UndefinedTableError("ledger_head has no row; run db migrate")
+        raise LedgerError("ledger_head has no row; run 'asterisk-recorder db migrate'")
     return int(row["seq"]), bytes(row["hash"])
 
 
@@ -60,7 +61,7 @@ async def append_decisions(
         # one round trip: lock the head and learn which ids are already stored
         head = await conn.fetchrow(_LOCK_AND_EXISTING, [r.decision_id for r in records])
         if head is None:
-            raise asyncpg.exceptions.UndefinedTableError("ledger_head has no row; run db migrate")
+            raise LedgerError("ledger_head has no row; run 'asterisk-recorder db migrate'")
         seq, prev = int(head["seq"]), bytes(head["hash"])
         existing = {str(i) for i in head["existing"] or ()}
         rows: list[tuple[object, ...]] = []

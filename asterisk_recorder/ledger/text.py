@@ -1,10 +1,10 @@
-"""Making caller-controlled text safe to store, reversibly.
+r"""Making caller-controlled text safe to store, reversibly.
 
-This module owns the one rule for text that reaches the ledger: PostgreSQL ``text`` and
-``jsonb`` cannot hold NUL or lone surrogates (what invalid UTF-8 from Asterisk becomes when it is
-decoded with ``surrogateescape``), so such strings are escaped (``\\\\`` -> ``\\\\\\\\``, NUL ->
-``\\\\x00``, a lone surrogate -> ``\\\\udcXX``) and the escape is noted; strings longer than
-``MAX_CHARS`` are truncated and the original length is noted. ``restore`` undoes the escape.
+This module owns the one rule for text that reaches the ledger. PostgreSQL ``text`` and ``jsonb``
+cannot hold NUL or lone surrogates (what invalid UTF-8 from Asterisk becomes when decoded with
+``surrogateescape``), so such a string is escaped: a backslash becomes two, NUL becomes the four
+characters ``\x00`` and a lone surrogate becomes ``\udcXX``; the escape is noted. Strings longer
+than ``MAX_CHARS`` are truncated and the original length is noted. ``restore`` undoes the escape.
 Pure standard library; no I/O. It must never raise on any ``str``.
 """
 

@@ -83,3 +83,12 @@ async def test_forgetting_flag_set_by_hand_does_not_help_the_app_role(
                 await conn.execute("DELETE FROM decision_personal")
     finally:
         await conn.close()
+
+
+async def test_erase_function_resolves_names_only_in_the_ledger_schema(
+    owner: asyncpg.Connection,
+) -> None:
+    """The SECURITY DEFINER function pins its search_path (pg_temp last)."""
+    config = await owner.fetchval("SELECT proconfig FROM pg_proc WHERE proname = 'ledger_forget'")
+
+    assert ["search_path=public, pg_temp"] == config
