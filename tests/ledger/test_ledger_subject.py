@@ -18,6 +18,7 @@ from asterisk_recorder.ledger.admin import (
     erase_number,
     export_number,
     purge_older_than,
+    show_call,
 )
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.keys import DigestKey
@@ -250,3 +251,23 @@ async def test_erase_refuses_a_stored_path_outside_the_directory(
     assert 1 == result.personal_rows_removed
     detail = json.loads(await app.fetchval("SELECT detail FROM ledger_events"))
     assert [decision.recording_path] == detail["recordings_not_deleted"]
+
+
+async def test_show_call_finds_a_decision_by_each_of_its_call_ids(
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    app: asyncpg.Connection,
+) -> None:
+    """Decision id, uniqueid, linkedid and channel id each find the call."""
+    decision = decision_factory(uniqueid="1763.1", linkedid="1763.0", channel_id="chan-7")
+    await _store(
+        ledger_dsn, ledger_settings, [decision, decision_factory(uniqueid="9", linkedid="9")]
+    )
+
+    found = [
+        [v["decision_id"] for v in await show_call(app, call_id)]
+        for call_id in (decision.decision_id, "1763.1", "1763.0", "chan-7")
+    ]
+
+    assert [[decision.decision_id]] * 4 == found
