@@ -26,16 +26,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--config", metavar="FILE", default=None,
                         help="TOML configuration (database, ledger, flow, policy sections apply)")
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN instead of the embedded one")
+    parser.add_argument(
+        "--ari-url", default=None, metavar="URL",
+        help="drive this real Asterisk instead of the fake (its ARI user and password come from "
+        "the configuration; include dialplan/recorder.conf and dialplan/recorder-demo.conf)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the controller's log lines")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 when every scenario behaved and the ledger verifies."""
-    overrides: dict[str, object] = {"ari.enabled": "false"}
+    overrides: dict[str, object] = {}
+    if args.ari_url:
+        overrides["ari.url"] = args.ari_url
+    else:
+        overrides["ari.enabled"] = "false"  # the fake Asterisk stands in; no password needed
     if args.dsn:
         overrides["database.dsn"] = args.dsn
     settings = load(args.config, overrides=overrides)
     level = "info" if args.verbose else "warning"
     configure(LoggingSettings(level=level, format="console"), secrets=secret_values(settings))
-    return asyncio.run(run_demo(settings))
+    real = settings.ari[0] if args.ari_url else None
+    return asyncio.run(run_demo(settings, real_asterisk=real))

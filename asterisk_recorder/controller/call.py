@@ -187,8 +187,9 @@ def call_info_from_channel(
     ``RECORDER_CALLED`` channel variable (an operator override), else ``CALLERID(dnid)``, else
     the dialplan extension (``s`` inside a Gosub means unknown): list them in ``ari.conf``
     ``channelvars``. Overrides come from Stasis args and from the ``channelvars``
-    (``RECORDER_POLICY``, ``RECORDER_JURISDICTION``, ``RECORDER_LANGUAGE``). Caller-controlled text is carried as-is:
-    it is evidence, and the flow never lets it reach a file name or an option.
+    (``RECORDER_POLICY``, ``RECORDER_JURISDICTION``, ``RECORDER_LANGUAGE``).
+    Caller-controlled text is carried as-is: it is evidence, and the flow never lets it reach
+    a file name or an option.
     """
     parsed = parse_stasis_args(args)
     variables: Mapping[str, str] = channel.channelvars

@@ -17,16 +17,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from asterisk_recorder.ari.client import AriClient
+from asterisk_recorder.ari.events import ChannelVarset, PlaybackStarted, StreamEvent
+from asterisk_recorder.ari.stream import EventStream
 from asterisk_recorder.controller.service import Service
 from asterisk_recorder.ledger.admin import show_call
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.verify import verify_chain
-from asterisk_recorder.settings import AgiSettings, HttpSettings, Settings
+from asterisk_recorder.settings import AgiSettings, AriServerSettings, HttpSettings, Settings
 from asterisk_recorder.testing import FakeAsterisk
 
-__all__ = ["SCENARIOS", "DemoResult", "Scenario", "run_demo"]
+__all__ = ["SCENARIOS", "DemoResult", "RealAsteriskCaller", "Scenario", "run_demo"]
 
 APP = "consent-recorder"
+CALLER_APP = "recorder-demo-caller"
+"""The ARI app the real-Asterisk demo originates its simulated callers into."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +94,13 @@ class DemoResult:
         return self.outcome == self.scenario.expect
 
 
-def demo_settings(base: Settings, fake: FakeAsterisk) -> Settings:
-    """``base`` with ARI pointed at the fake and listeners on free loopback ports."""
+def demo_settings(base: Settings, server: AriServerSettings) -> Settings:
+    """``base`` with ARI pointed at ``server`` and listeners on free loopback ports."""
     flow = dataclasses.replace(base.flow, input_timeout=min(base.flow.input_timeout, 1.5))
     policy = dataclasses.replace(base.policy, site_jurisdiction="US-NY")
     return dataclasses.replace(
         base,
-        ari=(fake.settings(APP, name="demo"),),
+        ari=(server,),
         agi=AgiSettings(enabled=False),
         http=HttpSettings(enabled=True, host="127.0.0.1", port=0),
         flow=flow,
@@ -132,20 +137,38 @@ async def run_demo(
     out: TextIO = sys.stdout,
     scenarios: tuple[Scenario, ...] = SCENARIOS,
     time_scale: float = 0.1,
+    real_asterisk: AriServerSettings | None = None,
 ) -> int:
-    """Run the demo; return 0 when every scenario met its expectation and the chain verifies."""
-    fake = FakeAsterisk(time_scale=time_scale)
-    await fake.start()
-    settings = demo_settings(base, fake)
-    service = Service(settings)
+    """Run the demo; return 0 when every scenario met its expectation and the chain verifies.
+
+    Args:
+        base: the configuration (database, ledger, flow and policy sections apply).
+        real_asterisk: drive this real Asterisk instead of the fake; it must include
+            ``dialplan/recorder.conf`` and ``dialplan/recorder-demo.conf``.
+    """
+    fake: FakeAsterisk | None = None
+    if real_asterisk is None:
+        fake = FakeAsterisk(time_scale=time_scale)
+        await fake.start()
+        server = fake.settings(APP, name="demo")
+    else:
+        server = real_asterisk
+    service = Service(demo_settings(base, server))
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
+    caller: RealAsteriskCaller | None = None
     try:
         await _wait_started(service, task)
-        print(f"fake Asterisk on {fake.url}; controller instance {service.instance_id}", file=out)
+        where = fake.url if fake is not None else f"real Asterisk at {server.url}"
+        print(f"Asterisk: {where}; controller instance {service.instance_id}", file=out)
         print(f"ledger: {'configured DSN' if base.database.dsn else 'embedded PostgreSQL'}",
               file=out)
-        placed = await asyncio.gather(*(_place(fake, s) for s in scenarios))
+        if fake is not None:
+            placed = await asyncio.gather(*(_place(fake, s) for s in scenarios))
+        else:
+            caller = RealAsteriskCaller(server)
+            await caller.start()
+            placed = await asyncio.gather(*(caller.place(s) for s in scenarios))
         results = await _collect(service, scenarios, placed)
         _print_table(results, out)
         ok = all(r.as_expected for r in results)
@@ -158,10 +181,111 @@ async def run_demo(
         )
         return 0 if ok and verified else 1
     finally:
+        if caller is not None:
+            await caller.close()
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 30)
-        await fake.stop()
+        if fake is not None:
+            await fake.stop()
+
+
+class RealAsteriskCaller:
+    """Simulated callers on a real Asterisk, over ARI, as in the recorded traces.
+
+    Each call is ``POST /channels endpoint=Local/<called>@recorder-demo-in app=<caller app>``
+    with the scenario's caller id: the ``;2`` half runs the dialplan (and the consent
+    subroutine), the ``;1`` half is the caller; keys are ARI DTMF sent to ``;1``.
+    """
+
+    def __init__(self, server: AriServerSettings) -> None:
+        self._server = server
+        self._client = AriClient(server)
+        self._stream: EventStream | None = None
+        self._events: list[StreamEvent] = []
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Register the caller app and start reading its events."""
+        self._stream = EventStream(self._server, apps=(CALLER_APP,),
+                                   session=self._client.session())
+        await self._stream.__aenter__()
+        await asyncio.wait_for(self._stream.wait_connected(), 10)
+        self._reader = asyncio.create_task(self._read(self._stream))
+
+    async def close(self) -> None:
+        """Stop reading and close the connection."""
+        if self._stream is not None:
+            await self._stream.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._client.close()
+
+    async def _read(self, stream: EventStream) -> None:
+        async for event in stream:
+            async with self._changed:
+                self._events.append(event)
+                self._changed.notify_all()
+
+    async def _wait(self, predicate: Callable[[StreamEvent], bool], within: float) -> StreamEvent:
+        async with asyncio.timeout(within), self._changed:
+            while True:
+                for event in self._events:
+                    if predicate(event):
+                        return event
+                await self._changed.wait()
+
+    async def place(self, scenario: Scenario) -> tuple[str, str, dict[str, str]]:
+        """Place one scenario's call; return (dialplan channel id, outcome, RECORDER_* vars)."""
+        called = scenario.called if scenario.called.startswith("+") else "+1" + scenario.called
+        context = "recorder-demo-in" if scenario.app == APP else "recorder-demo-down"
+        caller = await self._client.originate(
+            f"Local/{called}@{context}", app=CALLER_APP,
+            caller_id=f'"Demo Caller" <{scenario.caller}>', dial_timeout=30,
+        )
+        twin = caller.name[:-2] + ";2"
+        first = await self._wait(
+            lambda e: getattr(getattr(e, "channel", None), "name", "") == twin, 15
+        )
+        channel_id = str(getattr(first, "channel").id)  # noqa: B009 - checked by the predicate
+
+        def varset(name: str) -> Callable[[StreamEvent], bool]:
+            return lambda e: (
+                isinstance(e, ChannelVarset) and e.variable == name
+                and e.channel is not None and e.channel.id == channel_id and e.value != ""
+            )
+
+        if scenario.app == APP:
+            await self._wait(
+                lambda e: isinstance(e, PlaybackStarted)
+                and e.playback.target_uri == f"channel:{channel_id}", 20,
+            )
+            if scenario.hangup:
+                await asyncio.sleep(0.4)
+                await self._client.hangup(caller.id)
+                return channel_id, "", {}
+            if scenario.keys:
+                await asyncio.sleep(0.5)
+                await self._client.send_dtmf(caller.id, scenario.keys)
+        # RECORDER_STATUS is set by the subroutine once Stasis() returned: every RECORDER_*
+        # variable the controller set is in the events by then.
+        await self._wait(varset("RECORDER_STATUS"), 60)
+        variables: dict[str, str] = {}
+        for event in self._events:
+            if (isinstance(event, ChannelVarset) and event.channel is not None
+                    and event.channel.id == channel_id and event.variable.startswith("RECORDER_")):
+                variables[event.variable] = event.value
+        await asyncio.sleep(2.0)  # let the far side talk so a recording has sound in it
+        with contextlib.suppress(Exception):
+            await self._client.hangup(caller.id)
+        value = variables.get("RECORDER_OUTCOME", "")
+        if value == "controller_unavailable":
+            status = variables.get("RECORDER_STATUS", "")
+            value = f"no decision: fail-closed (STASISSTATUS={status})"
+        return channel_id, value, variables
 
 
 async def _wait_started(service: Service, task: asyncio.Task[None]) -> None:

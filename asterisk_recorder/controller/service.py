@@ -21,7 +21,7 @@ from typing import Any
 from asterisk_recorder.controller.app import AriController, ControllerHooks
 from asterisk_recorder.controller.call import CallSession
 from asterisk_recorder.flow import ConsentFlow
-from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.flow.decision import ConsentDecision, Outcome
 from asterisk_recorder.ledger import Ledger, migrate
 from asterisk_recorder.ledger.database import database_dsn
 from asterisk_recorder.ledger.sink import DecisionSink, StoreReceipt
@@ -221,7 +221,8 @@ class Service:
             channel_id=session.channel_id,
             seconds=seconds,
             handed_back=session.stats.handed_back,
-            fail_closed=session.stats.fail_closed,
+            fail_closed=session.stats.fail_closed
+            or (decision is not None and decision.outcome is Outcome.FAILED),
         )
 
     def _log_decided(

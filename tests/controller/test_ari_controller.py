@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from asterisk_recorder.ari.stream import EventStream
 from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.flow.decision import ConsentDecision, Outcome
 from asterisk_recorder.ledger.sink import MemorySink, StoreReceipt
@@ -289,27 +290,26 @@ async def test_asterisk_restart_ends_in_flight_calls_as_abandoned(rig: Rig) -> N
 
 
 async def test_channels_parked_before_the_controller_started_are_handed_back() -> None:
-    """After a controller restart, channels found parked in the app are handed back fail-closed."""
+    """A channel left parked in the app (controller crashed) is handed back fail-closed."""
     fake = FakeAsterisk(time_scale=0.05)
     await fake.start()
-    first = await start_rig(fake=fake)
-    ch = await fake.originate(caller_number="+14155550100", extension="2125550100")
-    await fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
-    first.controller._draining = True
-    first.task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first.task
+    # Another process held the app when the call arrived, then died without a hand-back.
+    async with EventStream(fake.settings("consent-recorder")) as crashed:
+        await crashed.wait_connected()
+        ch = await fake.originate(caller_number="+14155550100", extension="2125550100")
+        await fake.wait_for_event("StasisStart", channel_id=ch.id)
     assert fake.channel(ch.id).continued is None
 
-    second = await start_rig(fake=fake)
+    rig = await start_rig(fake=fake)
     try:
         record = await fake.wait_for_continue(ch.id)
-        await wait_decisions(second, 1)
+        await wait_decisions(rig, 1)
     finally:
-        await stop_rig(second)
+        await stop_rig(rig)
 
     assert "skip" == record.variables["RECORDER_DECISION"]
-    assert Outcome.FAILED == second.sink.decisions[0].outcome
+    assert Outcome.FAILED == rig.sink.decisions[0].outcome
+    assert "parked" in rig.sink.decisions[0].reason
 
 
 async def test_application_replaced_marks_controller_not_ready(rig: Rig) -> None:

@@ -68,6 +68,7 @@ for conf in "$here"/asterisk/*.conf; do
         "$conf" > "$run/etc/$(basename "$conf")"
 done
 ln -sf "$repo/dialplan/recorder.conf" "$run/etc/recorder.conf"
+ln -sf "$repo/dialplan/recorder-demo.conf" "$run/etc/recorder-demo.conf"
 
 # Data directory: the installed one (documentation, static files, any sounds) plus the
 # project's sample prompts as sounds/en/recorder.
