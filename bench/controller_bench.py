@@ -66,8 +66,14 @@ async def _callers_main(conn: Connection, calls: int, rate: float) -> None:
     continued = sum(1 for r in results if r is True)
     errors = [repr(r) for r in results if r is not True][:5]
     peak = max(len(fake.channels), 0)
-    conn.send({"continued": continued, "errors": errors, "elapsed": time.monotonic() - started,
-               "channels_left": peak})
+    conn.send(
+        {
+            "continued": continued,
+            "errors": errors,
+            "elapsed": time.monotonic() - started,
+            "channels_left": peak,
+        }
+    )
     await fake.stop()
 
 
