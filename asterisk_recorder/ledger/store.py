@@ -57,9 +57,14 @@ class _Pending:
 
 
 def _is_data_error(exc: BaseException) -> bool:
-    """True for errors about a row's content (class 22/23), which retrying cannot fix."""
+    """True for errors about a row's content (class 22/23), which retrying cannot fix.
+
+    A unique violation is not one: ids already stored are skipped before inserting, so it can
+    only mean a chain position is taken (an edited ``ledger_head``); that is the database's
+    problem, and the decisions are spooled until an operator repairs it.
+    """
     state = getattr(exc, "sqlstate", None) or ""
-    return isinstance(state, str) and state[:2] in {"22", "23"}
+    return isinstance(state, str) and state[:2] in {"22", "23"} and state != "23505"
 
 
 class Ledger:

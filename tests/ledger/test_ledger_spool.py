@@ -209,3 +209,19 @@ async def test_two_processes_replaying_one_spool_store_each_decision_once(
         assert (await verify_chain(conn, digest_key)).ok
     finally:
         await conn.close()
+
+
+async def test_head_moved_back_by_hand_spools_instead_of_rejecting(
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    owner: asyncpg.Connection,
+) -> None:
+    """A chain head edited to a taken position cannot cost decisions: they are spooled."""
+    async with Ledger.open(ledger_dsn, ledger_settings, retry_interval=10) as ledger:
+        await ledger.store(decision_factory())
+        await owner.execute("UPDATE ledger_head SET seq = 0")
+        receipt = await ledger.store(decision_factory())
+        depth = ledger.spool_depth
+
+    assert (True, 1) == (receipt.spooled, depth)
