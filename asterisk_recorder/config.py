@@ -282,6 +282,7 @@ class _Gather:
     values: dict[str, _Raw] = dataclasses.field(default_factory=dict)
     servers: list[str] = dataclasses.field(default_factory=list)  # named ARI servers, in order
     file_failed: bool = False  # the file could not be read: checks of absent keys are moot
+    require_ari_password: bool = True  # False for commands that never talk to ARI
 
 
 def _show(value: object, limit: int = 80) -> str:
@@ -898,7 +899,8 @@ def _cross_checks(gather: _Gather, servers: list[tuple[str, AriServerSettings, d
     for prefix, server, ok in servers:
         if not server.enabled:
             continue
-        if not server.password and not gather.file_failed and ok.get("password", True):
+        if (not server.password and gather.require_ari_password and not gather.file_failed
+                and ok.get("password", True)):
             if prefix == "ari":
                 where = f"[ari] password in the config file or {_env_name('ari.password')}"
             else:
@@ -946,6 +948,7 @@ def load(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
+    require_ari_password: bool = True,
 ) -> Settings:
     """Load, merge and validate the configuration.
 
@@ -956,12 +959,14 @@ def load(
             ``os.environ``.
         overrides: dotted keys (``"database.dsn"``, ``"ari.servers.pbx2.url"``) to values,
             applied last; strings are parsed like environment values.
+        require_ari_password: demand a password for every enabled ARI server (False for
+            commands that never talk to ARI: ``ledger``, ``db``, ``policy``, ``agi``).
 
     Raises:
         ConfigError: listing every problem found, one line each.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
-    gather = _Gather(problems=[])
+    gather = _Gather(problems=[], require_ari_password=require_ari_password)
     if path is None or str(path) == "":
         path = environ.get(CONFIG_ENV) or None
     if path is not None:
@@ -1006,14 +1011,20 @@ def _dest(key: str) -> str:
     return "config_override_" + key.replace(".", "_")
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(
+    args: argparse.Namespace, *, require_ari_password: bool = True
+) -> Settings:
     """Load the configuration named by ``args.config`` with the flags' overrides applied."""
     overrides: dict[str, object] = {}
     for _flag, key, _metavar, _text in _FLAGS:
         value = getattr(args, _dest(key), None)
         if value is not None:
             overrides[key] = value
-    return load(getattr(args, "config", None), overrides=overrides)
+    return load(
+        getattr(args, "config", None),
+        overrides=overrides,
+        require_ari_password=require_ari_password,
+    )
 
 
 def secret_values(settings: Settings) -> tuple[str, ...]:

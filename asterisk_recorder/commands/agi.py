@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     """Run one classic AGI session; ``ConfigError`` propagates (exit 2)."""
     # This process speaks AGI only: ARI settings (and their required password) do not apply.
     os.environ[ARI_ENABLED_ENV] = "false"
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
     if not settings.database.dsn:
         # The embedded PostgreSQL is started and stopped by its owner (serve); a per-call
         # process must never start or stop it.

@@ -42,7 +42,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 def run_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations and print what was applied."""
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
     applied = asyncio.run(_migrate(settings))
     if applied:
         for version in applied:

@@ -166,7 +166,7 @@ async def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Aw
 
 def run_verify(args: argparse.Namespace) -> int:
     """``ledger verify``."""
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
     key = load_digest_key(settings.ledger)
     report = asyncio.run(_with_conn(settings, lambda conn: verify_chain(conn, key)))
     if args.json:
@@ -202,7 +202,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_spool_status(args: argparse.Namespace) -> int:
     """``ledger spool-status``."""
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
     status = Spool(spool_directory(settings.ledger)).status()
     if args.json:
         print(
@@ -284,7 +284,7 @@ def _write_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """``ledger export --number N``."""
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
     key = load_digest_key(settings.ledger)
     rows = asyncio.run(_with_conn(settings, lambda c: admin.export_number(c, key, args.number)))
     if args.format == "csv":
@@ -299,7 +299,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_erase(args: argparse.Namespace) -> int:
     """``ledger erase --number N [--yes]``."""
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
     key = load_digest_key(settings.ledger)
     root = Path(settings.flow.recording.directory)
     if not args.yes:
@@ -357,7 +357,7 @@ def run_purge(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --older-than: {exc}", file=sys.stderr)
         return 2
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
     key = load_digest_key(settings.ledger)
     root = Path(settings.flow.recording.directory)
     cutoff = time.time() - age
@@ -395,7 +395,7 @@ def _line(view: dict[str, Any]) -> str:
 
 def run_show(args: argparse.Namespace) -> int:
     """``ledger show --call ID``."""
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
     views = asyncio.run(_with_conn(settings, lambda c: admin.show_call(c, args.call)))
     if not views:
         print(f"no decision for call {_safe(args.call)}", file=sys.stderr)
@@ -413,7 +413,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_tail(args: argparse.Namespace) -> int:
     """``ledger tail [-n N] [--follow]``."""
-    settings = config.settings_from_args(args)
+    settings = config.settings_from_args(args, require_ari_password=False)
 
     def emit(view: dict[str, Any]) -> None:
         print(json.dumps(view, ensure_ascii=True) if args.json else _line(view), flush=True)

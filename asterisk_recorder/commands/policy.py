@@ -21,7 +21,6 @@ from asterisk_recorder.settings import Settings
 
 __all__ = ["register", "run_explain", "run_table"]
 
-_MISSING_MARK = ".password: missing"
 _DISCLAIMER = "This is not legal advice: check the law that applies to you (docs/policy.md)."
 
 
@@ -69,18 +68,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     """The configuration, without demanding ARI passwords (explaining needs none)."""
-    try:
-        return config.settings_from_args(args)
-    except ConfigError as exc:
-        missing = [p.split(_MISSING_MARK, 1)[0] for p in exc.problems if _MISSING_MARK in p]
-        others = [p for p in exc.problems if _MISSING_MARK not in p]
-        if others:
-            raise ConfigError(others) from exc
-        overrides: dict[str, object] = {f"{prefix}.enabled": False for prefix in missing}
-        site = getattr(args, "config_override_policy_site_jurisdiction", None)
-        if site is not None:
-            overrides["policy.site_jurisdiction"] = site
-        return config.load(getattr(args, "config", None), overrides=overrides)
+    return config.settings_from_args(args, require_ari_password=False)
 
 
 def _engine(args: argparse.Namespace) -> PolicyEngine:

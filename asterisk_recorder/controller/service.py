@@ -20,6 +20,7 @@ from typing import Any
 
 from asterisk_recorder.controller.app import AriController, ControllerHooks
 from asterisk_recorder.controller.call import CallSession
+from asterisk_recorder.errors import DatabaseUnavailable
 from asterisk_recorder.flow import ConsentFlow
 from asterisk_recorder.flow.decision import ConsentDecision, Outcome
 from asterisk_recorder.ledger import Ledger, migrate
@@ -112,9 +113,15 @@ class Service:
             if self._given_sink is None:
                 dsn = await stack.enter_async_context(database_dsn(self.settings))
                 self.dsn = dsn
-                applied = await migrate(dsn)
-                if applied:
-                    log.info("ledger.migrated", versions=applied)
+                try:
+                    applied = await migrate(dsn)
+                except DatabaseUnavailable as exc:
+                    # Calls must still flow: the ledger spools until PostgreSQL (and the
+                    # schema) is there, and replays then.
+                    log.warning("ledger.migrate_deferred", error=str(exc))
+                else:
+                    if applied:
+                        log.info("ledger.migrated", versions=applied)
                 self.ledger = await stack.enter_async_context(
                     Ledger.open(
                         dsn,

@@ -251,3 +251,38 @@ async def test_serve_command_hands_back_in_flight_calls_and_exits_zero_on_sigter
     decided = [e for e in events if e.get("event") == "consent.decided"]
     assert ["failed"] == [e["outcome"] for e in decided]
     assert fake.password not in out.decode() + err.decode()
+
+
+async def test_calls_still_flow_and_are_spooled_when_postgresql_is_down_at_start(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL unreachable from the start: serve still runs, decisions go to the spool."""
+    fake = FakeAsterisk(time_scale=0.05)
+    await fake.start()
+    dead = f"postgresql://recorder@127.0.0.1:{_free_port()}/recorder"
+    service = Service(service_settings(fake, dead, tmp_path / "spool"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await asyncio.wait_for(service.started.wait(), 30)
+        await fake.wait_for_app("consent-recorder")
+        with capture_logs() as logs:
+            ch = await fake.originate(caller_number="+12125550100", extension="2125550199")
+            record = await fake.wait_for_continue(ch.id, within=15)
+            async with asyncio.timeout(5):
+                while not [e for e in logs if e["event"] == "consent.decided"]:
+                    await asyncio.sleep(0.01)
+        report = service.readiness()
+        assert service.ledger is not None
+        depth = service.ledger.spool_depth
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await fake.stop()
+
+    line = next(e for e in logs if e["event"] == "consent.decided")
+    assert "record" == record.variables["RECORDER_DECISION"]
+    assert line["spooled"] is True
+    assert report.ready
+    assert ["ledger"] == [c.name for c in report.checks if "spooling" in c.detail]
+    assert 1 == depth

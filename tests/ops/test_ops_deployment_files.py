@@ -111,7 +111,10 @@ class TestAsteriskSamples:
         """channelvars sits in [general] and names exactly the three override variables."""
         general = _asterisk_conf(ETC / "ari.conf")["general"][0]
 
-        assert "RECORDER_POLICY,RECORDER_JURISDICTION,RECORDER_LANGUAGE,RECORDER_CALLED,CALLERID(dnid)" == general["channelvars"]
+        expected = (
+            "RECORDER_POLICY,RECORDER_JURISDICTION,RECORDER_LANGUAGE,RECORDER_CALLED,CALLERID(dnid)"
+        )
+        assert expected == general["channelvars"]
 
     def test_http_binds_loopback_on_the_default_ari_port(self) -> None:
         """http.conf listens on 127.0.0.1 at the port of the default [ari] url."""
