@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asterisk_recorder.controller.app import AriController, ControllerHooks
+from asterisk_recorder.controller.service import settle_heap
 from asterisk_recorder.flow import ConsentFlow
 from asterisk_recorder.flow.settings import FlowSettings
 from asterisk_recorder.ledger.sink import MemorySink
@@ -97,8 +98,12 @@ async def run(calls: int, rate: float) -> dict[str, object]:
         instance_id="bench",
         hooks=ControllerHooks(on_reaction=reactions.append),
     )
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     task = asyncio.create_task(controller.run())
+    while not controller.ready:
+        await asyncio.sleep(0.01)
+    engine.evaluate("+14155550000", "2125550100")  # warm the number metadata, like serve does
+    settle_heap()  # what Service.run does once started
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     loop = asyncio.get_running_loop()
     while not parent.poll():
         active_peak = max(active_peak, controller.active_calls)
