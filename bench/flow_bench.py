@@ -10,6 +10,8 @@ Scenarios:
     answers after the first round (the realistic steady state: callers repeat).
   * ``uncached_policy``: every call has NANP numbers never seen before (the engine's NANP
     shortcut places them without phonenumbers' parser).
+  * ``new_caller_few_dids``: every caller is new, the dialled number is one of five DIDs (the
+    typical inbound call centre: the engine remembers each party's placement on its own).
   * ``uncached_international``: every call has a London caller never seen before, so each call
     pays for phonenumbers' full parser (the worst case).
   * ``policy_only_uncached``: ``PolicyEngine.evaluate`` alone on unseen numbers, to show where
@@ -63,11 +65,14 @@ def pin_one_core() -> int | None:
     return cpu
 
 
-def calls(n: int, distinct_pairs: int | None, *, international: bool = False) -> list[list[Event]]:
+def calls(
+    n: int, distinct_pairs: int | None, *, international: bool = False, dids: int = 0
+) -> list[list[Event]]:
     """Event lists of ``n`` opt-out calls.
 
     California caller -> New York number; with ``international``, a London caller (+44 20 ...)
-    -> a New York number, so the caller goes through phonenumbers' full parser.
+    -> a New York number, so the caller goes through phonenumbers' full parser. With ``dids``,
+    the New York number is one of that many DIDs.
     """
     out: list[list[Event]] = []
     for i in range(n):
@@ -76,7 +81,9 @@ def calls(n: int, distinct_pairs: int | None, *, international: bool = False) ->
             caller = f"+4420{70000000 + k % 9_000_000:08d}"
         else:
             caller = f"+1415{2000000 + k % 7_000_000:07d}"
-        called = f"+1212{2000000 + (k * 7) % 7_000_000:07d}"
+        called = (
+            f"+1212555{k % dids:04d}" if dids else f"+1212{2000000 + (k * 7) % 7_000_000:07d}"
+        )
         decision_id = str(uuid.uuid4())
         info = CallInfo(
             decision_id=decision_id,
@@ -195,12 +202,19 @@ def main() -> int:
     def uncached() -> tuple[PolicyEngine, list[list[Event]]]:
         return PolicyEngine.from_settings(policy), calls(args.calls // 5, None)
 
+    def new_caller_few_dids() -> tuple[PolicyEngine, list[list[Event]]]:
+        eng = PolicyEngine.from_settings(policy)
+        for d in range(5):
+            eng.evaluate("+14150000000", f"+1212555{d:04d}")  # the DIDs are known by then
+        return eng, calls(args.calls // 5, None, dids=5)
+
     def uncached_international() -> tuple[PolicyEngine, list[list[Event]]]:
         return PolicyEngine.from_settings(policy), calls(args.calls // 5, None, international=True)
 
     results = [
         measure("cached_policy", args.repeat, cached, settings),
         measure("uncached_policy", args.repeat, uncached, settings),
+        measure("new_caller_few_dids", args.repeat, new_caller_few_dids, settings),
         measure("uncached_international", args.repeat, uncached_international, settings),
         policy_only(args.repeat, args.calls // 5),
     ]

@@ -146,6 +146,9 @@ class PolicyEngine:
         self._site = site
         self._site_detail = self._detail_for_code("site", "", site, "site jurisdiction (config)")
         self._cached = lru_cache(maxsize=cache_size)(self._evaluate)
+        # Per party: the dialled DID repeats on almost every inbound call even when the caller
+        # is new, so its placement is worth remembering on its own.
+        self._party_cached = lru_cache(maxsize=cache_size)(self._detail_for_number)
 
     @classmethod
     def from_settings(cls, settings: PolicySettings) -> PolicyEngine:
@@ -241,8 +244,8 @@ class PolicyEngine:
                     "not a known jurisdiction code"
                 )
         if caller is None:
-            caller = self._detail_for_number("caller", caller_number)
-        called = self._detail_for_number("called", called_number)
+            caller = self._party("caller", caller_number)
+        called = self._party("called", called_number)
         details = (caller, called, self._site_detail)
         deciding = min(details, key=lambda d: d.record.mode.strictness)
         beeps = [d.row.beep_interval for d in details if d.row and d.row.beep_interval]
@@ -261,6 +264,11 @@ class PolicyEngine:
             notes=tuple(notes),
             details=details,
         )
+
+    def _party(self, party: str, number: str) -> PartyDetail:
+        if len(number) <= _CACHEABLE:
+            return self._party_cached(party, number)
+        return self._detail_for_number(party, number)
 
     def _lookup(self, code: str) -> PolicyRow | None:
         """Exact row, else the country's row, else a group row listing the country."""
