@@ -6,12 +6,16 @@ server named by ``ASTERISK_RECORDER_TEST_DSN``). Prints one JSON object, then a 
     python bench/ledger_bench.py [--decisions 30000] [--rate 500] [--seconds 10]
 
 Targets (issue 4): >= 5,000 decisions/s sustained; p99 time-to-acknowledge <= 25 ms at 500/s.
+It also measures the time to acknowledge when PostgreSQL is a black hole (a TCP path that
+swallows every byte): the first decisions wait for ``ack_timeout`` and are spooled, the ones
+after are spooled at once until PostgreSQL answers again.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -23,7 +27,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import structlog
@@ -176,6 +180,100 @@ async def _latency(
     }
 
 
+class _Blackhole:
+    """TCP on 127.0.0.1 relaying to PostgreSQL until told to go silent (then swallows bytes)."""
+
+    def __init__(self, dsn: str) -> None:
+        parts = urlsplit(dsn)
+        query = parse_qs(parts.query)
+        self._host = query["host"][0] if "host" in query else (parts.hostname or "127.0.0.1")
+        self._port = parts.port or 5432
+        self.silent = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.dsn = ""
+        """The DSN through the relay (set by ``start``)."""
+        self._parts = parts
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        netloc = f"{self._parts.username or 'postgres'}@127.0.0.1:{self.port}"
+        self.dsn = urlunsplit((self._parts.scheme, netloc, self._parts.path, "", ""))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                if self.silent:
+                    continue
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.silent:
+            self._track(asyncio.create_task(self._pipe(reader, writer)))
+            return
+        if self._host.startswith("/"):
+            up_reader, up_writer = await asyncio.open_unix_connection(
+                f"{self._host}/.s.PGSQL.{self._port}"
+            )
+        else:
+            up_reader, up_writer = await asyncio.open_connection(self._host, self._port)
+        self._track(asyncio.create_task(self._pipe(reader, up_writer)))
+        self._track(asyncio.create_task(self._pipe(up_reader, writer)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _blackhole(
+    dsn: str, settings: LedgerSettings, burst: int, after: int
+) -> dict[str, float]:
+    """Ack times once PostgreSQL silently stops answering: a burst, then one by one."""
+    proxy = _Blackhole(dsn)
+    await proxy.start()
+    try:
+        async with Ledger.open(
+            proxy.dsn, settings, instance_id="bench", retry_interval=60, connect_timeout=1.0
+        ) as ledger:
+            for i in range(20):  # warm: committed through the proxy
+                await ledger.store(_decision(i))
+            proxy.silent = True
+
+            async def timed(decision: ConsentDecision) -> tuple[float, bool]:
+                sent = time.perf_counter()
+                receipt = await ledger.store(decision)
+                return time.perf_counter() - sent, receipt.spooled
+
+            first = await asyncio.gather(*(timed(_decision(i)) for i in range(burst)))
+            later = [await timed(_decision(i)) for i in range(after)]
+    finally:
+        await proxy.stop()
+    first_s = sorted(t for t, _ in first)
+    later_s = sorted(t for t, _ in later)
+    return {
+        "ack_timeout_s": settings.ack_timeout,
+        "burst": burst,
+        "burst_max_ms": round(first_s[-1] * 1000, 1),
+        "burst_min_ms": round(first_s[0] * 1000, 1),
+        "after": after,
+        "after_p50_ms": round(later_s[len(later_s) // 2] * 1000, 2),
+        "after_max_ms": round(later_s[-1] * 1000, 2),
+        "spooled": sum(s for _, s in first) + sum(s for _, s in later),
+        "acknowledged": len(first) + len(later),
+    }
+
+
 async def _run(args: argparse.Namespace) -> dict[str, object]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
@@ -190,6 +288,7 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
             # checkpoint and autovacuum
             latency = await _latency(dsn, settings, args.rate, args.seconds)
             throughput = await _throughput(dsn, settings, args.decisions, args.callers)
+            blackhole = await _blackhole(dsn, settings, args.blackhole_burst, 200)
             conn = await connect_app(dsn)
             try:
                 started = time.perf_counter()
@@ -207,6 +306,7 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
         },
         "throughput": throughput,
         "latency": latency,
+        "blackhole": blackhole,
         "verify": {
             "rows": report.rows,
             "ok": report.ok,
@@ -218,6 +318,9 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
             "p99_ms_max_at_500_per_s": 25,
             "throughput_met": throughput["decisions_per_s"] >= 5000,
             "latency_met": latency["p99_ms"] <= 25,
+            "blackhole_ack_bound_ms": round((settings.ack_timeout + 1.0) * 1000),
+            "blackhole_met": blackhole["burst_max_ms"] <= (settings.ack_timeout + 1.0) * 1000
+            and blackhole["spooled"] == blackhole["acknowledged"],
         },
     }
 
@@ -229,10 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callers", type=int, default=1_000)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--blackhole-burst", type=int, default=50)
     args = parser.parse_args(argv)
     result = asyncio.run(_run(args))
     print(json.dumps(result))
-    t, lat, ver = (cast(dict[str, Any], result[k]) for k in ("throughput", "latency", "verify"))
+    t, lat, ver, bh = (
+        cast(dict[str, Any], result[k]) for k in ("throughput", "latency", "verify", "blackhole")
+    )
     rows = [
         (
             "sustained throughput",
@@ -248,6 +354,18 @@ def main(argv: list[str] | None = None) -> int:
             f"load average {t['load_average_1m']} on {os.cpu_count()} cores",
             "",
         ),
+        (
+            "ack, PG black hole",
+            f"{bh['burst_max_ms']} ms",
+            f"max of a burst of {bh['burst']} (ack_timeout {bh['ack_timeout_s']} s)",
+            f"<= {cast(dict[str, Any], result['targets'])['blackhole_ack_bound_ms']} ms",
+        ),
+        (
+            "ack, PG still a hole",
+            f"{bh['after_p50_ms']} ms p50",
+            f"max {bh['after_max_ms']} ms over {bh['after']} (spool + fsync)",
+            "",
+        ),
         ("spooled", f"{t['spooled'] + lat['spooled']}", "should be 0 with PostgreSQL up", ""),
         ("verify", f"{ver['rows_per_s']:,.0f} rows/s", f"{ver['rows']} rows, ok={ver['ok']}", ""),
     ]
@@ -256,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row[0]:<22} {row[1]:<22} {row[2]:<48} {row[3]}")
     targets = cast(dict[str, Any], result["targets"])
-    return 0 if targets["throughput_met"] and targets["latency_met"] else 1
+    met = targets["throughput_met"] and targets["latency_met"] and targets["blackhole_met"]
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

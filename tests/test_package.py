@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import asyncpg
 
@@ -13,12 +14,15 @@ from asterisk_recorder import errors
 
 def test_version_from_console_script_and_module() -> None:
     """``asterisk-recorder --version`` and ``python -m asterisk_recorder --version`` agree."""
-    out = subprocess.run(
-        [sys.executable, "-m", "asterisk_recorder", "--version"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()
+    script = Path(sys.executable).parent / "asterisk-recorder"
+    outputs = [
+        subprocess.run(
+            [*command, "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for command in ([str(script)], [sys.executable, "-m", "asterisk_recorder"])
+    ]
 
-    assert f"asterisk-recorder {asterisk_recorder.__version__}" == out
+    assert [f"asterisk-recorder {asterisk_recorder.__version__}"] * 2 == outputs
 
 
 def test_every_error_descends_from_recorder_error() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from asterisk_recorder.flow.decision import ConsentDecision, KeyPress, Outcome, PartyRecord
+from asterisk_recorder.ledger.spool import Spool
 from asterisk_recorder.policy.modes import Mode
 
-__all__ = ["FIXED_KEY", "make_decision"]
+__all__ = ["FIXED_KEY", "make_decision", "pending_spool_ids"]
 
 FIXED_KEY = "test-digest-key-0123456789abcdef"
 
@@ -50,3 +53,12 @@ def make_decision(**changes: Any) -> ConsentDecision:
         recording_path=f"/var/spool/asterisk/monitor/recorder/2026/11/23/{decision_id}.wav",
     )
     return replace(base, **changes)
+
+
+def pending_spool_ids(directory: Path) -> list[str]:
+    """Decision ids waiting in the spool directory, in replay order (blocking file I/O)."""
+    ids: list[str] = []
+    for path in Spool(directory).pending_files():
+        for line in path.read_text().splitlines():
+            ids.append(json.loads(line)["d"]["decision_id"])
+    return ids

@@ -143,23 +143,46 @@ async def test_erase_on_a_terminal_asks_and_erases_after_yes(
 
 
 async def test_follow_yields_decisions_stored_after_it_started(
-    ledger_dsn: str, ledger_settings: LedgerSettings, decision_factory: Factory
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    owner: asyncpg.Connection,
 ) -> None:
-    """tail --follow's generator picks up a decision committed later."""
-    decision = decision_factory()
+    """tail --follow from the head skips older rows and picks up one committed after a poll."""
+    older, later = decision_factory(), decision_factory()
+    async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
+        await ledger.store(older)
     conn = await connect_app(ledger_dsn)
     try:
-        stream = follow(conn, 0, interval=0.02)
+        head = await conn.fetchval("SELECT max(seq) FROM decisions")
+        stream = follow(conn, head, interval=0.02)
         waiting = asyncio.create_task(anext(stream))
-        await asyncio.sleep(0.05)
+        # the follower has polled once (found nothing after the head) before `later` exists
+        await _until_polled(owner, conn.get_server_pid())
+        polled_before_commit = not waiting.done()
         async with Ledger.open(ledger_dsn, ledger_settings) as ledger:
-            await ledger.store(decision)
+            await ledger.store(later)
         view = await asyncio.wait_for(waiting, 10)
         await stream.aclose()
     finally:
         await conn.close()
 
-    assert (1, decision.decision_id) == (view["seq"], view["decision_id"])
+    assert 1 == head
+    assert polled_before_commit
+    assert (2, later.decision_id) == (view["seq"], view["decision_id"])
+
+
+async def _until_polled(observer: asyncpg.Connection, pid: int) -> None:
+    """Wait (up to 10 s) until backend ``pid`` has finished a follow query and sits idle."""
+    deadline = time.monotonic() + 10
+    while True:
+        row = await observer.fetchrow(
+            "SELECT state, query FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        if row is not None and row["state"] == "idle" and "d.seq > $1" in row["query"]:
+            return
+        assert time.monotonic() < deadline, "the follower never polled"
+        await asyncio.sleep(0.01)
 
 
 def test_configured_dsn_is_used_as_is() -> None:

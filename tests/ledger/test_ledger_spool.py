@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from ledger_helpers import pending_spool_ids
 
 from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.flow.decision import ConsentDecision
@@ -135,7 +136,7 @@ async def test_commit_that_blocks_past_ack_timeout_is_spooled_then_replayed(
     owner: asyncpg.Connection,
     digest_key: DigestKey,
 ) -> None:
-    """A PostgreSQL that does not answer in time: spooled within the bound, replayed later."""
+    """PostgreSQL blocked: acknowledged as spooled while still blocked, then replayed once."""
     settings = replace(ledger_settings, ack_timeout=0.2)
     async with Ledger.open(ledger_dsn, settings, retry_interval=0.05) as ledger:
         first = decision_factory()
@@ -144,15 +145,18 @@ async def test_commit_that_blocks_past_ack_timeout_is_spooled_then_replayed(
         lock = owner.transaction()
         await lock.start()
         await owner.execute("SELECT * FROM ledger_head FOR UPDATE")  # writers now wait
-        started = time.monotonic()
-        receipt = await ledger.store(blocked)
-        waited = time.monotonic() - started
-        await lock.rollback()
+        try:
+            # store returns while the lock is still held: the ack cannot be a commit
+            receipt = await asyncio.wait_for(ledger.store(blocked), 30)
+            spooled_ids = await asyncio.to_thread(pending_spool_ids, Path(settings.spool_dir))
+        finally:
+            await lock.rollback()
         await _wait_until(lambda: ledger.healthy)
 
     assert StoreReceipt(blocked.decision_id, spooled=True) == receipt
-    assert waited < 5.0
+    assert [blocked.decision_id] == spooled_ids
     assert [first.decision_id, blocked.decision_id] == await _ids_in_db(ledger_dsn)
+    assert 0 == Spool(Path(settings.spool_dir)).status().pending
     conn = await connect_app(ledger_dsn)
     try:
         assert (await verify_chain(conn, digest_key)).ok
