@@ -33,9 +33,12 @@ from asterisk_recorder.flow.decision import ConsentDecision
 from asterisk_recorder.ledger.sink import DecisionSink
 from asterisk_recorder.settings import AriServerSettings
 
-__all__ = ["AriController", "ControllerHooks"]
+__all__ = ["RESYNC_SETTLE", "AriController", "ControllerHooks"]
 
 log = structlog.get_logger("asterisk_recorder.controller")
+
+RESYNC_SETTLE = 0.5
+"""Seconds to wait before adopting a parked channel, for its StasisStart still in flight."""
 
 
 @dataclass(slots=True)
@@ -162,7 +165,9 @@ class AriController:
             if event.reconnected:
                 self._hooks.on_reconnect(self.server.name)
             log.info("ari.connected", server=self.server.name, connection=event.connection)
-            self._spawn(self._resync())
+            # Only the sessions alive now can have missed events; calls that start after this
+            # point are complete, whatever the resync snapshot (taken later) says.
+            self._spawn(self._resync(dict(self._state.sessions), event.reconnected))
             return
         if isinstance(event, Disconnected):
             self.connected = False
@@ -202,8 +207,10 @@ class AriController:
         self, event: StasisStart, *, abort_reason: str | None = None
     ) -> CallSession | None:
         channel = event.channel
-        if channel.id in self._state.sessions:
-            return None
+        existing = self._state.sessions.get(channel.id)
+        if existing is not None and not existing.stats.handed_back:
+            return None  # the same call, already running
+        # (A channel handed back and re-entering the app, e.g. a second Gosub, is a new call.)
         info = call_info_from_channel(
             channel, event.args, asterisk_id=event.asterisk_id or self.asterisk_id,
             instance_id=self._instance_id,
@@ -239,8 +246,9 @@ class AriController:
         finally:
             for status in session.stats.rest_errors:
                 self._hooks.on_rest_error(self.server.name, status)
-            self._state.sessions.pop(session.channel_id, None)
-            self._state.tasks.pop(session.channel_id, None)
+            if self._state.sessions.get(session.channel_id) is session:
+                del self._state.sessions[session.channel_id]
+                self._state.tasks.pop(session.channel_id, None)
             self._hooks.on_call_finished(session, decision, time.monotonic() - session.started)
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
@@ -248,8 +256,16 @@ class AriController:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    async def _resync(self) -> None:
-        """After (re)connect: adopt or hand back channels parked in the app; drop the dead."""
+    async def _resync(self, before: dict[str, CallSession], reconnected: bool) -> None:
+        """After (re)connect: settle the calls that lived through the gap, adopt orphans.
+
+        Asterisk does not queue events while no socket is connected, so a session that was
+        running across a reconnect may have missed the caller's key or hang-up: it is failed
+        closed (handed back, not recorded) when its channel is still in the app, and ended as
+        gone when it is not. Channels parked in the app without a session (this process
+        restarted, or their StasisStart was lost) are handed back fail-closed, or resumed with
+        ``resync_action = "resume"``.
+        """
         client = self._client
         if client is None:
             return
@@ -257,18 +273,32 @@ class AriController:
             app = await client.get_application(self.server.app)
         except AriError as exc:
             log.warning("ari.resync_failed", server=self.server.name, error=str(exc))
+            for session in before.values():
+                if reconnected:
+                    session.abort("ARI event stream was interrupted; events may be lost")
             return
         parked = set(app.channel_ids)
-        for channel_id, session in list(self._state.sessions.items()):
+        for channel_id, session in before.items():
+            if self._state.sessions.get(channel_id) is not session:
+                continue  # already finished
             if channel_id not in parked:
                 session.channel_gone()
-        for channel_id in parked - set(self._state.sessions):
+            elif reconnected:
+                session.abort("ARI event stream was interrupted; a key press may have been lost")
+        orphans = parked - set(self._state.sessions)
+        if not orphans:
+            return
+        # A StasisStart may still be on its way for a channel the snapshot already lists.
+        await asyncio.sleep(RESYNC_SETTLE)
+        for channel_id in sorted(orphans - set(self._state.sessions)):
             try:
                 channel = await client.get_channel(channel_id)
             except AriNotFound:
                 continue
             except AriError as exc:
                 log.warning("ari.resync_channel_failed", channel_id=channel_id, error=str(exc))
+                continue
+            if channel_id in self._state.sessions:
                 continue
             resume = self._resync_action == "resume" and not self._draining
             log.info(

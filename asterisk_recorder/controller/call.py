@@ -31,7 +31,15 @@ from asterisk_recorder.ari.events import (
     StasisEnd,
 )
 from asterisk_recorder.ari.models import Channel
-from asterisk_recorder.errors import AriConflict, AriError, AriNotFound, LedgerError
+from asterisk_recorder.errors import (
+    AriConflict,
+    AriConnectionError,
+    AriError,
+    AriHttpError,
+    AriNotFound,
+    AriTimeout,
+    LedgerError,
+)
 from asterisk_recorder.flow.actions import (
     Action,
     Answer,
@@ -371,8 +379,7 @@ class CallSession:
                 self._on_reaction(delay)
 
     def _failed(self, action: Action, exc: AriError) -> ActionFailed:
-        status = getattr(exc, "status", None)
-        self.stats.rest_errors.append(str(status) if status is not None else type(exc).__name__)
+        self.stats.rest_errors.append(_status_label(exc))
         gone = isinstance(exc, AriNotFound)
         if gone:
             self._gone = True
@@ -447,7 +454,14 @@ class CallSession:
                         self._reacted()
                         await self._port.set_variable(self.channel_id, name, value)
                 except AriError as exc:
-                    return self._failed(action, exc)
+                    failed = self._failed(action, exc)
+                    if not failed.channel_gone:
+                        # Never leave a half-written "record" for dialplan: skip it.
+                        with contextlib.suppress(AriError):
+                            await self._port.set_variable(
+                                self.channel_id, "RECORDER_DECISION", "skip"
+                            )
+                    return failed
                 return None
             case HandBack():
                 if self._gone:
@@ -475,7 +489,18 @@ class CallSession:
             await self._port.continue_in_dialplan(self.channel_id)
             self.stats.handed_back = True
         except AriError as exc:
-            self.stats.rest_errors.append(type(exc).__name__)
+            self.stats.rest_errors.append(_status_label(exc))
+
+
+def _status_label(exc: AriError) -> str:
+    """The ``status`` label of ``asterisk_recorder_ari_rest_errors_total``."""
+    if isinstance(exc, AriHttpError):
+        return str(exc.status)
+    if isinstance(exc, AriTimeout):
+        return "timeout"
+    if isinstance(exc, AriConnectionError):
+        return "connection"
+    return "protocol"
 
 
 class _ChannelGone:

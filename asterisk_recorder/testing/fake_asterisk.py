@@ -307,6 +307,7 @@ class FakeAsterisk:
         """Registered apps -> the socket that gets their events (None: replaced elsewhere)."""
         self._conns: list[_WsConn] = []
         self._faults: list[_Fault] = []
+        self._late: list[_Fault] = []
         self._refuse_ws: int | None = None
         self._autoping = True
         self._unstalled = asyncio.Event()
@@ -496,9 +497,20 @@ class FakeAsterisk:
         """Hold matching REST calls ``seconds`` (real time) before handling them."""
         self._faults.append(_Fault(method.upper(), _norm(path), delay=seconds, times=times))
 
+    def delay_response(
+        self, method: str, path: str, seconds: float, *, times: int | None = None
+    ) -> None:
+        """Answer matching REST calls at once, but hold the answer ``seconds`` on the wire.
+
+        The state the answer shows is the state when the request arrived: a stale snapshot,
+        as a slow network or a busy Asterisk gives (``delay`` holds the request instead).
+        """
+        self._late.append(_Fault(method.upper(), _norm(path), delay=seconds, times=times))
+
     def clear_faults(self) -> None:
         """Remove every injected REST fault."""
         self._faults.clear()
+        self._late.clear()
 
     def refuse_websockets(self, status: int = 503) -> None:
         """Answer WebSocket upgrades with HTTP ``status`` until ``accept_websockets()``."""
@@ -963,7 +975,10 @@ class FakeAsterisk:
         try:
             body_text = await request.text() if request.can_read_body else ""
             await self._unstalled.wait()
+            hold = self._late_delay(request.method, request.rel_url.raw_path)
             response = await self._rest(request, body_text)
+            if hold:
+                await asyncio.sleep(hold)
         finally:
             self.in_flight -= 1
         self.requests.append(
@@ -979,6 +994,16 @@ class FakeAsterisk:
         )
         self._notify()
         return response
+
+    def _late_delay(self, method: str, path: str) -> float:
+        for fault in list(self._late):
+            if fault.matches(method, path):
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._late.remove(fault)
+                return fault.delay
+        return 0.0
 
     async def _rest(self, request: web.Request, body_text: str) -> web.Response:
         if not self._authorised(request):
