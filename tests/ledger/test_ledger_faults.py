@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from ledger_helpers import FIXED_KEY
 
 from asterisk_recorder.embedded_pg import EmbeddedPostgres
 from asterisk_recorder.flow.decision import ConsentDecision
@@ -36,16 +40,19 @@ async def test_postgres_stopped_mid_stream_loses_and_duplicates_nothing(
     ledger_settings: LedgerSettings,
     decision_factory: Factory,
     digest_key: DigestKey,
+    tmp_path: Path,
 ) -> None:
-    """300 decisions, PostgreSQL down for part of them: all stored once, chain verifies."""
+    """PostgreSQL down mid-stream: every decision stored once, in order; the chain verifies."""
     dsn = own_server.dsn
     await migrate(dsn)
     decisions = [decision_factory() for _ in range(300)]
-    receipts: list[StoreReceipt] = []
+    acked: list[StoreReceipt] = []  # in the order store() returned
+
+    async def one(ledger: Ledger, decision: ConsentDecision) -> None:
+        acked.append(await ledger.store(decision))
 
     async def stream(ledger: Ledger, chunk: list[ConsentDecision]) -> None:
-        results = await asyncio.gather(*(ledger.store(d) for d in chunk))
-        receipts.extend(results)
+        await asyncio.gather(*(one(ledger, d) for d in chunk))
 
     async with Ledger.open(dsn, ledger_settings, retry_interval=0.05) as ledger:
         await stream(ledger, decisions[:100])
@@ -54,6 +61,7 @@ async def test_postgres_stopped_mid_stream_loses_and_duplicates_nothing(
         await stopping
         await stream(ledger, decisions[150:200])  # PostgreSQL is gone
         assert ledger.spool_depth >= 50
+        acked_while_down = len(acked)
         await asyncio.to_thread(own_server.start)
         await stream(ledger, decisions[200:300])
         deadline = time.monotonic() + 20
@@ -63,11 +71,46 @@ async def test_postgres_stopped_mid_stream_loses_and_duplicates_nothing(
 
     conn = await connect_app(dsn)
     try:
-        stored = [str(r[0]) for r in await conn.fetch("SELECT decision_id FROM decisions")]
+        chain = [
+            str(r[0]) for r in await conn.fetch("SELECT decision_id FROM decisions ORDER BY seq")
+        ]
         report = await verify_chain(conn, digest_key)
     finally:
         await conn.close()
-    assert 300 == len(receipts)
-    assert any(r.spooled for r in receipts)
-    assert sorted(d.decision_id for d in decisions) == sorted(stored)
+    verify = await asyncio.to_thread(_cli_verify, tmp_path, dsn)
+    # Documented order: decisions committed before the outage in the order they were
+    # acknowledged, then every spooled decision in spool order (= the order of their
+    # acknowledgements), then those committed once the spool was drained.
+    committed_before = [r.decision_id for r in acked[:acked_while_down] if not r.spooled]
+    spooled = [r.decision_id for r in acked if r.spooled]
+    committed_after = [r.decision_id for r in acked[acked_while_down:] if not r.spooled]
+    assert 300 == len(acked)
+    assert 50 <= len(spooled)
+    assert [*committed_before, *spooled, *committed_after] == chain
+    assert sorted(d.decision_id for d in decisions) == sorted(chain)
     assert (True, 300) == (report.ok, report.rows)
+    assert (0, True, 300) == (verify.returncode, *_ok_rows(verify.stdout))
+
+
+def _cli_verify(workdir: Path, dsn: str) -> subprocess.CompletedProcess[str]:
+    """Run ``asterisk-recorder ledger verify --json`` against ``dsn`` (blocking)."""
+    (workdir / "recordings").mkdir(exist_ok=True)
+    config = workdir / "recorder.toml"
+    config.write_text(
+        "[ari]\nenabled = false\n"
+        f'[database]\ndsn = "{dsn}"\n'
+        f'[ledger]\nspool_dir = "{workdir / "cli-spool"}"\ndigest_key = "{FIXED_KEY}"\n'
+        f'[recording]\ndirectory = "{workdir / "recordings"}"\n'
+    )
+    script = Path(sys.executable).parent / "asterisk-recorder"
+    return subprocess.run(
+        [str(script), "ledger", "verify", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _ok_rows(stdout: str) -> tuple[bool, int]:
+    report = json.loads(stdout)
+    return bool(report["ok"]), int(report["rows"])
