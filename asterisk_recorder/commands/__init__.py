@@ -5,3 +5,5 @@ Each module defines ``register(subparsers)`` which adds its parser(s) and sets
 this package, so adding a command means adding a file here. Modules keep argument parsing and
 printing only; the work is done by the package they call.
 """
+
+__all__: list[str] = []

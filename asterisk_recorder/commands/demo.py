@@ -1,4 +1,9 @@
-"""``asterisk-recorder demo``: place demo calls through the real controller and show the ledger."""
+"""``asterisk-recorder demo``: place demo calls through the real controller and show the ledger.
+
+This module owns the command's arguments only; ``controller.demo`` runs the scenarios. It must
+not change the product's behaviour for the demo beyond pointing ARI at the fake (or the
+``--ari-url`` Asterisk) and shortening the input timeout.
+"""
 
 from __future__ import annotations
 

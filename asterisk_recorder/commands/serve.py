@@ -1,4 +1,8 @@
-"""``asterisk-recorder serve``: run the ARI controller, the FastAGI server and the ops endpoint."""
+"""``asterisk-recorder serve``: run the ARI controller, the FastAGI server and the ops endpoint.
+
+This module owns the command's arguments and its signal handling (SIGTERM/SIGINT start the
+graceful shutdown). It must not do the work itself: ``controller.service.Service`` does.
+"""
 
 from __future__ import annotations
 

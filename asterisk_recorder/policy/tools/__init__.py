@@ -5,3 +5,5 @@ policy engine.
 """
 
 __all__: list[str] = []
+
+__all__: list[str] = []
