@@ -87,7 +87,7 @@ async def run(calls: int, rate: float) -> dict[str, object]:
     active_peak = 0
     sink = MemorySink()
     engine = PolicyEngine.from_settings(PolicySettings(site_jurisdiction="US-NY"))
-    flow = FlowSettings(input_timeout=1.0)
+    flow = FlowSettings(input_timeout=2.5)  # calls last ~7.5 s: 1,000 are up at once
     probe = FakeAsterisk()  # only for its settings() helper, never started
     probe.port = port
     settings = probe.settings(APP, request_timeout=30.0)
