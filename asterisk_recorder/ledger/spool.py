@@ -5,7 +5,9 @@ This module owns the spool files in the spool directory. ``decisions.jsonl`` rec
 written with one ``write`` and ``fsync``ed before the caller is acknowledged). To replay, the
 file is renamed to ``decisions.<ns>.replay.jsonl`` under an ``flock``; lines that do not parse
 or whose checksum does not match (a crash mid-write) are moved to ``quarantine.jsonl`` with the
-reason, never dropped. Blocking file I/O: call it from a thread. It must not talk to PostgreSQL.
+reason, never dropped. Every create, rename, replace and removal in the directory is followed by
+an ``fsync`` of the directory itself, so a crash cannot undo it. Blocking file I/O: call it from a
+thread. It must not talk to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -158,6 +160,15 @@ def _decode_line(line: bytes) -> tuple[ConsentDecision, float]:
         raise ValueError(f"not a decision: {exc!r}") from exc
 
 
+def _fsync_directory(directory: Path) -> None:
+    """fsync ``directory`` so the entries created, renamed or removed in it are durable."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolBatch:
     """The decisions read from one replay file, in spool order, and what was quarantined."""
@@ -189,7 +200,10 @@ class Spool:
         self.quarantine_path = self.directory / QUARANTINE_NAME
 
     def _ensure_dir(self) -> None:
+        if self.directory.is_dir():
+            return
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _fsync_directory(self.directory.parent)  # the new directory's own entry
 
     @contextmanager
     def _locked_append_fd(self) -> Iterator[int]:
@@ -240,6 +254,7 @@ class Spool:
                     if os.fstat(fd).st_size > 0:
                         target = self.directory / f"decisions.{time.time_ns():020d}.replay.jsonl"
                         os.rename(self.path, target)
+                        self._fsync_dir()  # the rename must survive a crash
                 finally:
                     os.close(fd)
             return sorted(self.directory.glob(_REPLAY_GLOB)) if self.directory.is_dir() else []
@@ -284,23 +299,25 @@ class Spool:
                 with open(tmp, "rb") as handle:
                     os.fsync(handle.fileno())
                 os.replace(tmp, path)
+                self._fsync_dir()  # the new quarantine file and the replaced replay file
             except OSError as exc:
                 raise SpoolError(f"cannot write the spool quarantine: {exc}") from exc
         return SpoolBatch(path, decisions, len(bad))
 
     def _fsync_dir(self) -> None:
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_directory(self.directory)
 
     def _write_quarantine(self, lines: list[bytes]) -> None:
         self._ensure_dir()
         fd = os.open(self.quarantine_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, b"".join(lines))
+            fresh = os.fstat(fd).st_size == 0
+            data = memoryview(b"".join(lines))
+            while data:
+                data = data[os.write(fd, data) :]
             os.fsync(fd)
+            if fresh:  # a new file: make its directory entry durable too
+                self._fsync_dir()
         finally:
             os.close(fd)
 
@@ -361,6 +378,7 @@ class Spool:
         """Remove a replay file once every decision in it is committed."""
         try:
             path.unlink(missing_ok=True)
+            self._fsync_dir()  # else a crash could bring the file back (replayed again: harmless)
         except OSError as exc:
             raise SpoolError(f"cannot remove the replayed spool {path}: {exc}") from exc
 
