@@ -20,8 +20,9 @@
 #      starts the controller as uid 10001 with ONLY the Dockerfile's ENV + compose's
 #      environment and its ENTRYPOINT + CMD, and waits for compose's and the Dockerfile's
 #      health checks;
-#   4. calls 100, 101 and 102 of etc/extensions.conf with SIPp as the `softphone` of
-#      etc/pjsip.conf (digest auth, RFC 4733 keys) and checks the ledger
+#   4. calls 100, 101, 102, 103 and 200 of etc/extensions.conf with SIPp as the `softphone` of
+#      etc/pjsip.conf (digest auth, RFC 4733 keys, speech after the key; for 200 the softphone
+#      registers and answers) and checks the ledger
 #      (`asterisk-recorder ledger tail/verify`, as `docker compose exec` would run them) against
 #      the wav files in the recordings volume.
 # It builds nothing of Asterisk: bring an installed Asterisk 22 and PostgreSQL 15.
@@ -272,6 +273,22 @@ inside() {
     check "call 101 (FastAGI; opt-in by policy), key 1 allows" call 101 1500 "$key1" 8000
     check "call 102 (ARI; opt-in forced), key 2 declines" call 102 1500 "$key2" 8000
     check "call 103 (ARI; opt-out forced), key 1 opts out" call 103 1500 "$key1" 8000
+    # 200: Asterisk calls the (registered) softphone, which hears the disclosure and allows.
+    answer() {
+        sed -e "s|@BEFORE_MS@|1500|" -e "s|@PCAP@|$key1|" "$here/verify-native/softphone-answer.xml" \
+            >"$work/softphone-answer.xml"
+        (cd "$work/logs" && timeout 120 "$SIPP" -sf "$here/verify-native/softphone-register.xml" \
+            -au softphone -ap "$password" -m 1 -i 127.0.0.1 -p 5090 -nostdin -trace_err \
+            127.0.0.1:5060 >"$work/logs/sipp-register.out" 2>&1) || return 1
+        (cd "$work/logs" && exec timeout 120 "$SIPP" -sf "$work/softphone-answer.xml" -m 1 \
+            -i 127.0.0.1 -p 5090 -mi 127.0.0.1 -mp 16100 -nostdin -trace_err \
+            >"$work/logs/sipp-answer.out" 2>&1) &
+        local answerer=$!
+        sleep 0.5
+        call 200 1500 "$key1" 8000 && wait "$answerer"
+    }
+    expected+=(recorded_consented)
+    check "call 200 (the softphone is called; FastAGI on the called channel), key 1 allows" answer
     sleep 2
 
     # --- what compose's documented commands show ----------------------------------------------

@@ -3,8 +3,10 @@
 Prints shell-quoted assignments the script evaluates: per service its volumes, its environment
 (with compose's ``${VAR:-default}`` interpolation from this process's environment) and its
 health-check command; from the Dockerfile its ENV, USER, WORKDIR, ENTRYPOINT, CMD and
-HEALTHCHECK. Understands exactly the subset of YAML those two files use; anything else in the
-places it reads is an error, so the re-enactment can never silently drift from the files.
+HEALTHCHECK. Understands the subset of YAML compose.yaml uses (block mappings, short volume
+syntax, ``test:`` as a flow or block list); a health check that is not ``CMD`` form, or a
+Dockerfile without USER, ENTRYPOINT or HEALTHCHECK, is an error (exit 2). It must not start,
+build or write anything.
 """
 
 from __future__ import annotations
@@ -14,9 +16,32 @@ import os
 import re
 import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["compose_services", "dockerfile_facts", "interpolate", "main"]
+__all__ = ["Image", "Service", "compose_services", "dockerfile_facts", "interpolate", "main"]
+
+
+@dataclass(slots=True)
+class Service:
+    """What verify-native.sh needs of one compose service."""
+
+    volumes: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    healthcheck: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Image:
+    """What verify-native.sh needs of the Dockerfile's final stage."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    user: str = ""
+    workdir: str = "/"
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    healthcheck: list[str] = field(default_factory=list)
+
 
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -33,15 +58,15 @@ def _unquote(value: str) -> str:
     return value
 
 
-def compose_services(text: str, env: dict[str, str]) -> dict[str, dict[str, object]]:
-    """Services with ``volumes`` (list of str), ``environment`` (dict) and ``healthcheck`` (list)."""
-    services: dict[str, dict[str, object]] = {}
-    current: dict[str, object] | None = None
+def compose_services(text: str, env: dict[str, str]) -> dict[str, Service]:
+    """The services of compose.yaml: volumes, environment (interpolated) and health check."""
+    services: dict[str, Service] = {}
+    current: Service | None = None
     key: str | None = None
     in_services = False
-    test_inline: list[str] | None = None
+    test_block = False
     for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        line = "" if raw.lstrip().startswith("#") else raw.rstrip()
         if not line.strip():
             continue
         if re.match(r"^\S", line):
@@ -51,62 +76,57 @@ def compose_services(text: str, env: dict[str, str]) -> dict[str, dict[str, obje
         if not in_services:
             continue
         if m := re.match(r"^  ([A-Za-z0-9_-]+):$", line):
-            current = services.setdefault(
-                m.group(1), {"volumes": [], "environment": {}, "healthcheck": []}
-            )
+            current = services.setdefault(m.group(1), Service())
             key = None
             continue
         if current is None:
             continue
-        if m := re.match(r"^    ([a-z_]+):(.*)$", line):
+        if m := re.match(r"^    ([a-z_]+):", line):
             key = m.group(1)
-            rest = m.group(2).strip()
             continue
         if key == "volumes" and (m := re.match(r"^      - (.+)$", line)):
-            volumes = current["volumes"]
-            assert isinstance(volumes, list)
-            volumes.append(_unquote(m.group(1)))
+            current.volumes.append(_unquote(m.group(1)))
         elif key == "environment" and (m := re.match(r"^      ([A-Z0-9_]+): (.*)$", line)):
-            environment = current["environment"]
-            assert isinstance(environment, dict)
-            environment[m.group(1)] = interpolate(_unquote(m.group(2)), env)
+            current.environment[m.group(1)] = interpolate(_unquote(m.group(2)), env)
         elif key == "healthcheck":
             if m := re.match(r"^      test: \[(.*)\]$", line):
-                current["healthcheck"] = json.loads(f"[{m.group(1)}]")
+                current.healthcheck = json.loads(f"[{m.group(1)}]")
+                test_block = False
             elif re.match(r"^      test:$", line):
-                test_inline = []
-                current["healthcheck"] = test_inline
-            elif test_inline is not None and (m := re.match(r"^        - (.+)$", line)):
-                test_inline.append(_unquote(m.group(1)))
+                test_block = True
+            elif test_block and (m := re.match(r"^        - (.+)$", line)):
+                current.healthcheck.append(_unquote(m.group(1)))
             else:
-                test_inline = None
+                test_block = False
     return services
 
 
-def dockerfile_facts(text: str) -> dict[str, object]:
+def dockerfile_facts(text: str) -> Image:
     """ENV (of the final stage), USER, WORKDIR, ENTRYPOINT, CMD and the HEALTHCHECK command."""
     joined = re.sub(r"\\\n", " ", text)
-    stages = re.split(r"^FROM .*$", joined, flags=re.M)
-    final = stages[-1]
-    env: dict[str, str] = {}
-    facts: dict[str, object] = {"env": env}
-    for line in final.splitlines():
-        line = line.strip()
+    final = re.split(r"^FROM .*$", joined, flags=re.M)[-1]
+    image = Image()
+    for raw in final.splitlines():
+        line = raw.strip()
         if line.startswith("ENV "):
             for token in shlex.split(line[4:]):
                 name, _, value = token.partition("=")
-                env[name] = value
+                image.env[name] = value
         elif line.startswith("USER "):
-            facts["user"] = line[5:].strip()
+            image.user = line[5:].strip()
         elif line.startswith("WORKDIR "):
-            facts["workdir"] = line[8:].strip()
+            image.workdir = line[8:].strip()
         elif line.startswith("ENTRYPOINT "):
-            facts["entrypoint"] = json.loads(line[11:])
+            image.entrypoint = json.loads(line[11:])
         elif line.startswith("CMD "):
-            facts["cmd"] = json.loads(line[4:])
+            image.cmd = json.loads(line[4:])
         elif line.startswith("HEALTHCHECK "):
-            facts["healthcheck"] = json.loads(line.split(" CMD ", 1)[1])
-    return facts
+            image.healthcheck = json.loads(line.split(" CMD ", 1)[1])
+    return image
+
+
+def _array(name: str, values: list[str]) -> str:
+    return f"{name}=({' '.join(shlex.quote(v) for v in values)})"
 
 
 def main(argv: list[str]) -> int:
@@ -123,29 +143,22 @@ def main(argv: list[str]) -> int:
     out: list[str] = []
     for name, service in services.items():
         var = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-        volumes = service["volumes"]
-        environment = service["environment"]
-        healthcheck = service["healthcheck"]
-        assert isinstance(volumes, list) and isinstance(environment, dict)
-        assert isinstance(healthcheck, list)
-        out.append(f"{var}_VOLUMES=({' '.join(shlex.quote(v) for v in volumes)})")
-        out.append(
-            f"{var}_ENV=({' '.join(shlex.quote(f'{k}={v}') for k, v in environment.items())})"
-        )
-        if healthcheck[:1] != ["CMD"]:
+        if service.healthcheck[:1] != ["CMD"]:
             print(f"compose_facts: {name}: healthcheck test must start with CMD", file=sys.stderr)
             return 2
-        out.append(f"{var}_HEALTH=({' '.join(shlex.quote(v) for v in healthcheck[1:])})")
-    facts = dockerfile_facts(dockerfile.read_text())
-    env_facts = facts["env"]
-    assert isinstance(env_facts, dict)
-    out.append(f"IMAGE_ENV=({' '.join(shlex.quote(f'{k}={v}') for k, v in env_facts.items())})")
-    for key in ("entrypoint", "cmd", "healthcheck"):
-        value = facts[key]
-        assert isinstance(value, list)
-        out.append(f"IMAGE_{key.upper()}=({' '.join(shlex.quote(v) for v in value)})")
-    out.append(f"IMAGE_USER={shlex.quote(str(facts['user']))}")
-    out.append(f"IMAGE_WORKDIR={shlex.quote(str(facts['workdir']))}")
+        out.append(_array(f"{var}_VOLUMES", service.volumes))
+        out.append(_array(f"{var}_ENV", [f"{k}={v}" for k, v in service.environment.items()]))
+        out.append(_array(f"{var}_HEALTH", service.healthcheck[1:]))
+    image = dockerfile_facts(dockerfile.read_text())
+    if not (image.user and image.entrypoint and image.healthcheck):
+        print("compose_facts: Dockerfile without USER, ENTRYPOINT or HEALTHCHECK", file=sys.stderr)
+        return 2
+    out.append(_array("IMAGE_ENV", [f"{k}={v}" for k, v in image.env.items()]))
+    out.append(_array("IMAGE_ENTRYPOINT", image.entrypoint))
+    out.append(_array("IMAGE_CMD", image.cmd))
+    out.append(_array("IMAGE_HEALTHCHECK", image.healthcheck))
+    out.append(f"IMAGE_USER={shlex.quote(image.user)}")
+    out.append(f"IMAGE_WORKDIR={shlex.quote(image.workdir)}")
     print("\n".join(out))
     return 0
 

@@ -10,10 +10,14 @@ containers or Asterisk.
 from __future__ import annotations
 
 import configparser
+import importlib.util
+import os
 import re
 import subprocess
+import sys
 import wave
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -239,3 +243,130 @@ def test_run_local_asterisk_refuses_unsafe_credentials(tmp_path: Path) -> None:
     assert 2 == result.returncode
     assert "must match" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+VERIFY = DOCKER / "verify-native.sh"
+
+
+def compose_facts_module() -> ModuleType:
+    """docker/verify-native/compose_facts.py, imported from its path (it is not a package)."""
+    path = DOCKER / "verify-native" / "compose_facts.py"
+    spec = importlib.util.spec_from_file_location("compose_facts", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compose_facts"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_verify_native_reads_every_mount_and_health_check_of_compose() -> None:
+    """The re-enactment mounts what compose mounts and runs compose's health checks."""
+    facts = compose_facts_module()
+    services = facts.compose_services(COMPOSE.read_text(), {})
+    mounts = re.findall(r"^\s+- (\.\.?/[^:]+):", compose_services()["asterisk"], re.M)
+    assert ["asterisk", "postgres", "asterisk-recorder"] == list(services)
+    assert mounts == [v.split(":")[0] for v in services["asterisk"].volumes if v.startswith(".")]
+    assert ["CMD", "asterisk", "-rx", "core waitfullybooted"] == services["asterisk"].healthcheck
+    assert ["CMD", "pg_isready"] == services["postgres"].healthcheck[:2]
+    assert "/readyz" in services["asterisk-recorder"].healthcheck[-1]
+    assert "change-me" == services["postgres"].environment["POSTGRES_PASSWORD"]
+
+
+def test_verify_native_interpolates_like_compose() -> None:
+    """${VAR:-default} takes the environment's non-empty value, else the default."""
+    facts = compose_facts_module()
+    assert "v" == facts.interpolate("${X:-d}", {"X": "v"})
+    assert "d" == facts.interpolate("${X:-d}", {"X": ""})
+    assert "a-d-b" == facts.interpolate("a-${X:-d}-b", {})
+
+
+def test_verify_native_runs_the_dockerfile_user_env_and_commands() -> None:
+    """USER, ENV, ENTRYPOINT, CMD and HEALTHCHECK are read from the Dockerfile as written."""
+    image = compose_facts_module().dockerfile_facts(DOCKERFILE.read_text())
+    assert "10001:10001" == image.user
+    assert (["asterisk-recorder"], ["serve"]) == (image.entrypoint, image.cmd)
+    assert "python" == image.healthcheck[0]
+    assert "/readyz" in image.healthcheck[-1]
+    assert "/var/lib/asterisk-recorder/spool" == image.env["ASTERISK_RECORDER_LEDGER_SPOOL_DIR"]
+    assert "/var/lib/asterisk-recorder" == image.workdir
+
+
+def test_compose_facts_refuses_a_shell_form_health_check(tmp_path: Path) -> None:
+    """A health check the script could not run as written is a usage error, not a guess."""
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(
+        "services:\n  one:\n    image: x\n    healthcheck:\n      test: curl -f http://x\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(DOCKER / "verify-native" / "compose_facts.py"),
+            str(compose),
+            str(DOCKERFILE),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert 2 == result.returncode
+    assert "healthcheck test must start with CMD" in result.stderr
+
+
+def test_verify_native_fills_every_sipp_placeholder() -> None:
+    """Every @NAME@ of the SIPp templates in docker/verify-native/ is substituted by the script."""
+    used = {
+        token
+        for scenario in (DOCKER / "verify-native").glob("*.xml")
+        for token in re.findall(r"@([A-Z_]+)@", scenario.read_text())
+    }
+    substituted = set(re.findall(r'-e "s\|@([A-Z_]+)@\|', VERIFY.read_text()))
+    assert {"BEFORE_MS", "PCAP", "SPEECH", "AFTER_MS"} <= used
+    assert set() == used - substituted
+
+
+def test_verify_native_refuses_a_missing_asterisk_and_creates_nothing(tmp_path: Path) -> None:
+    """Without root or an installed Asterisk it exits 2 with a clear message, builds nothing."""
+    result = subprocess.run(
+        ["bash", str(VERIFY), str(tmp_path / "work")],
+        env={"PATH": "/usr/bin:/bin", "ASTERISK_BIN": str(tmp_path / "no-asterisk")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    expected = "no Asterisk binary at" if os.geteuid() == 0 else "run as root"
+    assert 2 == result.returncode
+    assert expected in result.stderr
+    assert not (tmp_path / "work").exists()
+
+
+def demo_extensions() -> list[str]:
+    """The extensions of [recorder-demo] in etc/extensions.conf, in order."""
+    text = (REPO / "etc" / "extensions.conf").read_text()
+    section = text.split("[recorder-demo]", 1)[1].split("\n[", 1)[0]
+    return re.findall(r"^exten => (\w+),1,", section, re.M)
+
+
+def test_docker_docs_list_exactly_the_demo_extensions() -> None:
+    """install-docker.md's dial table names every extension of [recorder-demo], no other."""
+    doc = (REPO / "docs" / "install-docker.md").read_text()
+    table = re.findall(r"^\| `(\d+)` \|", doc, re.M)
+    assert ["100", "101", "102", "103", "200"] == demo_extensions()
+    assert demo_extensions() == table
+
+
+def test_demo_extensions_force_the_modes_they_are_documented_with() -> None:
+    """102 forces opt_in (channel variable), 103 forces opt_out (Gosub argument)."""
+    text = (REPO / "etc" / "extensions.conf").read_text()
+    assert re.search(r"^exten => 102,1,.*\n same => n,Set\(RECORDER_POLICY=opt_in\)", text, re.M)
+    assert re.search(
+        r"^exten => 103,1,.*\n same => n,Gosub\(recorder-consent,s,1\(opt_out,en\)\)", text, re.M
+    )
+
+
+def test_docker_docs_explain_verifying_without_docker() -> None:
+    """The re-enactment is documented where the compose file is, with its script's name."""
+    doc = (REPO / "docs" / "install-docker.md").read_text()
+    section = doc.split("## Verifying without Docker", 1)[1].split("\n## ", 1)[0]
+    assert "docker/verify-native.sh" in section
+    assert "ASTERISK_SAMPLES" in section
