@@ -114,6 +114,12 @@ exten => s,1,Answer()
 [t-caller]
 exten => s,1,Wait(0.5)
  same => n,Hangup()
+
+; A marker call after each test call: once its line is in the log, every line the test call
+; queued before it is too (one logger thread writes them in order).
+[t-mark]
+exten => _X!,1,Log(NOTICE,MARK ${EXTEN})
+ same => n,Hangup()
 """
 
 SAMPLE_PASSWORD = "CHANGE-ME-to-a-long-random-secret"
@@ -179,13 +185,33 @@ class Asterisk:
         """Originate a Local channel into ``destination``; return the log lines of the call."""
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         self.cli(f"channel originate Local/{destination} extension s@t-caller")
+        started = f"Executing [{destination}:1]"
+        await self._until_logged(started, f"call to {destination} never started")
         deadline = time.monotonic() + 20
-        await asyncio.sleep(0.1)
         while self.channel_count() != 0:
             if time.monotonic() > deadline:
                 raise AssertionError(f"call to {destination} did not end")
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.1)  # the log writer runs in its own thread
+        marker = str(uuid.uuid4().int % 10**12).rjust(12, "0")
+        self.cli(f"channel originate Local/{marker}@t-mark application NoOp")
+        lines = await self._until_logged(f"MARK {marker}", "the log writer never caught up")
+        mark_channel = f"Local/{marker}@t-mark"
+        return lines[: next(i for i, line in enumerate(lines) if mark_channel in line)]
+
+    async def _until_logged(self, text: str, failure: str) -> list[str]:
+        """Wait (up to 20 s) until ``text`` is in the log after the call's offset; its lines."""
+        deadline = time.monotonic() + 20
+        while True:
+            lines = await asyncio.to_thread(self._lines_since_offset)
+            if any(text in line for line in lines):
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(failure + ":\n" + "\n".join(lines[-20:]))
+            await asyncio.sleep(0.02)
+
+    def _lines_since_offset(self) -> list[str]:
+        if not self.log.exists():
+            return []
         with self.log.open("rb") as handle:
             handle.seek(self._offset)
             return handle.read().decode("utf-8", "replace").splitlines()
@@ -283,6 +309,7 @@ def _running_asterisk(
     ari = (ROOT / "etc" / "ari.conf").read_text()
     (etc / "ari.conf").write_text(ari.replace(SAMPLE_PASSWORD, ARI_PASSWORD))
     http = (ROOT / "etc" / "http.conf").read_text()
+    assert "bindport = 8088" in http  # never the demo Asterisk's port: always a free one
     (etc / "http.conf").write_text(http.replace("bindport = 8088", f"bindport = {http_port}"))
     globals_ = (
         f"AGI_TEST_PORT={agi_port}\nAGI_CLOSED_PORT={closed_port}\n"
@@ -616,6 +643,7 @@ def test_shipped_samples_load_into_asterisk(tmp_path: Path) -> None:
     """etc/extensions.conf (with recorder.conf) and etc/pjsip.conf load without a config error:
     the demo context and the softphone endpoint exist."""
     sip_port = _free_port()
+    assert "bind = 0.0.0.0:5060" in (ROOT / "etc" / "pjsip.conf").read_text()  # replaced below
     files = {
         "extensions.conf": (ROOT / "etc" / "extensions.conf").read_text(),
         "pjsip.conf": (ROOT / "etc" / "pjsip.conf")
