@@ -17,6 +17,7 @@ from asterisk_recorder.agi.protocol import (
     AgiConnection,
     AgiEnvironment,
     AgiReply,
+    ConnectionState,
     digit_from_result,
 )
 from asterisk_recorder.errors import AgiCommandError, AgiHangup, AgiProtocolError, AgiTimeout
@@ -40,6 +41,8 @@ class AgiChannel:
         read_timeout: seconds Asterisk has to send the environment or answer a command
             (commands that wait on the caller get their own wait added).
         observer: optional ``CommandObserver`` for metrics and benchmarks.
+        on_reaction: optional callback given the seconds from each reply received to the next
+            command sent (the driver's reaction time, ``asterisk_recorder_reaction_seconds``).
     """
 
     def __init__(
@@ -49,11 +52,14 @@ class AgiChannel:
         *,
         read_timeout: float,
         observer: CommandObserver | None = None,
+        on_reaction: Callable[[float], None] | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._read_timeout = read_timeout
         self._observer = observer
+        self._on_reaction = on_reaction
+        self._replied_at: float | None = None
         self._connection = AgiConnection()
         self.bytes_received = 0
         """How many bytes the peer sent so far (0: it connected and closed, or sent nothing)."""
@@ -62,6 +68,34 @@ class AgiChannel:
     def hung_up(self) -> bool:
         """True once Asterisk said ``HANGUP`` or a command reported the channel gone."""
         return self._connection.hung_up
+
+    @property
+    def reply_pending(self) -> bool:
+        """True while a command was sent and its reply not read (e.g. after a cancellation)."""
+        return self._connection.state in (ConnectionState.AWAITING_REPLY, ConnectionState.USAGE)
+
+    async def settle(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a wait
+        """Read and drop the reply of a command whose wait was cancelled.
+
+        Returns True when the connection is idle again (a command may be sent), False when
+        the reply did not come within ``timeout`` or the connection broke.
+        """
+        if not self.reply_pending:
+            return self._connection.state is ConnectionState.IDLE
+        try:
+            async with asyncio.timeout(timeout):
+                while self._connection.state is not ConnectionState.IDLE:
+                    try:
+                        if self._connection.next_reply() is None:
+                            await self._fill()
+                    except AgiHangup:
+                        continue
+                    except AgiCommandError:
+                        continue
+        except (TimeoutError, AgiProtocolError):
+            return False
+        self._replied_at = time.perf_counter()
+        return self._connection.state is ConnectionState.IDLE
 
     @property
     def environment(self) -> AgiEnvironment | None:
@@ -90,6 +124,7 @@ class AgiChannel:
                     await self._fill()
         except TimeoutError as exc:
             raise AgiTimeout(f"no AGI environment within {self._read_timeout:g} s") from exc
+        self._replied_at = time.perf_counter()  # the first command is a reaction to it
         return env
 
     async def command(
@@ -118,6 +153,10 @@ class AgiChannel:
         """
         data = self._connection.send_command(command, *arguments, force_quote=force_quote)
         started = time.perf_counter()
+        if self._replied_at is not None:
+            reaction, self._replied_at = started - self._replied_at, None
+            if self._on_reaction is not None:
+                self._on_reaction(reaction)
         timeout = self._read_timeout + wait
         hangup = False
         try:
@@ -139,6 +178,9 @@ class AgiChannel:
                     await self._fill()
         except TimeoutError as exc:
             raise AgiTimeout(f"no reply to {command} within {timeout:g} s") from exc
+        except AgiCommandError:
+            self._replied_at = time.perf_counter()  # an error reply is a reply: react to it
+            raise
         except (AgiProtocolError, ConnectionError, OSError) as exc:
             if self._connection.hung_up:
                 # Asterisk said HANGUP, then closed (AGIEXITONHANGUP=yes): a hang-up.
@@ -146,8 +188,9 @@ class AgiChannel:
             if isinstance(exc, AgiProtocolError):
                 raise
             raise AgiProtocolError(f"connection lost during {command}: {exc}") from exc
+        self._replied_at = time.perf_counter()
         if self._observer is not None:
-            self._observer(command, time.perf_counter() - started)
+            self._observer(command, self._replied_at - started)
         return reply
 
     async def answer(self) -> None:

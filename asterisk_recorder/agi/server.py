@@ -23,6 +23,7 @@ from asterisk_recorder.errors import (
     AgiHangup,
     AgiProtocolError,
     AgiTimeout,
+    ConfigError,
 )
 from asterisk_recorder.logs import get_logger
 from asterisk_recorder.settings import AgiSettings
@@ -42,13 +43,16 @@ class ServerStats:
     accepted: int = 0
     """Connections that got a session slot."""
     rejected: int = 0
-    """Connections closed at once because ``max_sessions`` were running."""
+    """Connections closed at once because ``max_sessions`` were running or the server was
+    shutting down."""
     empty: int = 0
     """Connections that closed (or stayed silent) without sending a byte."""
     failed: int = 0
     """Sessions ended by a protocol error, a timeout or an unexpected exception."""
     completed: int = 0
     """Sessions whose handler returned normally (or saw the caller hang up)."""
+    aborted: int = 0
+    """Sessions still running when ``close``'s grace ran out (cancelled: failed closed)."""
 
 
 class FastAgiServer:
@@ -59,8 +63,12 @@ class FastAgiServer:
             ``read_timeout``.
         handler: the ``SessionHandler`` run for each call.
         observer: optional ``CommandObserver`` given to every channel.
+        on_reaction: optional callback given every channel's reaction time (seconds from an
+            AGI reply received to the next command sent), e.g. a metrics histogram.
+        abort_timeout: after ``close``'s grace, how long a cancelled session may take to fail
+            closed (store its decision, set ``RECORDER_DECISION=skip``) before it is cut.
 
-    Use ``await start()`` / ``await close()`` or ``async with``.
+    Use ``await start()`` / ``await close(grace=...)`` or ``async with``.
     """
 
     def __init__(
@@ -69,10 +77,15 @@ class FastAgiServer:
         handler: SessionHandler,
         *,
         observer: CommandObserver | None = None,
+        on_reaction: Callable[[float], None] | None = None,
+        abort_timeout: float = 10.0,
     ) -> None:
         self._settings = settings
         self._handler = handler
         self._observer = observer
+        self._on_reaction = on_reaction
+        self._abort_timeout = abort_timeout
+        self._closing = False
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self.stats = ServerStats()
@@ -95,12 +108,23 @@ class FastAgiServer:
         return len(self._sessions)
 
     async def start(self) -> None:
-        """Bind and start accepting connections."""
+        """Bind and start accepting connections.
+
+        Raises:
+            ConfigError: the address cannot be listened on (port in use, address not local,
+                no permission).
+        """
         if self._server is not None:
             raise RuntimeError("FastAgiServer already started")
-        self._server = await asyncio.start_server(
-            self._on_connection, self._settings.host, self._settings.port, reuse_address=True
-        )
+        host, port = self._settings.host, self._settings.port
+        try:
+            self._server = await asyncio.start_server(
+                self._on_connection, host, port, reuse_address=True
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"agi: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
         _log.info(
             "agi.server.listening",
             host=self._settings.host,
@@ -109,19 +133,35 @@ class FastAgiServer:
         )
 
     async def close(self, grace: float = 5.0) -> None:
-        """Stop accepting, give running sessions ``grace`` seconds, then cancel the rest."""
+        """Shut down: stop accepting at once, let sessions finish, fail the rest closed.
+
+        The listening socket is closed first, so a connection arriving while draining gets no
+        session (it is refused, or closed without a command: Asterisk's dialplan finds no
+        decision and fails closed). Running sessions get ``grace`` seconds (``serve`` passes
+        ``controller.shutdown_grace``); the ones still running are then cancelled, which a
+        consent session answers by failing closed (decision ``failed`` stored, ``skip`` set
+        when the channel still answers) within ``abort_timeout``; whatever still runs after
+        that is cancelled again and cut. Calling ``close`` again does nothing.
+        """
         if self._server is None:
             return
         server, self._server = self._server, None
+        self._closing = True
         server.close()
+        _log.info("agi.server.draining", sessions=len(self._sessions), grace_seconds=grace)
         pending = set(self._sessions)
         if pending:
-            _, still = await asyncio.wait(pending, timeout=grace)
-            for task in still:
-                task.cancel()
+            _, still = await asyncio.wait(pending, timeout=max(grace, 0.0))
             if still:
-                await asyncio.wait(still)
-                _log.warning("agi.server.sessions_cancelled", count=len(still))
+                _log.warning("agi.server.sessions_aborted", count=len(still))
+                for task in still:
+                    task.cancel()
+                _, cut = await asyncio.wait(still, timeout=self._abort_timeout)
+                for task in cut:
+                    task.cancel()
+                if cut:
+                    await asyncio.wait(cut)
+                    _log.error("agi.server.sessions_cut", count=len(cut))
         await server.wait_closed()
         _log.info("agi.server.closed")
 
@@ -136,6 +176,11 @@ class FastAgiServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         peer = _peer_name(writer)
+        if self._closing:
+            self.stats.rejected += 1
+            _log.warning("agi.session.rejected", peer=peer, reason="shutting down")
+            await _close(writer)
+            return
         if len(self._sessions) >= self._settings.max_sessions:
             self.stats.rejected += 1
             _log.warning(
@@ -160,7 +205,11 @@ class FastAgiServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
         channel = AgiChannel(
-            reader, writer, read_timeout=self._settings.read_timeout, observer=self._observer
+            reader,
+            writer,
+            read_timeout=self._settings.read_timeout,
+            observer=self._observer,
+            on_reaction=self._on_reaction,
         )
         try:
             env = await channel.read_environment()
@@ -175,6 +224,9 @@ class FastAgiServer:
             return
         try:
             await self._handler(channel, env)
+        except asyncio.CancelledError:
+            self.stats.aborted += 1
+            raise
         except AgiHangup:
             self.stats.completed += 1
         except (AgiProtocolError, AgiTimeout, AgiCommandError) as exc:

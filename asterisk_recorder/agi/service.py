@@ -2,8 +2,13 @@
 
 This module owns ``start_fastagi``: it builds the ``FastAgiServer`` with the consent session
 handler, reports each finished session to the service (which writes the canonical
-``consent.decided`` line and the decision metrics) and exposes the open-session gauge. It must
+``consent.decided`` line and the decision metrics), exposes the open-session gauge and feeds
+each AGI reaction time (reply received -> next command sent) to ``reaction_seconds``. It must
 not contain protocol or consent logic.
+
+Shutdown: ``await server.close(grace=settings.controller.shutdown_grace)`` at the start of the
+drain (next to the ARI controllers' ``drain``), so no FastAGI connection is taken while
+draining. ``calls_active`` covers AGI when the service adds ``server.active_sessions`` to it.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ async def start_fastagi(
         flow_factory: a fresh ``ConsentFlow`` per call.
         sink: the ledger.
         instance_id: kept in every decision.
-        metrics: ``RecorderMetrics`` (its ``agi_sessions_active`` gauge is attached), or None.
+        metrics: ``RecorderMetrics`` (its ``agi_sessions_active`` gauge is attached and every
+            AGI reaction time is observed in ``reaction_seconds``), or None.
         on_decided: writes ``consent.decided``; None lets each session write its own line.
     """
 
@@ -75,7 +81,12 @@ async def start_fastagi(
         on_result=finished,
         log_decided=on_decided is None,
     )
-    server = FastAgiServer(settings.agi, handler)
+    reaction = getattr(metrics, "reaction_seconds", None)
+    server = FastAgiServer(
+        settings.agi,
+        handler,
+        on_reaction=reaction.observe if reaction is not None else None,
+    )
     await server.start()
     gauge = getattr(metrics, "agi_sessions_active", None)
     if gauge is not None:

@@ -12,6 +12,20 @@ This module owns the translation between the pure ``ConsentFlow`` and AGI comman
 - ``SetVariables``  -> ``SET VARIABLE RECORDER_* <value>`` (the dialplan starts MixMonitor)
 - ``HandBack``      -> end of the session (closing the connection returns to dialplan)
 
+Shutdown: a session whose task is cancelled (``FastAgiServer.close`` after its grace) fails
+closed instead of vanishing: the flow gets ``ActionFailed(action="Abort", reason="controller
+shutting down")`` and decides ``failed`` (a decision already made, or a store already under way,
+is kept as it is), the decision is stored, ``RECORDER_DECISION=skip`` and the other variables
+are set when the channel still answers, and ``consent.decided`` is written once.
+
+Numbers: the caller is ``agi_callerid``; the called number is ``RECORDER_CALLED`` (set by the
+operator's dialplan), else ``CALLERID(dnid)`` / ``agi_dnid``, else the extension when it is a
+number (never ``s``). On an outbound ``Dial(...,U(recorder-consent-callee^...))`` the session
+runs on the *called* channel, where the extension is ``s`` and the DNID is usually empty: the
+caller number is then the calling party as presented to the callee (``CALLERID(num)`` of that
+channel) and the called number -- the party asked for consent -- is whatever the dialplan put
+in ``RECORDER_CALLED`` (``Set(_RECORDER_CALLED=${EXTEN})`` before ``Dial`` passes it down).
+
 Caller-controlled text (caller id, name, dialled number) is read from the environment block and
 kept as evidence only: it never reaches a command. Every command this module sends is one of
 a fixed set of forms whose arguments are configuration (sound ids and languages validated by
@@ -22,6 +36,7 @@ talk to PostgreSQL itself (the ``DecisionSink`` does).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import uuid
@@ -51,7 +66,7 @@ from asterisk_recorder.flow.actions import (
     StopPrompt,
     StoreDecision,
 )
-from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.flow.decision import ConsentDecision, Outcome
 from asterisk_recorder.flow.events import (
     ActionFailed,
     Answered,
@@ -67,12 +82,13 @@ from asterisk_recorder.flow.events import (
     PromptStarted,
     TimerExpired,
 )
-from asterisk_recorder.ledger.sink import DecisionSink
+from asterisk_recorder.ledger.sink import DecisionSink, StoreReceipt
 from asterisk_recorder.logs import get_logger
 
 __all__ = [
     "GATHER_EXPRESSION",
     "IDENTITY_VARIABLES",
+    "NUMBER_VARIABLES",
     "OVERRIDE_VARIABLES",
     "REQUIRED_ENVIRONMENT",
     "ConsentSession",
@@ -89,18 +105,23 @@ REQUIRED_ENVIRONMENT = ("request", "channel", "uniqueid", "threadid")
 OVERRIDE_VARIABLES = ("RECORDER_POLICY", "RECORDER_JURISDICTION", "RECORDER_LANGUAGE")
 """Channel variables that override the policy, jurisdiction and language of one call."""
 
+NUMBER_VARIABLES = ("RECORDER_CALLED", "CALLERID(dnid)")
+"""The called number: the operator's ``RECORDER_CALLED`` override, then the channel's DNID."""
+
 IDENTITY_VARIABLES = ("CHANNEL(linkedid)", "ENTITYID")
 """The call's linkedid and Asterisk's entity id (the ARI ``asterisk_id``)."""
 
 _SEPARATOR = "|"
 
 GATHER_EXPRESSION = _SEPARATOR.join(
-    f"${{{name}}}" for name in (*OVERRIDE_VARIABLES, *IDENTITY_VARIABLES)
+    f"${{{name}}}" for name in (*OVERRIDE_VARIABLES, *NUMBER_VARIABLES, *IDENTITY_VARIABLES)
 )
 """The one ``GET FULL VARIABLE`` expression read before the flow starts."""
 
 _MAX_EVENTS = 10_000
 _CHANNEL_STATE_UP = 6
+_ABORT_REASON = "controller shutting down"
+_KEPT_ON_ABORT = (DecisionStored, DecisionStoreFailed, CallerHungUp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +138,7 @@ class SessionResult:
         channel_id: the call's ``agi_uniqueid``.
         seconds: how long the session ran (environment read to end).
         error: why the AGI connection became unusable, if it did.
+        aborted: True when the session was cancelled (shutdown) and failed closed.
     """
 
     decision: ConsentDecision | None
@@ -128,25 +150,35 @@ class SessionResult:
     channel_id: str = ""
     seconds: float = 0.0
     error: str | None = None
+    aborted: bool = False
 
     @property
     def fail_closed(self) -> bool:
         """True when the call ended without a usable decision handed back to dialplan."""
         return (
             self.decision is None
+            or self.aborted
+            or self.decision.outcome is Outcome.FAILED
             or not self.stored
             or self.error is not None
             or (not self.hung_up and not self.handed_back)
         )
 
 
-def _called_number(env: AgiEnvironment) -> str:
-    """The dialled number: the extension, or the DNID when the extension is ``s``-like."""
+def _called_number(env: AgiEnvironment, variables: dict[str, str]) -> str:
+    """The called number, as the ARI controller picks it.
+
+    ``RECORDER_CALLED`` (the operator's override), else ``CALLERID(dnid)`` (``agi_dnid``), else
+    the extension when it holds a digit (``s`` inside a Gosub or ``U()`` means unknown).
+    """
+    override = variables.get("RECORDER_CALLED", "").strip()
+    if override:
+        return override
+    dnid = variables.get("CALLERID(dnid)", "").strip() or _unknown_to_empty(env.get("dnid"))
+    if dnid:
+        return dnid
     extension = env.get("extension")
-    if any(c.isdigit() for c in extension):
-        return extension
-    dnid = env.get("dnid")
-    return "" if dnid == "unknown" else dnid
+    return extension if any(c.isdigit() for c in extension) else ""
 
 
 def _unknown_to_empty(value: str) -> str:
@@ -166,7 +198,9 @@ def call_info_from_environment(
 
     Overrides: the URL query (``?policy=...&lang=...``) or positional AGI args (``policy``,
     ``lang``) first, then ``RECORDER_POLICY`` / ``RECORDER_LANGUAGE``; the jurisdiction from
-    ``RECORDER_JURISDICTION``. Empty values count as absent. Numbers and names are carried
+    ``RECORDER_JURISDICTION``; the called number from ``RECORDER_CALLED``, else
+    ``CALLERID(dnid)``, else a numeric extension (see the module docstring for ``U()``).
+    Empty values count as absent. Numbers and names are carried
     as-is (evidence); the flow never lets them reach a file name or a command.
     """
     query = env.query
@@ -191,7 +225,7 @@ def call_info_from_environment(
         instance_id=instance_id,
         caller_number=_unknown_to_empty(env.get("callerid")),
         caller_name=_unknown_to_empty(env.get("calleridname")),
-        called_number=_called_number(env),
+        called_number=_called_number(env, variables),
         language=language.strip(),
         policy_override=policy.strip() if policy and policy.strip() else None,
         jurisdiction_override=(
@@ -211,7 +245,8 @@ class ConsentSession:
         instance_id: this process's instance id (kept in the decision).
         log_decided: write the canonical ``consent.decided`` line (off when the caller, e.g.
             ``serve``, writes it from ``SessionResult``).
-        sink: where the decision is stored.
+        settle_timeout: after a cancellation, how long the command it interrupted may take to
+            answer before the connection is given up (and no variable can be set).
         clock: wall-clock epoch seconds for the flow's events (``time.time``).
         monotonic: monotonic seconds for deadlines and latency (``time.monotonic``).
     """
@@ -225,6 +260,7 @@ class ConsentSession:
         sink: DecisionSink,
         instance_id: str = "",
         log_decided: bool = True,
+        settle_timeout: float = 2.0,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -245,15 +281,65 @@ class ConsentSession:
         self._commands = 0
         self._variables: tuple[tuple[str, str], ...] = ()
         self._prompt_digit: DigitReceived | None = None
+        self._settle_timeout = settle_timeout
+        self._call: CallInfo | None = None
+        self._events: deque[Event] = deque()
+        self._todo: deque[Action] = deque()
+        self._store_task: asyncio.Future[StoreReceipt] | None = None
+        self._store_id = ""
+        self._aborting = False
+        self.result: SessionResult | None = None
+        """What the session did, once ``run`` ended (also when it was cancelled)."""
 
     # -- entry point ---------------------------------------------------------------------------
 
     async def run(self) -> SessionResult:
-        """Gather the call's details, run the flow to its end, log ``consent.decided``."""
+        """Gather the call's details, run the flow to its end, log ``consent.decided``.
+
+        Cancelled (shutdown): the flow is failed closed before ``CancelledError`` propagates;
+        ``result`` is set and ``consent.decided`` written in every case.
+        """
         started = self._monotonic()
-        call = await self._gather()
+        try:
+            self._call = await self._gather()
+            self._events.append(CallOffered(self._clock(), self._call))
+            await self._drive(self._call)
+        except asyncio.CancelledError:
+            await self._abort()
+            raise
+        finally:
+            self.result = self._finish(started)
+        return self.result
+
+    def _finish(self, started: float) -> SessionResult:
+        """Build the result and write ``consent.decided`` (once)."""
+        call = self._call or self._fallback_call()
+        self._call = call
+        if self._log_enabled:
+            self._log_decided(self._flow, call, started)
+        return SessionResult(
+            decision=self._flow.decision,
+            stored=self._stored,
+            handed_back=self._handed_back,
+            hung_up=self._gone,
+            variables=self._variables,
+            commands=self._commands,
+            channel_id=call.uniqueid,
+            seconds=self._monotonic() - started,
+            error=self._broken,
+            aborted=self._aborting,
+        )
+
+    def _fallback_call(self) -> CallInfo:
+        """The call as the environment alone describes it (cancelled before the overrides)."""
+        return call_info_from_environment(
+            self._env, {}, decision_id=str(uuid.uuid4()), instance_id=self._instance_id
+        )
+
+    async def _drive(self, call: CallInfo) -> None:
+        """Run the flow until it is done (the normal path)."""
         flow = self._flow
-        events: deque[Event] = deque([CallOffered(self._clock(), call)])
+        events = self._events
         handled = 0
         while not flow.done and handled < _MAX_EVENTS:
             if not events:
@@ -268,19 +354,43 @@ class ConsentSession:
             if event is self._prompt_digit and flow.state is State.PROMPTING:
                 # The key stopped STREAM FILE but did not decide: the prompt is over anyway.
                 events.appendleft(PromptFinished(event.at))
-        if self._log_enabled:
-            self._log_decided(flow, call, started)
-        return SessionResult(
-            decision=flow.decision,
-            stored=self._stored,
-            handed_back=self._handed_back,
-            hung_up=self._gone,
-            variables=self._variables,
-            commands=self._commands,
-            channel_id=call.uniqueid,
-            seconds=self._monotonic() - started,
-            error=self._broken,
+
+    async def _abort(self) -> None:
+        """Fail the flow closed after a cancellation (shutdown), keeping any decision made.
+
+        The action that was interrupted and the rest of its batch are carried out without
+        touching the caller (no answer, no prompt): a store under way is awaited, variables
+        are set once the interrupted command answered. A flow without a decision gets
+        ``ActionFailed("Abort")`` and decides ``failed``. Cancelling again cuts this short.
+        """
+        self._aborting = True
+        flow = self._flow
+        _log.warning(
+            "agi.session.aborted",
+            channel=self._env.channel[:80],
+            state=flow.state.value,
+            reason=_ABORT_REASON,
         )
+        if self._call is None:
+            self._call = self._fallback_call()
+        events: deque[Event] = deque(e for e in self._events if isinstance(e, _KEPT_ON_ABORT))
+        self._events.clear()
+        if flow.state is State.NEW:
+            events.appendleft(CallOffered(self._clock(), self._call))
+        elif self._todo:
+            interrupted = list(self._todo)
+            events.extend(await self._perform(interrupted))
+        abort_fed = False
+        handled = 0
+        while not flow.done and handled < _MAX_EVENTS:
+            if not events:
+                if flow.decision is not None or abort_fed:
+                    break
+                events.append(ActionFailed(self._clock(), "Abort", _ABORT_REASON))
+                abort_fed = True
+            event = events.popleft()
+            handled += 1
+            events.extend(await self._perform(flow.handle(event)))
 
     # -- before the flow -----------------------------------------------------------------------
 
@@ -291,7 +401,7 @@ class ConsentSession:
         fields (a value holds a ``|``), each one is read on its own instead, so a value can
         never shift into another field.
         """
-        names = (*OVERRIDE_VARIABLES, *IDENTITY_VARIABLES)
+        names = (*OVERRIDE_VARIABLES, *NUMBER_VARIABLES, *IDENTITY_VARIABLES)
         values: dict[str, str] = {}
         combined = await self._read(self._channel.get_full_variable, GATHER_EXPRESSION)
         parts = combined.split(_SEPARATOR) if combined is not None else []
@@ -302,7 +412,8 @@ class ConsentSession:
                 value = await self._read(self._channel.get_variable, name)
                 if value is not None:
                     values[name] = value
-        variables = {k: v for k, v in values.items() if k in OVERRIDE_VARIABLES and v}
+        wanted = (*OVERRIDE_VARIABLES, *NUMBER_VARIABLES)
+        variables = {k: v for k, v in values.items() if k in wanted and v}
         return call_info_from_environment(
             self._env,
             variables,
@@ -352,11 +463,13 @@ class ConsentSession:
             elif isinstance(action, CancelTimer):
                 self._timers.pop(action.name, None)
         events: list[Event] = []
-        for action in actions:
+        self._todo = deque(actions)
+        while self._todo:
+            action = self._todo[0]
             match action:
                 case StartTimer() | CancelTimer() | StopPrompt():
                     # StopPrompt: STREAM FILE already returned when the key stopped it.
-                    continue
+                    pass
                 case Answer():
                     events.extend(await self._answer())
                 case PlayPrompt():
@@ -367,6 +480,7 @@ class ConsentSession:
                     events.extend(await self._set_variables(variables))
                 case HandBack():
                     self._handed_back = not self._gone and self._broken is None
+            self._todo.popleft()
         return events
 
     def _expired(self, now: float) -> list[Event]:
@@ -415,6 +529,8 @@ class ConsentSession:
         return [ActionFailed(now, action, str(exc))]
 
     async def _answer(self) -> list[Event]:
+        if self._aborting:
+            return []  # shutting down: the caller is not touched before the hand-back
         if (unavailable := self._unavailable("Answer")) is not None:
             return unavailable
         self._commands += 1
@@ -425,6 +541,8 @@ class ConsentSession:
         return [*self._expired(self._monotonic()), Answered(self._clock())]
 
     async def _play(self, prompt: PlayPrompt) -> list[Event]:
+        if self._aborting:
+            return []
         if (unavailable := self._unavailable("PlayPrompt")) is not None:
             return unavailable
         sound = f"{prompt.language}/{prompt.sound}" if prompt.language else prompt.sound
@@ -470,8 +588,19 @@ class ConsentSession:
         return max(0.0, min(remaining, MAX_PROMPT_SECONDS))
 
     async def _store(self, decision: ConsentDecision) -> Event:
+        """Store the decision in a task of its own: cancelling the session never cancels it."""
+        task = self._store_task
+        if task is None or self._store_id != decision.decision_id:
+            new: asyncio.Future[StoreReceipt] = asyncio.ensure_future(self._sink.store(decision))
+            new.add_done_callback(_retrieve)
+            self._store_task, self._store_id = new, decision.decision_id
+            task = new
         try:
-            receipt = await self._sink.store(decision)
+            receipt = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # the sink itself was cancelled, not this session
+                return DecisionStoreFailed(self._clock(), "store cancelled")
+            raise
         except Exception as exc:  # any failure of the sink fails closed, never crashes
             _log.error(
                 "agi.decision.store_failed",
@@ -485,6 +614,17 @@ class ConsentSession:
         return DecisionStored(self._clock(), receipt.decision_id, spooled=receipt.spooled)
 
     async def _set_variables(self, variables: tuple[tuple[str, str], ...]) -> list[Event]:
+        # After a shutdown abort the cancelled command's reply comes first; a channel that no
+        # longer answers gets no variables (the dialplan finds none and fails closed).
+        if (
+            self._aborting
+            and self._channel.reply_pending
+            and self._broken is None
+            and not await self._channel.settle(self._settle_timeout)
+        ):
+            self._mark_broken(
+                AgiTimeout(f"no reply within {self._settle_timeout:g} s after the shutdown abort")
+            )
         if (unavailable := self._unavailable("SetVariables")) is not None:
             return unavailable
         done: list[tuple[str, str]] = []
@@ -604,15 +744,25 @@ def consent_handler(
                 channel=env.channel[:80],
             )
             return
-        result = await ConsentSession(
+        session = ConsentSession(
             channel,
             env,
             flow=flow_factory(),
             sink=sink,
             instance_id=instance_id,
             log_decided=log_decided,
-        ).run()
-        if on_result is not None:
-            on_result(result)
+        )
+        try:
+            await session.run()
+        finally:
+            # Also when cancelled (shutdown): the failed-closed decision is reported once.
+            if on_result is not None and session.result is not None:
+                on_result(session.result)
 
     return handle
+
+
+def _retrieve(task: asyncio.Future[StoreReceipt]) -> None:
+    """Mark a store task's exception as seen (the session logs it when it awaits the task)."""
+    if not task.cancelled():
+        task.exception()

@@ -35,6 +35,7 @@ __all__ = [
     "Finish",
     "Garbage",
     "HangUp",
+    "Hold",
     "Missing",
     "PeerMismatch",
     "Press",
@@ -294,7 +295,15 @@ class Garbage:
     data: bytes = b"\x16\x03\x01 garbage that is not AGI\n"
 
 
-Behaviour = Finish | Press | Silence | HangUp | Missing | Garbage
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A long prompt or wait: the reply (``result=0``) comes only after ``seconds``."""
+
+    seconds: float
+    endpos: int = 8000
+
+
+Behaviour = Finish | Press | Silence | HangUp | Missing | Garbage | Hold
 """What happens when the session plays a prompt or waits for a key."""
 
 
@@ -335,6 +344,7 @@ class ScriptedAsterisk:
     closed_by_program: bool = False
     """True when the program closed the connection (end of session) rather than us."""
     _hangup_pending: bool = False
+    _delay: float = 0.0
 
     async def run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send the environment, then answer commands until the program closes its side."""
@@ -372,6 +382,9 @@ class ScriptedAsterisk:
                 replies.append("HANGUP")
                 self._hangup_pending = False
             replies.extend(self._answer(argv))
+            if self._delay:
+                delay, self._delay = self._delay, 0.0
+                await asyncio.sleep(delay)  # the prompt plays (or the wait runs) meanwhile
             if self._hangup_pending and self.exit_on_hangup:
                 # AGIEXITONHANGUP=yes: Asterisk says HANGUP and closes the connection.
                 await _write(writer, [*replies, "HANGUP"])
@@ -472,6 +485,9 @@ class ScriptedAsterisk:
                 return "200 result=-1 endpos=0"
             case Silence():
                 return "200 result=0 endpos=8000"
+            case Hold(seconds, endpos):
+                self._delay = seconds
+                return f"200 result=0 endpos={endpos}"
             case Garbage(data):
                 return data.decode("latin-1").rstrip("\n")
 
@@ -484,6 +500,9 @@ class ScriptedAsterisk:
                 self._die()
                 return "200 result=-1"
             case Silence() | Finish() | Missing():
+                return "200 result=0"
+            case Hold(seconds):
+                self._delay = seconds
                 return "200 result=0"
             case Garbage(data):
                 return data.decode("latin-1").rstrip("\n")

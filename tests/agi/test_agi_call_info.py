@@ -41,11 +41,35 @@ def test_extension_s_inside_a_gosub_falls_back_to_the_dnid() -> None:
     assert "1795449972.115" == call.linkedid
 
 
-def test_numeric_extension_is_the_called_number() -> None:
-    """A dialled extension with digits wins over the DNID."""
-    lines = [*BASE[:7], "agi_extension: 100", "agi_threadid: 1"]
+def test_numeric_extension_is_the_called_number_when_there_is_no_dnid() -> None:
+    """A dialled extension with digits is the called number when the DNID is unknown."""
+    lines = [*BASE[:6], "agi_dnid: unknown", "agi_extension: 100", "agi_threadid: 1"]
 
     assert "100" == info(lines).called_number
+
+
+def test_dnid_wins_over_the_extension_as_in_the_ari_controller() -> None:
+    """``CALLERID(dnid)`` beats a rewritten extension (the ARI controller's order)."""
+    lines = [*BASE[:7], "agi_extension: 100", "agi_threadid: 1"]
+
+    assert "2125550000" == info(lines).called_number
+    assert "2125550111" == info(lines, {"CALLERID(dnid)": "2125550111"}).called_number
+
+
+def test_recorder_called_overrides_dnid_and_extension() -> None:
+    """The operator's ``RECORDER_CALLED`` is the called number; blank counts as absent."""
+    lines = [*BASE[:7], "agi_extension: 100", "agi_threadid: 1"]
+    variables = {"RECORDER_CALLED": "+33142685300", "CALLERID(dnid)": "2125550111"}
+
+    assert "+33142685300" == info(lines, variables).called_number
+    assert "2125550111" == info(lines, {**variables, "RECORDER_CALLED": " "}).called_number
+
+
+def test_callee_leg_of_u_without_dnid_or_override_has_no_called_number() -> None:
+    """Inside ``U()`` (extension ``s``, no DNID) nothing is guessed: the called number is empty."""
+    lines = [*BASE[:6], "agi_dnid: unknown", "agi_threadid: 1"]
+
+    assert "" == info(lines).called_number
 
 
 def test_query_beats_positional_args_beats_channel_variables() -> None:

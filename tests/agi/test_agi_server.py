@@ -287,3 +287,25 @@ async def test_transcript_peer_reports_a_command_that_differs(shared_dir: Path) 
 
     with pytest.raises(PeerMismatch, match="expected 'ANSWER', got 'HANGUP'"):
         await replay(shared_dir / "asterisk-traces" / "agi-optout-ari-originate.agi.txt", wrong)
+
+
+async def test_reaction_is_the_time_from_a_reply_to_the_next_command() -> None:
+    """``on_reaction`` gets one sample per command, measured from the previous reply."""
+    reactions: list[float] = []
+
+    async def handler(channel: AgiChannel, env: AgiEnvironment) -> None:
+        await channel.answer()
+        await asyncio.sleep(0.05)  # the driver thinks between the reply and the next command
+        await channel.answer()
+
+    server = FastAgiServer(
+        AgiSettings(host="127.0.0.1", port=0), handler, on_reaction=reactions.append
+    )
+    await server.start()
+    try:
+        await ScriptedAsterisk(OPT_OUT).connect("127.0.0.1", server.port)
+    finally:
+        await server.close()
+
+    assert 2 == len(reactions)
+    assert reactions[1] >= 0.05

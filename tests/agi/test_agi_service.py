@@ -53,3 +53,25 @@ async def test_service_hook_gets_each_call_and_sessions_do_not_log_twice(
     assert fields["fail_closed"] is False
     assert [] == [e for e in logs if e["event"] == "consent.decided"]
     assert [decision] == sink.decisions
+
+
+async def test_each_agi_command_is_observed_as_a_reaction(
+    settings: Settings, engine: PolicyEngine
+) -> None:
+    """``reaction_seconds`` gets one sample per command (reply or environment -> command)."""
+    metrics = RecorderMetrics()
+    server = await start_fastagi(
+        settings,
+        flow_factory=lambda: ConsentFlow(settings.flow, engine),
+        sink=MemorySink(),
+        instance_id="svc-1",
+        metrics=metrics,
+    )
+    try:
+        peer = ScriptedAsterisk(consent_env("consent?policy=opt_out"), prompts=[Press("1")])
+        await peer.connect("127.0.0.1", server.port)
+    finally:
+        await server.close()
+
+    assert len(peer.commands) == metrics.reaction_seconds.count()
+    assert len(peer.commands) > 5

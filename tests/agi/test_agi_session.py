@@ -36,17 +36,19 @@ GATHER = [
         "FULL",
         "VARIABLE",
         "${RECORDER_POLICY}|${RECORDER_JURISDICTION}|${RECORDER_LANGUAGE}"
-        "|${CHANNEL(linkedid)}|${ENTITYID}",
+        "|${RECORDER_CALLED}|${CALLERID(dnid)}|${CHANNEL(linkedid)}|${ENTITYID}",
     ]
 ]
 
 FIXED_FORMS = [
     re.compile(
         r"GET FULL VARIABLE \$\{RECORDER_POLICY\}\|\$\{RECORDER_JURISDICTION\}"
-        r"\|\$\{RECORDER_LANGUAGE\}\|\$\{CHANNEL\(linkedid\)\}\|\$\{ENTITYID\}"
+        r"\|\$\{RECORDER_LANGUAGE\}\|\$\{RECORDER_CALLED\}\|\$\{CALLERID\(dnid\)\}"
+        r"\|\$\{CHANNEL\(linkedid\)\}\|\$\{ENTITYID\}"
     ),
     re.compile(
-        r"GET VARIABLE (RECORDER_(POLICY|JURISDICTION|LANGUAGE)|CHANNEL\(linkedid\)|ENTITYID)"
+        r"GET VARIABLE (RECORDER_(POLICY|JURISDICTION|LANGUAGE|CALLED)|CALLERID\(dnid\)"
+        r"|CHANNEL\(linkedid\)|ENTITYID)"
     ),
     re.compile(r"ANSWER"),
     re.compile(r'STREAM FILE en/recorder/consent-(opt-in|opt-out|announce) "[0-9*#]*"'),
@@ -308,9 +310,11 @@ async def test_override_holding_the_separator_is_read_on_its_own(rig: AgiRig) ->
         ["GET", "VARIABLE", "RECORDER_POLICY"],
         ["GET", "VARIABLE", "RECORDER_JURISDICTION"],
         ["GET", "VARIABLE", "RECORDER_LANGUAGE"],
+        ["GET", "VARIABLE", "RECORDER_CALLED"],
+        ["GET", "VARIABLE", "CALLERID(dnid)"],
         ["GET", "VARIABLE", "CHANNEL(linkedid)"],
         ["GET", "VARIABLE", "ENTITYID"],
-    ] == peer.commands[1:6]
+    ] == peer.commands[1:8]
     assert_fixed_forms(peer)
 
 
