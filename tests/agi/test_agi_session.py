@@ -529,3 +529,61 @@ async def test_hang_up_with_agiexitonhangup_closing_the_socket_is_abandoned(rig:
     assert Outcome.ABANDONED == result.decision.outcome
     assert result.error is None
     assert [] == commands_named(peer, "SET", "VARIABLE")
+
+
+CALLEE_LEG = consent_env(
+    "consent?policy=opt_out&lang=en",
+    channel="PJSIP/trunk-0000002a",
+    context="recorder-consent-agi",
+    extension="s",
+    dnid="unknown",
+    callerid="+14155551234",
+)
+"""What ``Dial(PJSIP/...@trunk,60,U(recorder-consent-callee^^en))`` runs on the called channel."""
+
+
+async def test_callee_leg_of_u_takes_the_called_number_from_recorder_called(
+    rig: AgiRig,
+) -> None:
+    """Inside ``U()`` (extension ``s``, no DNID) ``RECORDER_CALLED`` names the party asked."""
+    peer = ScriptedAsterisk(
+        CALLEE_LEG,
+        variables={"RECORDER_CALLED": "+33142685300"},
+        prompts=[Press("1")],
+    )
+
+    result = await rig.call(peer)
+
+    assert result.decision is not None
+    assert "+33142685300" == result.decision.called_number
+    assert "+14155551234" == result.decision.caller_number
+    assert "EU" in result.decision.policy_rows  # the French party's rules applied
+    assert_fixed_forms(peer)
+
+
+async def test_callee_leg_falls_back_to_the_channel_dnid_and_never_to_s(rig: AgiRig) -> None:
+    """Without ``RECORDER_CALLED`` the DNID read from the channel is used; ``s`` never is."""
+    with_dnid = ScriptedAsterisk(CALLEE_LEG, variables={"CALLERID(dnid)": "2125550000"})
+    without = ScriptedAsterisk(CALLEE_LEG)
+
+    assert "2125550000" == _called(await rig.call(with_dnid))
+    assert "" == _called(await rig.call(without))
+
+
+def _called(result: SessionResult) -> str:
+    """The called number of ``result``'s decision."""
+    assert result.decision is not None
+    return result.decision.called_number
+
+
+async def test_hostile_recorder_called_is_evidence_only(rig: AgiRig) -> None:
+    """A hostile ``RECORDER_CALLED`` is kept as text and never reaches a command."""
+    hostile = '12"),${SHELL(id)}|../x;\\'
+    peer = ScriptedAsterisk(CALLEE_LEG, variables={"RECORDER_CALLED": hostile + "\u00e9" * 50})
+
+    result = await rig.call(peer)
+
+    assert result.decision is not None
+    assert Outcome.FAILED != result.decision.outcome
+    assert_fixed_forms(peer)
+    assert all("SHELL" not in line for line in peer.lines[1:])
