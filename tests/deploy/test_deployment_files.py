@@ -1,6 +1,7 @@
 """Checks of the deployment files that need no Docker engine and no Asterisk.
 
-This module owns the static checks of ``docker/`` (compose file, controller Dockerfile), of the
+This module owns the static checks of ``docker/`` (compose file, controller Dockerfile, the
+verify-native.sh re-enactment and its compose reader, the demo extensions it documents), of the
 sample disclosure prompts (``asterisk_recorder/sounds``) and of the e2e suite's Asterisk runtime
 configuration (``tests/e2e/asterisk`` + ``run_local_asterisk.sh``): paths they reference exist,
 secrets and names agree with the ``etc/`` samples, nothing builds Asterisk. It must not start
