@@ -5,5 +5,3 @@ policy engine.
 """
 
 __all__: list[str] = []
-
-__all__: list[str] = []
