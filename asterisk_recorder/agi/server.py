@@ -197,6 +197,11 @@ class FastAgiServer:
         self.stats.accepted += 1
         try:
             await self._serve(reader, writer, peer)
+        except asyncio.CancelledError:
+            # Cancelled by close(): the session already failed closed. This task is ours (the
+            # connection's top level), so it ends normally: asyncio's stream callback would
+            # otherwise log the cancellation as an error.
+            pass
         finally:
             self._sessions.discard(task)
             await _close(writer)

@@ -722,6 +722,7 @@ def consent_handler(
     instance_id: str = "",
     on_result: Callable[[SessionResult], None] | None = None,
     log_decided: bool = True,
+    settle_timeout: float = 2.0,
 ) -> SessionHandler:
     """A ``SessionHandler`` for ``FastAgiServer`` running ``ConsentSession`` on each call.
 
@@ -751,6 +752,7 @@ def consent_handler(
             sink=sink,
             instance_id=instance_id,
             log_decided=log_decided,
+            settle_timeout=settle_timeout,
         )
         try:
             await session.run()

@@ -81,6 +81,7 @@ class AgiRigStarter:
                 sink,
                 instance_id=self.settings.instance_id,
                 on_result=results.append,
+                settle_timeout=0.3,
             ),
         )
         await server.start()

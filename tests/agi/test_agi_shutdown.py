@@ -67,7 +67,7 @@ async def test_session_outliving_the_grace_fails_closed_stores_and_reports_once(
     rig: AgiRig,
 ) -> None:
     """After the grace the flow gets the Abort: ``failed`` stored, skip set, one decided line."""
-    peer = ScriptedAsterisk(OPT_OUT, prompts=[Hold(0.5)])
+    peer = ScriptedAsterisk(OPT_OUT, prompts=[Hold(0.2)])  # ends within the 0.3 s settle
     call = asyncio.create_task(peer.connect("127.0.0.1", rig.server.port))
     await wait_for(lambda: playing(peer), "the disclosure started")
 
@@ -181,6 +181,21 @@ async def test_connection_arriving_while_draining_gets_no_session(rig: AgiRig) -
     assert [] == late.commands
     assert 1 == len(rig.results)
     assert 1 == rig.server.stats.accepted
+
+
+async def test_shutdown_abort_logs_no_asyncio_error(
+    rig: AgiRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelling a session on close leaves no "Exception in callback" from asyncio."""
+    peer = ScriptedAsterisk(OPT_OUT, prompts=[Hold(0.2)])
+    call = asyncio.create_task(peer.connect("127.0.0.1", rig.server.port))
+    await wait_for(lambda: playing(peer), "the disclosure started")
+
+    await rig.server.close(grace=0.05)
+    await call
+    await asyncio.sleep(0.01)
+
+    assert [] == [r.getMessage() for r in caplog.records if r.name == "asyncio"]
 
 
 async def nothing(channel: AgiChannel, env: AgiEnvironment) -> None:
