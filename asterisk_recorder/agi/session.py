@@ -547,6 +547,7 @@ class ConsentSession:
             return unavailable
         sound = f"{prompt.language}/{prompt.sound}" if prompt.language else prompt.sound
         events: list[Event] = [PromptStarted(self._clock())]
+        _log.debug("agi.prompt.started", uniqueid=self._env.uniqueid, sound=sound)
         self._commands += 1
         try:
             reply = await self._channel.stream_file(

@@ -208,13 +208,28 @@ async def test_controller_stopped_fails_closed_and_the_call_still_connects(
     assert [] == wav_files(recordings_dir)
 
 
+async def wait_prompt_started(
+    recorder: RecorderProcess, uniqueid: str, within: float = 15.0
+) -> None:
+    """The FastAGI session sent STREAM FILE for ``uniqueid`` (its debug log line says so)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if any(
+            r.get("event") == "agi.prompt.started" and r.get("uniqueid") == uniqueid
+            for r in recorder.log_records()
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no STREAM FILE for {uniqueid}:\n{recorder.log_tail()}")
+
+
 async def test_fastagi_opt_out_key_skips_recording(
     agi_recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str
 ) -> None:
     """The FastAGI path: key 1 during the disclosure skips the recording, ledger driver agi."""
     call = await caller.originate("Local/opt_out@e2e-agi-in")
     await call.wait_answered()
-    await asyncio.sleep(1.0)
+    await wait_prompt_started(agi_recorder, call.dialplan_id)
     await call.dtmf("1")
     consent = await call.wait_user_event("E2EConsent", within=15)
     assert "agi" == consent["Driver"]
