@@ -11,7 +11,9 @@ key during the disclosure (6 commands + 6 SET VARIABLE), silent opt-out acceptan
 Run: ``python bench/agi_bench.py [--sessions 3000] [--concurrency 50]`` (about 10 s). Prints one
 JSON object, then a table. Targets (issue 7): >= 500 sessions/s; p99 per-command latency is
 reported (measured in the server, from writing a command to its parsed reply), under load
-(``--concurrency`` sessions at once) and unloaded (a second pass, one session at a time).
+(``--concurrency`` sessions at once) and unloaded (a second pass, one session at a time), and
+so is the reaction time (``asterisk_recorder_reaction_seconds``: from a reply, or the
+environment, received to the next command sent; a decision's ledger write is inside it).
 ``server_cpu_ms_per_session`` is the server process's own CPU time: on a shared machine it
 says more than the wall-clock rate, which depends on what else runs.
 Logging runs at ``warning`` (the per-call ``consent.decided`` info line is not written).
@@ -128,6 +130,8 @@ async def run(sessions: int, concurrency: int) -> dict[str, object]:
     results: list[SessionResult] = []
     latencies: dict[str, list[float]] = defaultdict(list)
 
+    reactions: list[float] = []
+
     def observe(command: str, seconds: float) -> None:
         latencies[command].append(seconds)
 
@@ -135,6 +139,7 @@ async def run(sessions: int, concurrency: int) -> dict[str, object]:
         settings.agi,
         consent_handler(lambda: ConsentFlow(settings.flow, engine), sink, on_result=results.append),
         observer=observe,
+        on_reaction=reactions.append,
     )
     await server.start()
     parent, child = mp.Pipe(duplex=False)
@@ -176,6 +181,8 @@ async def run(sessions: int, concurrency: int) -> dict[str, object]:
             name: round(_percentile(values, 0.99) * 1000, 3)
             for name, values in sorted(latencies.items())
         },
+        "reaction_ms_p50": round(statistics.median(reactions) * 1000, 3),
+        "reaction_ms_p99": round(_percentile(reactions, 0.99) * 1000, 3),
         "session_ms_p50": round(statistics.median(durations) * 1000, 2),
         "session_ms_p99": round(_percentile(durations, 0.99) * 1000, 2),
         "server_cpu_ms_per_session": round(server_cpu * 1000 / max(1, len(results)), 3),
@@ -204,6 +211,7 @@ def main() -> None:
     figures["unloaded_command_latency_ms_p50"] = idle["command_latency_ms_p50"]
     figures["unloaded_command_latency_ms_p99"] = idle["command_latency_ms_p99"]
     figures["unloaded_session_ms_p50"] = idle["session_ms_p50"]
+    figures["unloaded_reaction_ms_p99"] = idle["reaction_ms_p99"]
     print(json.dumps(figures))
     print()
     print(f"{'figure':<40} value")
