@@ -269,10 +269,10 @@ inside() {
     # Expected outcomes, in call order (the softphone's numbers, "softphone" and "100", are not
     # phone numbers: the sample's [policy] unknown_mode = opt_in decides 100 and 101).
     local expected=(recorded_consented recorded_consented not_recorded_declined not_recorded_opted_out)
-    check "call 100 (ARI; opt-in by policy), key 1 allows" call 100 1500 "$key1" 8000
-    check "call 101 (FastAGI; opt-in by policy), key 1 allows" call 101 1500 "$key1" 8000
-    check "call 102 (ARI; opt-in forced), key 2 declines" call 102 1500 "$key2" 8000
-    check "call 103 (ARI; opt-out forced), key 1 opts out" call 103 1500 "$key1" 8000
+    check "call 100 (ARI; opt-in by policy) connects, key 1 sent" call 100 1500 "$key1" 8000
+    check "call 101 (FastAGI; opt-in by policy) connects, key 1 sent" call 101 1500 "$key1" 8000
+    check "call 102 (ARI; opt-in forced) connects, key 2 sent" call 102 1500 "$key2" 8000
+    check "call 103 (ARI; opt-out forced) connects, key 1 sent" call 103 1500 "$key1" 8000
     # 200: Asterisk calls the (registered) softphone, which hears the disclosure and allows.
     answer() {
         sed -e "s|@BEFORE_MS@|1500|" -e "s|@PCAP@|$key1|" "$here/verify-native/softphone-answer.xml" \
@@ -288,7 +288,7 @@ inside() {
         call 200 1500 "$key1" 8000 && wait "$answerer"
     }
     expected+=(recorded_consented)
-    check "call 200 (the softphone is called; FastAGI on the called channel), key 1 allows" answer
+    check "call 200 (the softphone is called; FastAGI on the called leg) connects, key 1 sent" answer
     sleep 2
 
     # --- what compose's documented commands show ----------------------------------------------
