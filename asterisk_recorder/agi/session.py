@@ -705,7 +705,13 @@ class ConsentSession:
             "spooled": self._spooled,
             "handed_back": self._handed_back,
             "hung_up": self._gone,
-            "fail_closed": decision is None or not self._stored or self._broken is not None,
+            "fail_closed": (
+                decision is None
+                or decision.outcome is Outcome.FAILED
+                or not self._stored
+                or self._broken is not None
+            ),
+            "aborted": self._aborting,
             "agi_commands": self._commands,
         }
         if self._broken:

@@ -89,6 +89,8 @@ async def test_session_outliving_the_grace_fails_closed_stores_and_reports_once(
     assert result.handed_back
     assert 1 == len(decided_lines(logs))
     assert "failed" == decided_lines(logs)[0]["outcome"]
+    assert decided_lines(logs)[0]["fail_closed"] is True
+    assert decided_lines(logs)[0]["aborted"] is True
     assert 1 == rig.server.stats.aborted
     assert 1 == len([c for c in peer.commands if c[:2] == ["STREAM", "FILE"]])
     assert [] == [c for c in peer.commands if c[:3] == ["WAIT", "FOR", "DIGIT"]]
