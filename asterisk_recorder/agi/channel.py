@@ -74,25 +74,37 @@ class AgiChannel:
         """True while a command was sent and its reply not read (e.g. after a cancellation)."""
         return self._connection.state in (ConnectionState.AWAITING_REPLY, ConnectionState.USAGE)
 
-    async def settle(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bound, not a wait
-        """Read and drop the reply of a command whose wait was cancelled.
+    async def settle(self, timeout: float, *, uniqueid: str) -> bool:  # noqa: ASYNC109
+        """Make the connection usable after a command whose wait was cancelled.
 
-        Returns True when the connection is idle again (a command may be sent), False when
-        the reply did not come within ``timeout`` or the connection broke.
+        Sends ``GET FULL VARIABLE ${UNIQUEID}`` at once: Asterisk stops a ``STREAM FILE`` or
+        ``WAIT FOR DIGIT`` still running when a new command arrives (any other command just
+        finishes first). Replies are read and dropped until the one carrying ``uniqueid``
+        (the channel's ``agi_uniqueid``): no other reply can hold exactly that value.
+
+        Returns True when the connection is idle again, False when that reply did not come
+        within ``timeout`` (a bound, not a wait) or the connection broke.
         """
         if not self.reply_pending:
             return self._connection.state is ConnectionState.IDLE
         try:
+            data = self._connection.send_interrupt("GET FULL VARIABLE", "${UNIQUEID}")
             async with asyncio.timeout(timeout):
-                while self._connection.state is not ConnectionState.IDLE:
+                self._writer.write(data)
+                await self._writer.drain()
+                while True:
                     try:
-                        if self._connection.next_reply() is None:
-                            await self._fill()
-                    except AgiHangup:
+                        reply = self._connection.next_reply()
+                    except (AgiHangup, AgiCommandError):
+                        self._connection.expect_another_reply()
                         continue
-                    except AgiCommandError:
-                        continue
-        except (TimeoutError, AgiProtocolError):
+                    if reply is None:
+                        await self._fill()
+                    elif reply.result == 1 and reply.data == uniqueid:
+                        break
+                    else:
+                        self._connection.expect_another_reply()
+        except (TimeoutError, AgiProtocolError, ConnectionError, OSError):
             return False
         self._replied_at = time.perf_counter()
         return self._connection.state is ConnectionState.IDLE

@@ -492,6 +492,35 @@ class AgiConnection:
         self._state = ConnectionState.AWAITING_REPLY
         return data
 
+    def send_interrupt(self, command: str, *arguments: str) -> bytes:
+        """Return the bytes of a command sent while the previous reply is still outstanding.
+
+        Asterisk watches the AGI socket during ``STREAM FILE`` and ``WAIT FOR DIGIT``: a new
+        command stops them (``STREAM FILE`` then sends no reply at all, ``WAIT FOR DIGIT``
+        answers ``result=1``), and after any other command it simply runs next. The driver
+        must then read replies with ``next_reply`` / ``expect_another_reply`` until it sees the
+        one of this command (make its reply recognisable, e.g. a variable with a known value).
+
+        Raises:
+            AgiArgumentError: an unsafe argument (see ``format_command``).
+            AgiProtocolError: no reply is outstanding (use ``send_command``) or closed.
+        """
+        data = format_command(command, *arguments)
+        if self._state not in (ConnectionState.AWAITING_REPLY, ConnectionState.USAGE):
+            raise AgiProtocolError(f"nothing to interrupt while {self._state.value}")
+        return data
+
+    def expect_another_reply(self) -> None:
+        """After a reply that was not the interrupting command's: wait for one more.
+
+        Raises:
+            AgiProtocolError: the connection is closed.
+        """
+        if self._state is ConnectionState.CLOSED:
+            raise AgiProtocolError("connection is closed")
+        if self._state is ConnectionState.IDLE:
+            self._state = ConnectionState.AWAITING_REPLY
+
     def _check_unsolicited(self) -> None:
         """Reject complete lines that arrived while no command was outstanding."""
         while True:

@@ -621,7 +621,7 @@ class ConsentSession:
             self._aborting
             and self._channel.reply_pending
             and self._broken is None
-            and not await self._channel.settle(self._settle_timeout)
+            and not await self._channel.settle(self._settle_timeout, uniqueid=self._env.uniqueid)
         ):
             self._mark_broken(
                 AgiTimeout(f"no reply within {self._settle_timeout:g} s after the shutdown abort")

@@ -319,7 +319,7 @@ class ScriptedAsterisk:
         up: the channel is already answered.
         dead: the channel is already hung up when AGI starts.
         garbage_at: answer the N-th command (0-based) with ``Garbage`` bytes.
-        stall_at: never answer the N-th command (0-based): a hung Asterisk.
+        stall_at: answer nothing from the N-th command (0-based) on: a hung Asterisk.
         hangup_line: send ``HANGUP`` when the channel dies (Asterisk's ``AGISIGHUP``, default).
         exit_on_hangup: close the connection right after ``HANGUP`` (``AGIEXITONHANGUP=yes``).
         refuse: command name -> 510 or 520: answer that command with the error instead.
@@ -345,6 +345,7 @@ class ScriptedAsterisk:
     """True when the program closed the connection (end of session) rather than us."""
     _hangup_pending: bool = False
     _delay: float = 0.0
+    _stalled: bool = False
 
     async def run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Send the environment, then answer commands until the program closes its side."""
@@ -359,15 +360,20 @@ class ScriptedAsterisk:
             await writer.drain()
         except (ConnectionError, OSError):
             return
+        line: str | None = None
         while True:
-            line = await _read_command(reader)
+            if line is None:
+                line = await _read_command(reader)
             if line is None:
                 self.closed_by_program = True
                 return
             self.lines.append(line)
             argv = split_command(line)
             self.commands.append(argv)
+            line = None
             if self.stall_at is not None and len(self.commands) - 1 == self.stall_at:
+                self._stalled = True
+            if self._stalled:
                 continue
             if self.garbage_at is not None and len(self.commands) - 1 == self.garbage_at:
                 garbage = Garbage()
@@ -383,8 +389,25 @@ class ScriptedAsterisk:
                 self._hangup_pending = False
             replies.extend(self._answer(argv))
             if self._delay:
+                # The prompt plays (or the wait runs) meanwhile. As in res_agi.c, a command
+                # arriving first stops it: STREAM FILE then sends no reply at all, WAIT FOR
+                # DIGIT answers result=1; the new command is answered next.
                 delay, self._delay = self._delay, 0.0
-                await asyncio.sleep(delay)  # the prompt plays (or the wait runs) meanwhile
+                next_line = asyncio.ensure_future(_read_command(reader))
+                done, _ = await asyncio.wait({next_line}, timeout=delay)
+                if next_line in done:
+                    line = next_line.result()
+                    if line is None:
+                        self.closed_by_program = True
+                        return
+                    interrupted = argv[:2] == ["STREAM", "FILE"]
+                    replies = [r for r in replies if r == "HANGUP"]
+                    if not interrupted:
+                        replies.append("200 result=1")
+                else:
+                    next_line.cancel()  # nothing read: the line stays in the reader's buffer
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await next_line
             if self._hangup_pending and self.exit_on_hangup:
                 # AGIEXITONHANGUP=yes: Asterisk says HANGUP and closes the connection.
                 await _write(writer, [*replies, "HANGUP"])
@@ -447,9 +470,7 @@ class ScriptedAsterisk:
         if name == "GET FULL VARIABLE":
             if argc not in (4, 5):
                 return self._usage(name)
-            expanded = re.sub(
-                r"\$\{([^}]*)\}", lambda m: self.variables.get(m.group(1), ""), argv[3]
-            )
+            expanded = re.sub(r"\$\{([^}]*)\}", lambda m: self._lookup(m.group(1)), argv[3])
             return [f"200 result=1 ({expanded})"]
         if name == "SET VARIABLE":
             if argc != 4:
@@ -460,6 +481,15 @@ class ScriptedAsterisk:
             self._die()
             return ["200 result=1"]
         return ["200 result=0"]  # NOOP, EXEC: accepted (tests assert they were never sent)
+
+    def _lookup(self, name: str) -> str:
+        """A channel variable, or Asterisk's built-in ``UNIQUEID`` (the env's ``agi_uniqueid``)."""
+        if name == "UNIQUEID" and name not in self.variables:
+            for line in self.environment:
+                text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+                if text.startswith("agi_uniqueid: "):
+                    return text.removeprefix("agi_uniqueid: ")
+        return self.variables.get(name, "")
 
     @staticmethod
     def _usage(name: str) -> list[str]:

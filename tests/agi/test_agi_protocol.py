@@ -381,3 +381,34 @@ class TestReplies:
         """A result that is not the ASCII code of a DTMF key raises AgiProtocolError."""
         with pytest.raises(AgiProtocolError):
             digit_from_result(result)
+
+
+class TestInterrupt:
+    def test_interrupting_command_is_sent_while_a_reply_is_outstanding(self) -> None:
+        """``send_interrupt`` formats a command while STREAM FILE still runs."""
+        conn = connected()
+        conn.send_command("STREAM FILE", "en/x", "1")
+
+        assert b"GET FULL VARIABLE ${UNIQUEID}\n" == conn.send_interrupt(
+            "GET FULL VARIABLE", "${UNIQUEID}"
+        )
+        assert ConnectionState.AWAITING_REPLY == conn.state
+
+    def test_interrupt_without_an_outstanding_reply_is_refused(self) -> None:
+        """Nothing to interrupt: ``send_command`` is the right call."""
+        with pytest.raises(AgiProtocolError, match="nothing to interrupt"):
+            connected().send_interrupt("NOOP")
+
+    def test_replies_of_the_stopped_wait_and_the_interrupt_are_read_in_turn(self) -> None:
+        """WAIT FOR DIGIT stopped (result=1), then the interrupting command's own reply."""
+        conn = connected()
+        conn.send_command("WAIT FOR DIGIT", "5000")
+        conn.send_interrupt("GET FULL VARIABLE", "${UNIQUEID}")
+        conn.receive_data(b"200 result=1\n200 result=1 (1795449978.119)\n")
+
+        first = conn.next_reply()
+        conn.expect_another_reply()
+        second = conn.next_reply()
+
+        assert (AgiReply(1), AgiReply(1, data="1795449978.119")) == (first, second)
+        assert ConnectionState.IDLE == conn.state

@@ -50,6 +50,7 @@ FIXED_FORMS = [
         r"GET VARIABLE (RECORDER_(POLICY|JURISDICTION|LANGUAGE|CALLED)|CALLERID\(dnid\)"
         r"|CHANNEL\(linkedid\)|ENTITYID)"
     ),
+    re.compile(r"GET FULL VARIABLE \$\{UNIQUEID\}"),
     re.compile(r"ANSWER"),
     re.compile(r'STREAM FILE en/recorder/consent-(opt-in|opt-out|announce) "[0-9*#]*"'),
     re.compile(r"WAIT FOR DIGIT [0-9]+"),

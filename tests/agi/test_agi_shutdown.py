@@ -67,7 +67,7 @@ async def test_session_outliving_the_grace_fails_closed_stores_and_reports_once(
     rig: AgiRig,
 ) -> None:
     """After the grace the flow gets the Abort: ``failed`` stored, skip set, one decided line."""
-    peer = ScriptedAsterisk(OPT_OUT, prompts=[Hold(0.2)])  # ends within the 0.3 s settle
+    peer = ScriptedAsterisk(OPT_OUT, prompts=[Hold(30.0)])  # a disclosure far longer than that
     call = asyncio.create_task(peer.connect("127.0.0.1", rig.server.port))
     await wait_for(lambda: playing(peer), "the disclosure started")
 
@@ -94,6 +94,27 @@ async def test_session_outliving_the_grace_fails_closed_stores_and_reports_once(
     assert 1 == rig.server.stats.aborted
     assert 1 == len([c for c in peer.commands if c[:2] == ["STREAM", "FILE"]])
     assert [] == [c for c in peer.commands if c[:3] == ["WAIT", "FOR", "DIGIT"]]
+    # The prompt was stopped by a command Asterisk answers with the channel's own uniqueid.
+    assert ["GET", "FULL", "VARIABLE", "${UNIQUEID}"] == peer.commands[3]
+
+
+async def test_session_aborted_while_waiting_for_a_key_still_sets_skip(rig: AgiRig) -> None:
+    """Aborted during WAIT FOR DIGIT (Asterisk answers it result=1): skip is set all the same."""
+    peer = ScriptedAsterisk(OPT_OUT, waits=[Hold(30.0)])
+    call = asyncio.create_task(peer.connect("127.0.0.1", rig.server.port))
+    await wait_for(
+        lambda: any(c[:3] == ["WAIT", "FOR", "DIGIT"] for c in peer.commands), "the key wait"
+    )
+
+    await rig.server.close(grace=0.05)
+    await call
+
+    result = rig.results[0]
+    assert result.decision is not None
+    assert Outcome.FAILED == result.decision.outcome
+    assert "skip" == peer.variables["RECORDER_DECISION"]
+    assert result.decision.decision_id == peer.variables["RECORDER_DECISION_ID"]
+    assert result.error is None
 
 
 async def test_aborted_session_whose_channel_no_longer_answers_still_stores_failed(
