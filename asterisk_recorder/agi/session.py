@@ -16,7 +16,9 @@ Shutdown: a session whose task is cancelled (``FastAgiServer.close`` after its g
 closed instead of vanishing: the flow gets ``ActionFailed(action="Abort", reason="controller
 shutting down")`` and decides ``failed`` (a decision already made, or a store already under way,
 is kept as it is), the decision is stored, ``RECORDER_DECISION=skip`` and the other variables
-are set when the channel still answers, and ``consent.decided`` is written once.
+are set when the channel still answers, and ``consent.decided`` is written once. A ``STREAM
+FILE`` or ``WAIT FOR DIGIT`` still running is stopped by sending ``GET FULL VARIABLE
+${UNIQUEID}`` (Asterisk ends either when a new command arrives; see ``AgiChannel.settle``).
 
 Numbers: the caller is ``agi_callerid``; the called number is ``RECORDER_CALLED`` (set by the
 operator's dialplan), else ``CALLERID(dnid)`` / ``agi_dnid``, else the extension when it is a
@@ -245,8 +247,10 @@ class ConsentSession:
         instance_id: this process's instance id (kept in the decision).
         log_decided: write the canonical ``consent.decided`` line (off when the caller, e.g.
             ``serve``, writes it from ``SessionResult``).
-        settle_timeout: after a cancellation, how long the command it interrupted may take to
-            answer before the connection is given up (and no variable can be set).
+        settle_timeout: after a cancellation, how long Asterisk may take to stop (or finish)
+            the command that was running and answer ``GET FULL VARIABLE ${UNIQUEID}``; without
+            that answer the connection is given up and no variable is set (the dialplan then
+            finds no decision and fails closed).
         clock: wall-clock epoch seconds for the flow's events (``time.time``).
         monotonic: monotonic seconds for deadlines and latency (``time.monotonic``).
     """
