@@ -23,10 +23,12 @@ ${UNIQUEID}`` (Asterisk ends either when a new command arrives; see ``AgiChannel
 Numbers: the caller is ``agi_callerid``; the called number is ``RECORDER_CALLED`` (set by the
 operator's dialplan), else ``CALLERID(dnid)`` / ``agi_dnid``, else the extension when it is a
 number (never ``s``). On an outbound ``Dial(...,U(recorder-consent-callee^...))`` the session
-runs on the *called* channel, where the extension is ``s`` and the DNID is usually empty: the
-caller number is then the calling party as presented to the callee (``CALLERID(num)`` of that
-channel) and the called number -- the party asked for consent -- is whatever the dialplan put
-in ``RECORDER_CALLED`` (``Set(_RECORDER_CALLED=${EXTEN})`` before ``Dial`` passes it down).
+runs on the *called* channel (the subroutine sets ``RECORDER_LEG=callee``): there the caller id
+is the called party's own number and the calling party is the connected line (Asterisk 22
+``app_dial.c``), so the caller is ``CONNECTEDLINE(num)``/``(name)`` and the called number -- the
+party asked for consent -- is ``RECORDER_CALLED`` if the dialplan set it
+(``Set(_RECORDER_CALLED=${EXTEN})`` before ``Dial`` passes it down), else that channel's
+``CALLERID(num)``.
 
 Caller-controlled text (caller id, name, dialled number) is read from the environment block and
 kept as evidence only: it never reaches a command. Every command this module sends is one of
@@ -107,8 +109,13 @@ REQUIRED_ENVIRONMENT = ("request", "channel", "uniqueid", "threadid")
 OVERRIDE_VARIABLES = ("RECORDER_POLICY", "RECORDER_JURISDICTION", "RECORDER_LANGUAGE")
 """Channel variables that override the policy, jurisdiction and language of one call."""
 
-NUMBER_VARIABLES = ("RECORDER_CALLED", "CALLERID(dnid)")
-"""The called number: the operator's ``RECORDER_CALLED`` override, then the channel's DNID."""
+NUMBER_VARIABLES = (
+    "RECORDER_CALLED", "CALLERID(dnid)", "RECORDER_LEG", "CONNECTEDLINE(num)",
+    "CONNECTEDLINE(name)",
+)
+"""The numbers: the operator's ``RECORDER_CALLED``, the DNID, and for the called leg of an
+outbound ``Dial(...,U(recorder-consent-callee))`` (``RECORDER_LEG=callee``) the calling party,
+which on that channel is the connected line."""
 
 IDENTITY_VARIABLES = ("CHANNEL(linkedid)", "ENTITYID")
 """The call's linkedid and Asterisk's entity id (the ARI ``asterisk_id``)."""
@@ -216,6 +223,14 @@ def call_info_from_environment(
         or "en"
     )
     jurisdiction = variables.get("RECORDER_JURISDICTION")
+    caller_number = _unknown_to_empty(env.get("callerid"))
+    caller_name = _unknown_to_empty(env.get("calleridname"))
+    called_number = _called_number(env, variables)
+    if variables.get("RECORDER_LEG", "").strip() == "callee":
+        # The called leg of an outbound call: this channel's caller id is the callee itself.
+        called_number = variables.get("RECORDER_CALLED", "").strip() or caller_number
+        caller_number = variables.get("CONNECTEDLINE(num)", "").strip()
+        caller_name = variables.get("CONNECTEDLINE(name)", "")
     return CallInfo(
         decision_id=decision_id,
         driver="agi",
@@ -225,9 +240,9 @@ def call_info_from_environment(
         linkedid=linkedid or env.uniqueid,
         asterisk_id=asterisk_id,
         instance_id=instance_id,
-        caller_number=_unknown_to_empty(env.get("callerid")),
-        caller_name=_unknown_to_empty(env.get("calleridname")),
-        called_number=_called_number(env, variables),
+        caller_number=caller_number,
+        caller_name=caller_name,
+        called_number=called_number,
         language=language.strip(),
         policy_override=policy.strip() if policy and policy.strip() else None,
         jurisdiction_override=(

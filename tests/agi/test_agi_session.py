@@ -36,7 +36,8 @@ GATHER = [
         "FULL",
         "VARIABLE",
         "${RECORDER_POLICY}|${RECORDER_JURISDICTION}|${RECORDER_LANGUAGE}"
-        "|${RECORDER_CALLED}|${CALLERID(dnid)}|${CHANNEL(linkedid)}|${ENTITYID}",
+        "|${RECORDER_CALLED}|${CALLERID(dnid)}|${RECORDER_LEG}|${CONNECTEDLINE(num)}"
+        "|${CONNECTEDLINE(name)}|${CHANNEL(linkedid)}|${ENTITYID}",
     ]
 ]
 
@@ -44,11 +45,12 @@ FIXED_FORMS = [
     re.compile(
         r"GET FULL VARIABLE \$\{RECORDER_POLICY\}\|\$\{RECORDER_JURISDICTION\}"
         r"\|\$\{RECORDER_LANGUAGE\}\|\$\{RECORDER_CALLED\}\|\$\{CALLERID\(dnid\)\}"
+        r"\|\$\{RECORDER_LEG\}\|\$\{CONNECTEDLINE\(num\)\}\|\$\{CONNECTEDLINE\(name\)\}"
         r"\|\$\{CHANNEL\(linkedid\)\}\|\$\{ENTITYID\}"
     ),
     re.compile(
-        r"GET VARIABLE (RECORDER_(POLICY|JURISDICTION|LANGUAGE|CALLED)|CALLERID\(dnid\)"
-        r"|CHANNEL\(linkedid\)|ENTITYID)"
+        r"GET VARIABLE (RECORDER_(POLICY|JURISDICTION|LANGUAGE|CALLED|LEG)|CALLERID\(dnid\)"
+        r"|CONNECTEDLINE\((num|name)\)|CHANNEL\(linkedid\)|ENTITYID)"
     ),
     re.compile(r"GET FULL VARIABLE \$\{UNIQUEID\}"),
     re.compile(r"ANSWER"),
@@ -313,9 +315,12 @@ async def test_override_holding_the_separator_is_read_on_its_own(rig: AgiRig) ->
         ["GET", "VARIABLE", "RECORDER_LANGUAGE"],
         ["GET", "VARIABLE", "RECORDER_CALLED"],
         ["GET", "VARIABLE", "CALLERID(dnid)"],
+        ["GET", "VARIABLE", "RECORDER_LEG"],
+        ["GET", "VARIABLE", "CONNECTEDLINE(num)"],
+        ["GET", "VARIABLE", "CONNECTEDLINE(name)"],
         ["GET", "VARIABLE", "CHANNEL(linkedid)"],
         ["GET", "VARIABLE", "ENTITYID"],
-    ] == peer.commands[1:8]
+    ] == peer.commands[1:11]
     assert_fixed_forms(peer)
 
 
@@ -538,20 +543,20 @@ CALLEE_LEG = consent_env(
     context="recorder-consent-agi",
     extension="s",
     dnid="unknown",
-    callerid="+14155551234",
+    callerid="+33142685300",
 )
-"""What ``Dial(PJSIP/...@trunk,60,U(recorder-consent-callee^^en))`` runs on the called channel."""
+"""What ``Dial(PJSIP/...@trunk,60,U(recorder-consent-callee^^en))`` runs on the called channel:
+there the caller id is the called party's own number (Asterisk 22 ``app_dial.c``)."""
+
+CALLEE_VARIABLES = {"RECORDER_LEG": "callee", "CONNECTEDLINE(num)": "+14155551234"}
+"""Set on that channel: the subroutine's leg marker, and the calling party as connected line."""
 
 
-async def test_callee_leg_of_u_takes_the_called_number_from_recorder_called(
+async def test_callee_leg_of_u_records_the_caller_from_the_connected_line(
     rig: AgiRig,
 ) -> None:
-    """Inside ``U()`` (extension ``s``, no DNID) ``RECORDER_CALLED`` names the party asked."""
-    peer = ScriptedAsterisk(
-        CALLEE_LEG,
-        variables={"RECORDER_CALLED": "+33142685300"},
-        prompts=[Press("1")],
-    )
+    """Inside ``U()`` the caller is the connected line and the called party is this channel."""
+    peer = ScriptedAsterisk(CALLEE_LEG, variables=CALLEE_VARIABLES, prompts=[Press("1")])
 
     result = await rig.call(peer)
 
@@ -562,7 +567,18 @@ async def test_callee_leg_of_u_takes_the_called_number_from_recorder_called(
     assert_fixed_forms(peer)
 
 
-async def test_callee_leg_falls_back_to_the_channel_dnid_and_never_to_s(rig: AgiRig) -> None:
+async def test_callee_leg_called_number_can_be_set_by_the_dialplan(rig: AgiRig) -> None:
+    """``Set(_RECORDER_CALLED=...)`` before ``Dial`` names the party asked, over the caller id."""
+    peer = ScriptedAsterisk(
+        CALLEE_LEG, variables={**CALLEE_VARIABLES, "RECORDER_CALLED": "+4930901820"}
+    )
+
+    result = await rig.call(peer)
+
+    assert "+4930901820" == _called(result)
+
+
+async def test_inbound_called_number_falls_back_to_the_dnid_and_never_to_s(rig: AgiRig) -> None:
     """Without ``RECORDER_CALLED`` the DNID read from the channel is used; ``s`` never is."""
     with_dnid = ScriptedAsterisk(CALLEE_LEG, variables={"CALLERID(dnid)": "2125550000"})
     without = ScriptedAsterisk(CALLEE_LEG)
@@ -580,7 +596,11 @@ def _called(result: SessionResult) -> str:
 async def test_hostile_recorder_called_is_evidence_only(rig: AgiRig) -> None:
     """A hostile ``RECORDER_CALLED`` is kept as text and never reaches a command."""
     hostile = '12"),${SHELL(id)}|../x;\\'
-    peer = ScriptedAsterisk(CALLEE_LEG, variables={"RECORDER_CALLED": hostile + "\u00e9" * 50})
+    peer = ScriptedAsterisk(
+        CALLEE_LEG,
+        variables={**CALLEE_VARIABLES, "RECORDER_CALLED": hostile + "\u00e9" * 50,
+                   "CONNECTEDLINE(name)": hostile},
+    )
 
     result = await rig.call(peer)
 

@@ -110,6 +110,7 @@ class TestShippedDialplan:
 
         assert [
             ("NoOp", None),
+            ("Set", "RECORDER_LEG=callee"),
             ("Gosub", "recorder-consent-agi,s,1(${ARG1},${ARG2})"),
             ("Return", ""),
         ] == [(p.app, p.args if p.app != "NoOp" else None) for p in prios]
