@@ -149,7 +149,10 @@ class Service:
                 lambda: float(self.ledger.spool_depth) if self.ledger is not None else 0.0
             )
             self.metrics.calls_active.set_function(
-                lambda: float(sum(c.active_calls for c in self.controllers))
+                lambda: float(
+                    sum(c.active_calls for c in self.controllers)
+                    + (self.agi.active_sessions if self.agi is not None else 0)
+                )
             )
 
             hooks = ControllerHooks(
@@ -195,7 +198,11 @@ class Service:
             finally:
                 grace = self.settings.controller.shutdown_grace
                 log.info("service.stopping", grace_seconds=grace)
-                await asyncio.gather(*(c.drain(grace) for c in self.controllers))
+                # Stop taking calls on both drivers at once; each gives its calls the grace.
+                draining = [c.drain(grace) for c in self.controllers]
+                if self.agi is not None:
+                    draining.append(self.agi.close(grace=grace))
+                await asyncio.gather(*draining)
                 for task in tasks:
                     if not task.done():
                         task.cancel()

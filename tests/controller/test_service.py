@@ -20,6 +20,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from asterisk_recorder.controller.service import Service
+from asterisk_recorder.flow.decision import Outcome
 from asterisk_recorder.ledger.admin import show_call
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.sink import MemorySink
@@ -33,6 +34,8 @@ from asterisk_recorder.settings import (
     Settings,
 )
 from asterisk_recorder.testing import FakeAsterisk
+from asterisk_recorder.testing.agi_peer import Hold, ScriptedAsterisk
+from tests.agi.agi_helpers import consent_env
 from tests.controller.conftest import FAST_FLOW
 
 DIGEST_KEY = "0123456789abcdef0123456789abcdef"
@@ -324,3 +327,42 @@ async def test_one_process_serves_several_asterisk_servers(tmp_path: Path) -> No
     }
     ari_checks = [c.name for c in readiness.checks if c.name.startswith("ari")]
     assert ["ari:pbx1", "ari:pbx2"] == ari_checks
+
+
+async def test_shutdown_fails_closed_a_fastagi_call_still_in_its_disclosure(
+    tmp_path: Path,
+) -> None:
+    """Stopping serve mid-disclosure (FastAGI): skip handed back, ``failed`` stored, one log."""
+    fake = FakeAsterisk(time_scale=0.05)
+    await fake.start()
+    sink = MemorySink()
+    settings = dataclasses.replace(
+        service_settings(fake, "postgresql://unused@127.0.0.1:1/x", tmp_path / "spool"),
+        controller=dataclasses.replace(Settings().controller, shutdown_grace=0.2),
+    )
+    service = Service(settings, sink=sink)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    peer = ScriptedAsterisk(
+        consent_env("consent?policy=opt_out"),
+        prompts=[Hold(30.0)],
+    )
+    with capture_logs() as logs:
+        try:
+            await asyncio.wait_for(service.started.wait(), 20)
+            assert service.agi is not None
+            call = asyncio.create_task(peer.connect("127.0.0.1", service.agi.port))
+            async with asyncio.timeout(5):
+                while not any(c[:2] == ["STREAM", "FILE"] for c in peer.commands):
+                    await asyncio.sleep(0.01)
+            stop.set()
+            await asyncio.wait_for(call, 20)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            await fake.stop()
+
+    decided = [e for e in logs if e["event"] == "consent.decided" and e.get("driver") == "agi"]
+    assert [Outcome.FAILED] == [d.outcome for d in sink.decisions]
+    assert 1 == len(decided)
+    assert "skip" == peer.variables.get("RECORDER_DECISION")
