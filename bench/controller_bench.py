@@ -50,8 +50,9 @@ async def _callers_main(conn: Connection, calls: int, rate: float) -> None:
         ch = await fake.originate(
             APP, caller_number=f"+1415555{i:04d}", extension="2125550100", wait_for_app=5
         )
-        if i % 4 == 0:  # a quarter of the callers opt out during the disclosure
+        if i % 4 == 0:  # a quarter of the callers opt out, in the window after the disclosure
             await fake.wait_for_event("PlaybackStarted", channel_id=ch.id, within=60)
+            await asyncio.sleep(5.5)  # so that every call is still up when the last one arrives
             await fake.send_dtmf(ch.id, "1")
         await fake.wait_for_continue(ch.id, within=120)
         await fake.hangup(ch.id)
@@ -87,7 +88,7 @@ async def run(calls: int, rate: float) -> dict[str, object]:
     active_peak = 0
     sink = MemorySink()
     engine = PolicyEngine.from_settings(PolicySettings(site_jurisdiction="US-NY"))
-    flow = FlowSettings(input_timeout=2.5)  # calls last ~7.5 s: 1,000 are up at once
+    flow = FlowSettings(input_timeout=3.0)  # calls last 5.5-8 s: all 1,000 are up at once
     probe = FakeAsterisk()  # only for its settings() helper, never started
     probe.port = port
     settings = probe.settings(APP, request_timeout=30.0)
