@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite.
+"""Fixtures shared by the whole suite (PostgreSQL, the fake Asterisk, the reference material).
 
 PostgreSQL is real: ``ASTERISK_RECORDER_TEST_DSN`` names an external server, otherwise the suite
 starts its own embedded PostgreSQL once per session. Every test that asks for ``pg_dsn`` gets a
@@ -16,7 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from asterisk_recorder.ari import AriClient, EventStream
 from asterisk_recorder.embedded_pg import EmbeddedPostgres
+from asterisk_recorder.testing import FakeAsterisk
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 """The read-only reference material (ARI api-docs, Asterisk traces) beside the checkout."""
@@ -60,6 +62,30 @@ async def pg_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeAsterisk]:
+    """A running fake Asterisk with time scaled down 20x."""
+    async with FakeAsterisk(time_scale=0.05) as server:
+        yield server
+
+
+@pytest.fixture
+async def ari(fake: FakeAsterisk) -> AsyncIterator[AriClient]:
+    """An ARI client pointed at the fake."""
+    async with AriClient(fake.settings()) as client:
+        yield client
+
+
+@pytest.fixture
+async def events(fake: FakeAsterisk) -> AsyncIterator[EventStream]:
+    """A connected event stream for ``consent-recorder`` (its first ``Connected`` consumed)."""
+    async with EventStream(fake.settings(), reconnect_initial=0.01) as stream:
+        first = await stream.get()
+        assert "Connected" == first.type
+        await fake.wait_for_app("consent-recorder")
+        yield stream
 
 
 @pytest.fixture
