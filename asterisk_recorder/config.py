@@ -992,17 +992,26 @@ _FLAGS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, *, only: Iterable[str] | None = None
+) -> None:
     """Add ``--config FILE`` and the common override flags to ``parser``.
 
     Passwords are deliberately not flags (they would show in the process list): set them in
     the file or the environment.
+
+    Args:
+        only: the override flags this command uses (e.g. ``("--dsn", "--log-level")``);
+            ``None`` adds them all.
     """
+    wanted = None if only is None else set(only)
     group = parser.add_argument_group("configuration")
     group.add_argument("--config", metavar="FILE", default=None,
                        help=f"TOML configuration file (default: ${CONFIG_ENV}, else built-in "
                        "defaults)")
     for flag, key, metavar, text in _FLAGS:
+        if wanted is not None and flag not in wanted:
+            continue
         group.add_argument(flag, dest=_dest(key), metavar=metavar, default=None,
                            help=f"{text} (overrides {key})")
 

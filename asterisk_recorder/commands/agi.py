@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
         "decision in the ledger, set RECORDER_* and exit. Logs go to stderr. AGI arguments: "
         "1 = policy override, 2 = language.",
     )
-    config.add_config_arguments(parser)
+    config.add_config_arguments(parser, only=("--dsn", "--log-level", "--log-format", "--site"))
     parser.set_defaults(func=run)
 
 

@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
         description="Apply every ledger migration not yet applied, in one transaction under an "
         "advisory lock. Uses database.dsn, or starts the embedded PostgreSQL when it is empty.",
     )
-    config.add_config_arguments(migrate_parser)
+    config.add_config_arguments(migrate_parser, only=("--dsn", "--log-level", "--log-format"))
     migrate_parser.set_defaults(func=run_migrate)
 
 

@@ -83,7 +83,7 @@ def register(subparsers: Any) -> None:
         name: str, func: Callable[[argparse.Namespace], int], text: str, description: str
     ) -> argparse.ArgumentParser:
         sub: argparse.ArgumentParser = actions.add_parser(name, help=text, description=description)
-        config.add_config_arguments(sub)
+        config.add_config_arguments(sub, only=("--dsn", "--log-level", "--log-format"))
         sub.set_defaults(func=func)
         return sub
 

@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    config.add_config_arguments(parser)
+    config.add_config_arguments(parser, only=("--site",))
     parser.add_argument("--table", metavar="FILE", default=None,
                         help="operator policy table overriding the shipped one "
                         "(overrides policy.table_file)")
