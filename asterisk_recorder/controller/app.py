@@ -45,7 +45,6 @@ RESYNC_SETTLE = 0.5
 class ControllerHooks:
     """Callbacks the service wires to metrics and the canonical log line (all optional)."""
 
-    on_call_started: Callable[[], None] = lambda: None
     on_call_finished: Callable[[CallSession, ConsentDecision | None, float], None] = (
         lambda session, decision, seconds: None
     )
@@ -237,7 +236,6 @@ class AriController:
         return session
 
     async def _run_session(self, session: CallSession) -> None:
-        self._hooks.on_call_started()
         decision: ConsentDecision | None = None
         try:
             decision = await session.run()

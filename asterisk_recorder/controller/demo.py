@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -294,16 +294,9 @@ async def _wait_started(service: Service, task: asyncio.Task[None]) -> None:
     if task in done:
         started.cancel()
         task.result()  # raises the start-up error
-    ready: Callable[[], Awaitable[None]] = _ready_waiter(service)
-    await asyncio.wait_for(ready(), 10)
-
-
-def _ready_waiter(service: Service) -> Callable[[], Awaitable[None]]:
-    async def wait() -> None:
+    async with asyncio.timeout(10):
         while not all(c.ready for c in service.controllers):  # noqa: ASYNC110 - no event for it
             await asyncio.sleep(0.01)
-
-    return wait
 
 
 async def _collect(

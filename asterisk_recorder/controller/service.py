@@ -17,8 +17,9 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
+from asterisk_recorder.agi.server import FastAgiServer
+from asterisk_recorder.agi.service import start_fastagi
 from asterisk_recorder.controller.app import AriController, ControllerHooks
 from asterisk_recorder.controller.call import CallSession
 from asterisk_recorder.errors import DatabaseUnavailable
@@ -91,7 +92,7 @@ class Service:
         self.controllers: list[AriController] = []
         self.ledger: Ledger | None = None
         self.ops: OpsServer | None = None
-        self.agi: Any = None
+        self.agi: FastAgiServer | None = None
         self.dsn: str | None = None
         self.started = asyncio.Event()
         """Set once every part is listening (the demo and tests wait for it)."""
@@ -188,7 +189,7 @@ class Service:
                 "service.started",
                 instance_id=self.instance_id,
                 ari_servers=[c.server.name for c in self.controllers],
-                agi_port=getattr(self.agi, "port", None),
+                agi_port=self.agi.port if self.agi is not None else None,
                 ops_port=self.ops.port,
             )
             settle_heap()
@@ -224,8 +225,6 @@ class Service:
     async def _start_agi(self, stack: contextlib.AsyncExitStack) -> None:
         if not self.settings.agi.enabled:
             return
-        from asterisk_recorder.agi.service import start_fastagi  # the AGI driver's wiring
-
         assert self._sink is not None
         self.agi = await start_fastagi(
             self.settings,
