@@ -180,6 +180,8 @@ _HELP: dict[str, str] = {
     "logging.level": "debug, info, warning, error or critical.",
     "logging.format": "auto (JSON unless stdout is a terminal), json or console.",
     "controller.shutdown_grace": "Seconds in-flight calls get to finish on SIGTERM/SIGINT.",
+    "controller.hand_back_retry": "Seconds a failed hand-back is retried while the channel "
+    "lives (then the sweep hands the caller back, not recorded).",
     "controller.resync_action": "What to do with channels found in Stasis after a reconnect: "
     "handback (not recorded) or resume.",
 }
@@ -776,6 +778,7 @@ _CHECKS: dict[str, _Check] = {
     "logging.level": _log_level,
     "logging.format": _one_of(_LOG_FORMATS),
     "controller.shutdown_grace": _non_negative,
+    "controller.hand_back_retry": _non_negative,
     "controller.resync_action": _one_of(_RESYNC_ACTIONS),
 }
 

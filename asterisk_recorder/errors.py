@@ -27,12 +27,16 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │       ├── AriConflict             409, e.g. the channel is not in Stasis
     │       ├── AriPreconditionFailed   412
     │       └── AriServerError          5xx
-    └── AgiError
-        ├── AgiProtocolError            malformed bytes from the AGI peer
-        ├── AgiHangup                   the channel hung up (HANGUP line or result=-1)
-        ├── AgiCommandError             510 / 511 / 520 replies
-        ├── AgiArgumentError            an argument we must not send (NUL, CR/LF, too long)
-        └── AgiTimeout                  the peer did not answer in time (also TimeoutError)
+    ├── AgiError
+    │   ├── AgiProtocolError            malformed bytes from the AGI peer
+    │   ├── AgiHangup                   the channel hung up (HANGUP line or result=-1)
+    │   ├── AgiCommandError             510 / 511 / 520 replies
+    │   ├── AgiArgumentError            an argument we must not send (NUL, CR/LF, too long)
+    │   └── AgiTimeout                  the peer did not answer in time (also TimeoutError)
+    └── DriverError                     a transport could not act on a channel (driver core)
+        ├── ChannelGone                 the channel no longer exists (hung up, left the app)
+        └── ChannelUnreachable          the transport failed; the channel may still be there
+
 """
 
 from __future__ import annotations
@@ -55,9 +59,12 @@ __all__ = [
     "AriServerError",
     "AriTimeout",
     "ChainError",
+    "ChannelGone",
+    "ChannelUnreachable",
     "ConfigError",
     "DatabaseStartError",
     "DatabaseUnavailable",
+    "DriverError",
     "FlowError",
     "LedgerError",
     "MigrationError",
@@ -208,3 +215,26 @@ class AgiArgumentError(AgiError, ValueError):
 
 class AgiTimeout(AgiError, TimeoutError):
     """The AGI peer did not answer within the read timeout."""
+
+
+class DriverError(RecorderError):
+    """A transport (ARI, AGI) could not carry out an action on one channel.
+
+    Ports raise these ``from`` the transport's own error; the driver core turns them into flow
+    events, so one call's transport trouble never escapes that call.
+    """
+
+
+class ChannelGone(DriverError):
+    """The channel no longer exists: it hung up, or left the application (ARI 404, AGI 511)."""
+
+
+class ChannelUnreachable(DriverError):
+    """The transport failed (timeout, refused, garbage, a 5xx): the channel may still be there.
+
+    ``retryable`` says whether trying again can help (ARI: yes; a broken AGI connection: no).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -163,10 +163,14 @@ class ControllerSettings:
         shutdown_grace: seconds in-flight flows get to finish on SIGTERM/SIGINT.
         resync_action: what to do with channels found parked in Stasis after a reconnect:
             ``handback`` (fail-closed, not recorded) or ``resume`` (run the flow again).
+        hand_back_retry: seconds a hand-back that failed for a transient reason (Asterisk's
+            HTTP sessions exhausted, a timeout, a 5xx) is retried while the channel lives;
+            after that the periodic sweep hands the caller back fail-closed.
     """
 
     shutdown_grace: float = 5.0
     resync_action: str = "handback"
+    hand_back_retry: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

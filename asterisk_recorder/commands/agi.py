@@ -17,17 +17,13 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import sys
 from typing import Any
 
 from asterisk_recorder import config, logs
 from asterisk_recorder.agi.channel import AgiChannel
-from asterisk_recorder.agi.session import SessionResult, consent_handler
 from asterisk_recorder.errors import AgiError, ConfigError
-from asterisk_recorder.flow import ConsentFlow
-from asterisk_recorder.ledger import Ledger
-from asterisk_recorder.policy import PolicyEngine
+from asterisk_recorder.service import run_classic_agi
 from asterisk_recorder.settings import Settings
 
 __all__ = ["ARI_ENABLED_ENV", "open_stdio", "register", "run"]
@@ -96,7 +92,6 @@ async def _session(settings: Settings) -> int:
     # Asterisk sends SIGHUP when the caller hangs up (AGISIGHUP); the default action would kill
     # us before the abandoned decision is stored. The protocol tells us anyway (511 / -1).
     loop.add_signal_handler(signal.SIGHUP, lambda: _log.debug("agi.sighup"))
-    engine = PolicyEngine.from_settings(settings.policy)
     reader, writer = await open_stdio()
     channel = AgiChannel(reader, writer, read_timeout=settings.agi.read_timeout)
     try:
@@ -104,26 +99,12 @@ async def _session(settings: Settings) -> int:
     except AgiError as exc:
         _log.error("agi.session.bad_environment", error=str(exc))
         return 1
-    instance_id = settings.instance_id or f"{socket.gethostname()}-agi-{os.getpid()}"
-    results: list[SessionResult] = []
-    async with Ledger.open(
-        settings.database.dsn.value,
-        settings.ledger,
-        instance_id=instance_id,
-        connect_timeout=settings.database.connect_timeout,
-    ) as ledger:
-        handler = consent_handler(
-            lambda: ConsentFlow(settings.flow, engine),
-            ledger,
-            instance_id=instance_id,
-            on_result=results.append,
-        )
-        try:
-            await handler(channel, env)
-        except AgiError as exc:
-            _log.error("agi.session.failed", error=str(exc))
-            return 1
+    try:
+        result = await run_classic_agi(settings, channel, env)
+    except AgiError as exc:
+        _log.error("agi.session.failed", error=str(exc))
+        return 1
     writer.close()
-    if not results or results[0].decision is None or not results[0].stored:
+    if result is None or result.decision is None or not result.stored:
         return 1
     return 0

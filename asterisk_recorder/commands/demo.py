@@ -1,7 +1,7 @@
 """``asterisk-recorder demo``: place demo calls through the real controller and show the ledger.
 
-This module owns the command's arguments only; ``controller.demo`` runs the scenarios. It must
-not change the product's behaviour for the demo beyond pointing ARI at the fake (or the
+This module owns the command's arguments only; ``asterisk_recorder.demo`` runs the scenarios.
+It must not change the product's behaviour for the demo beyond pointing ARI at the fake (or the
 ``--ari-url`` Asterisk) and shortening the input timeout.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import asyncio
 
 from asterisk_recorder.config import load, secret_values
-from asterisk_recorder.controller.demo import run_demo
+from asterisk_recorder.demo import run_demo
 from asterisk_recorder.logs import configure
 from asterisk_recorder.settings import LoggingSettings
 

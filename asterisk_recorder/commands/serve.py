@@ -1,7 +1,8 @@
 """``asterisk-recorder serve``: run the ARI controller, the FastAGI server and the ops endpoint.
 
 This module owns the command's arguments and its signal handling (SIGTERM/SIGINT start the
-graceful shutdown). It must not do the work itself: ``controller.service.Service`` does.
+graceful shutdown). It must not do the work itself: the composition root
+(``asterisk_recorder.service.build``) makes the running service.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import asyncio
 import signal
 
 from asterisk_recorder.config import add_config_arguments, secret_values, settings_from_args
-from asterisk_recorder.controller.service import Service
 from asterisk_recorder.logs import configure
+from asterisk_recorder.service import Service, build
 
 __all__ = ["register"]
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     """Load settings, configure logs, serve until a stop signal."""
     settings = settings_from_args(args)
     configure(settings.logging, secrets=secret_values(settings))
-    return asyncio.run(_serve(Service(settings)))
+    return asyncio.run(_serve(build(settings)))
 
 
 async def _serve(service: Service) -> int:

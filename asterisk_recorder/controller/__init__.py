@@ -1,15 +1,15 @@
-"""The running product: the ARI driver of the consent flow and the ``serve`` composition root.
+"""The ARI driver: one Asterisk server's calls over ARI, each run by the driver core.
 
-This package owns ``call`` (one channel's flow over ARI), ``app`` (one Asterisk server's event
-stream dispatched to per-channel sessions, resync, drain), ``service`` (wiring ledger, policy,
-ARI, FastAGI and the ops endpoint; the canonical ``consent.decided`` line) and ``demo``. It must
-not hold consent logic (``flow``/``policy``) nor protocol code (``ari``/``agi``).
+This package owns ``call`` (the ARI ``ChannelPort`` of one channel and the controller's handle
+on its call) and ``app`` (one Asterisk server's event stream dispatched to per-channel calls,
+resync, the sweep for parked channels, drain). It must not hold consent logic (``flow``,
+``policy``), call logic (``drivers``) nor the ARI client itself (``ari``); the composition root
+(``asterisk_recorder.service``) builds it.
 """
 
 from __future__ import annotations
 
 from asterisk_recorder.controller.app import AriController, ControllerHooks
-from asterisk_recorder.controller.call import CallSession, call_info_from_channel
-from asterisk_recorder.controller.service import Service
+from asterisk_recorder.controller.call import AriPort, CallSession, call_info_from_channel
 
-__all__ = ["AriController", "CallSession", "ControllerHooks", "Service", "call_info_from_channel"]
+__all__ = ["AriController", "AriPort", "CallSession", "ControllerHooks", "call_info_from_channel"]

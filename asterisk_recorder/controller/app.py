@@ -27,27 +27,29 @@ from asterisk_recorder.ari.events import (
     StreamEvent,
 )
 from asterisk_recorder.ari.stream import EventStream
-from asterisk_recorder.controller.call import CallSession, FlowLike, call_info_from_channel
-from asterisk_recorder.errors import AriError, AriNotFound
-from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.controller.call import CallSession, call_info_from_channel
+from asterisk_recorder.drivers.core import FlowLike
+from asterisk_recorder.drivers.ports import FAIL_CLOSED_VARIABLES, CallFate, CoreHooks, Fate
+from asterisk_recorder.errors import AriConflict, AriError, AriNotFound
 from asterisk_recorder.ledger.sink import DecisionSink
 from asterisk_recorder.settings import AriServerSettings
 
-__all__ = ["RESYNC_SETTLE", "AriController", "ControllerHooks"]
+__all__ = ["RESYNC_SETTLE", "SWEEP_INTERVAL", "AriController", "ControllerHooks"]
 
 log = structlog.get_logger("asterisk_recorder.controller")
 
 RESYNC_SETTLE = 0.5
 """Seconds to wait before adopting a parked channel, for its StasisStart still in flight."""
 
+SWEEP_INTERVAL = 5.0
+"""Seconds between two sweeps for channels left parked in the app (hand-back lost, orphans)."""
+
 
 @dataclass(slots=True)
 class ControllerHooks:
-    """Callbacks the service wires to metrics and the canonical log line (all optional)."""
+    """Callbacks the service wires to metrics (all optional); ``core`` goes to every call."""
 
-    on_call_finished: Callable[[CallSession, ConsentDecision | None, float], None] = (
-        lambda session, decision, seconds: None
-    )
+    core: CoreHooks = field(default_factory=CoreHooks)
     on_reaction: Callable[[float], None] = lambda seconds: None
     on_reconnect: Callable[[str], None] = lambda server: None
     on_rest_error: Callable[[str, str], None] = lambda server, status: None
@@ -57,6 +59,7 @@ class ControllerHooks:
 class _State:
     sessions: dict[str, CallSession] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    stuck: dict[str, CallFate] = field(default_factory=dict)
     playbacks: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,6 +87,7 @@ class AriController:
         resync_action: str = "handback",
         hooks: ControllerHooks | None = None,
         clock: Callable[[], float] = time.time,
+        sweep_interval: float = SWEEP_INTERVAL,
     ) -> None:
         self.server = server
         self._flow_factory = flow_factory
@@ -92,6 +96,7 @@ class AriController:
         self._resync_action = resync_action
         self._hooks = hooks or ControllerHooks()
         self._clock = clock
+        self._sweep_interval = sweep_interval
         self._state = _State()
         self._client: AriClient | None = None
         self._stream: EventStream | None = None
@@ -125,6 +130,7 @@ class AriController:
             async with stream:
                 if self._stopped.is_set():
                     await stream.close()
+                self._spawn(self._sweep_loop())
                 try:
                     async for event in stream:
                         self._dispatch(event)
@@ -207,7 +213,7 @@ class AriController:
     ) -> CallSession | None:
         channel = event.channel
         existing = self._state.sessions.get(channel.id)
-        if existing is not None and not existing.stats.handed_back:
+        if existing is not None and not existing.handed_back:
             return None  # the same call, already running
         # (A channel handed back and re-entering the app, e.g. a second Gosub, is a new call.)
         info = call_info_from_channel(
@@ -221,6 +227,7 @@ class AriController:
             flow=self._flow_factory(),
             port=self._client,
             sink=self._sink,
+            hooks=self._hooks.core,
             clock=self._clock,
             on_reaction=self._hooks.on_reaction,
             received=time.monotonic(),
@@ -236,18 +243,17 @@ class AriController:
         return session
 
     async def _run_session(self, session: CallSession) -> None:
-        decision: ConsentDecision | None = None
         try:
-            decision = await session.run()
-        except Exception:
-            log.exception("call.crashed", channel_id=session.channel_id)
+            report = await session.run()  # the core contains every error of its call
+            if report.fate is not None and report.fate.fate == Fate.STUCK and not report.hung_up:
+                self._state.stuck[session.channel_id] = report.fate
+                self._spawn(self._sweep_soon())
         finally:
             for status in session.stats.rest_errors:
                 self._hooks.on_rest_error(self.server.name, status)
             if self._state.sessions.get(session.channel_id) is session:
                 del self._state.sessions[session.channel_id]
                 self._state.tasks.pop(session.channel_id, None)
-            self._hooks.on_call_finished(session, decision, time.monotonic() - session.started)
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -283,6 +289,11 @@ class AriController:
                 session.channel_gone()
             elif reconnected:
                 session.abort("ARI event stream was interrupted; a key press may have been lost")
+        for channel_id in list(self._state.stuck):
+            if channel_id in self._state.sessions:
+                continue
+            fate = self._state.stuck.pop(channel_id)
+            await self._release_stuck(channel_id, fate, parked=channel_id in parked)
         orphans = parked - set(self._state.sessions)
         if not orphans:
             return
@@ -315,6 +326,56 @@ class AriController:
                 synthetic,
                 abort_reason=None if resume else "found parked in Stasis after a reconnect",
             )
+
+    async def _sweep_loop(self) -> None:
+        """Every ``sweep_interval`` seconds: hand back what is parked without a live call.
+
+        A hand-back that failed for good (Asterisk's HTTP sessions exhausted, say) leaves the
+        caller parked; this finds it without waiting for a reconnect.
+        """
+        while not self._stopped.is_set():
+            await asyncio.sleep(self._sweep_interval)
+            if self.connected and not self._draining:
+                await self._resync(dict(self._state.sessions), False)
+
+    async def _sweep_soon(self) -> None:
+        """A call's hand-back failed for good: sweep in a second instead of waiting."""
+        await asyncio.sleep(1.0)
+        if self.connected and not self._draining:
+            await self._resync(dict(self._state.sessions), False)
+
+    async def _release_stuck(self, channel_id: str, fate: CallFate, *, parked: bool) -> None:
+        """Hand back, not recorded, a channel whose own hand-back failed; record its fate."""
+        client = self._client
+        if client is None:
+            return
+        new_fate, reason = Fate.HUNG_UP, "gone before the sweep found it"
+        if parked:
+            try:
+                for name, value in FAIL_CLOSED_VARIABLES:
+                    await client.set_variable(channel_id, name, value)
+                await client.continue_in_dialplan(channel_id)
+            except (AriNotFound, AriConflict):
+                pass
+            except AriError as exc:
+                log.warning("ari.sweep_handback_failed", channel_id=channel_id, error=str(exc))
+                self._state.stuck[channel_id] = fate  # try again at the next sweep
+                return
+            else:
+                new_fate, reason = Fate.UNRECORDED, "handed back fail-closed by the sweep"
+        log.warning(
+            "ari.swept_channel", channel_id=channel_id, decision_id=fate.decision_id,
+            fate=new_fate,
+        )
+        record = self._hooks.core.record_fate
+        if record is not None and fate.decision_id:
+            try:
+                await record(CallFate(
+                    decision_id=fate.decision_id, fate=new_fate, told="skip" if parked else "",
+                    reason=reason, attempts=fate.attempts + 1, at=self._clock(),
+                ))
+            except Exception as exc:
+                log.error("call.fate_not_recorded", decision_id=fate.decision_id, error=str(exc))
 
     async def _finish_sessions(self) -> None:
         for session in list(self._state.sessions.values()):

@@ -1,13 +1,14 @@
-"""One call's consent flow driven over ARI: the thin driver around ``flow.ConsentFlow``.
+"""The ARI transport of the driver core: one channel's REST calls and events.
 
 This module owns the translation between ARI (REST calls and WebSocket events about ONE channel)
-and the pure consent state machine: ARI events become flow events, flow actions become REST
-calls. It must not decide anything itself (the flow and the policy do), must not touch other
-channels, and must never leave the channel parked in Stasis: whatever happens, the session ends
-with the channel handed back (fail-closed, not recorded) or gone.
+and the driver core's ``ChannelPort``: ARI events become flow events (``next_events``), port
+operations become REST calls, ARI errors become ``ChannelGone`` / ``ChannelUnreachable``. It also
+owns ``CallSession``, the controller's handle on one call (the core plus this port). It must not
+decide anything (the flow and the policy do), must not store or log the call (the core does),
+and must not touch other channels.
 
-Ordering: the controller feeds this session's queue in the order events arrived on the socket;
-the session handles one item at a time, so a slow call never delays another (each session is its
+Ordering: the controller feeds this port's queue in the order events arrived on the socket;
+the core handles one item at a time, so a slow call never delays another (each session is its
 own task) and one call's events are never reordered.
 """
 
@@ -17,9 +18,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from asterisk_recorder.ari.events import (
@@ -31,57 +31,44 @@ from asterisk_recorder.ari.events import (
     StasisEnd,
 )
 from asterisk_recorder.ari.models import Channel
+from asterisk_recorder.drivers.core import CallCore, FlowLike
+from asterisk_recorder.drivers.ports import CallReport, CoreHooks
 from asterisk_recorder.errors import (
     AriConflict,
     AriConnectionError,
     AriError,
     AriHttpError,
     AriNotFound,
+    AriServerError,
     AriTimeout,
-    LedgerError,
+    ChannelGone,
+    ChannelUnreachable,
 )
-from asterisk_recorder.flow.actions import (
-    Action,
-    Answer,
-    CancelTimer,
-    HandBack,
-    PlayPrompt,
-    SetVariables,
-    StartTimer,
-    StopPrompt,
-    StoreDecision,
-)
+from asterisk_recorder.flow.actions import PlayPrompt
 from asterisk_recorder.flow.decision import ConsentDecision
 from asterisk_recorder.flow.events import (
-    ActionFailed,
     Answered,
     CallerHungUp,
     CallInfo,
-    CallOffered,
-    DecisionStored,
-    DecisionStoreFailed,
     DigitReceived,
     Event,
     PromptFailed,
     PromptFinished,
     PromptStarted,
-    TimerExpired,
 )
-from asterisk_recorder.ledger.sink import DecisionSink
 
-__all__ = ["AriCallPort", "CallSession", "CallStats", "call_info_from_channel", "parse_stasis_args"]
-
-FAIL_CLOSED_VARIABLES: tuple[tuple[str, str], ...] = (
-    ("RECORDER_DECISION", "skip"),
-    ("RECORDER_OUTCOME", "failed"),
-    ("RECORDER_FILE", ""),
-    ("RECORDER_MIXMON_OPTIONS", ""),
-)
-"""What a channel is handed back with when the flow could not finish: not recorded."""
+__all__ = [
+    "AriCallPort",
+    "AriPort",
+    "CallSession",
+    "CallStats",
+    "call_info_from_channel",
+    "parse_stasis_args",
+]
 
 
 class AriCallPort(Protocol):
-    """The ARI REST calls a call session needs (``AriClient`` satisfies it)."""
+    """The ARI REST calls a call needs (``AriClient`` satisfies it)."""
 
     async def answer(self, channel_id: str) -> None:
         """``POST /channels/{id}/answer``."""
@@ -107,52 +94,26 @@ class AriCallPort(Protocol):
         ...
 
 
-class FlowLike(Protocol):
-    """What the session needs of ``ConsentFlow`` (kept narrow so tests can read it)."""
-
-    @property
-    def done(self) -> bool:
-        """True once the flow reached a terminal state."""
-        ...
-
-    @property
-    def decision(self) -> ConsentDecision | None:
-        """The decision, once made."""
-        ...
-
-    def handle(self, event: Event) -> list[Action]:
-        """Feed one event; get the actions to carry out."""
-        ...
-
-
 @dataclass(slots=True)
 class CallStats:
-    """Measurements of one session, for metrics and the canonical log line.
+    """Measurements of one call's transport, for metrics.
 
     Attributes:
         reactions: seconds from an ARI event received to the first REST request it caused.
         rest_errors: ARI errors met (status or exception name).
-        handed_back: the channel was returned to dialplan.
-        fail_closed: the safety net handed it back without the flow's own variables.
     """
 
-    reactions: list[float]
-    rest_errors: list[str]
-    handed_back: bool = False
-    fail_closed: bool = False
+    reactions: list[float] = field(default_factory=list)
+    rest_errors: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class _Timer:
-    name: str
+class _Gone:
+    def __repr__(self) -> str:
+        return "ChannelGone"
 
 
-@dataclass(frozen=True, slots=True)
-class _Abort:
-    reason: str
-
-
-_QueueItem = Any  # ARI event, _Timer or _Abort
+_GONE = _Gone()
+_WAKE = object()
 
 
 def parse_stasis_args(args: tuple[str, ...]) -> dict[str, str]:
@@ -232,28 +193,27 @@ def _dialled(exten: str) -> str:
     return "" if exten in ("s", "") else exten
 
 
-class CallSession:
-    """Drives one channel's ``ConsentFlow`` over ARI until the channel is handed back or gone.
+class AriPort:
+    """``ChannelPort`` over ARI for one channel.
 
     Args:
-        call: what the flow is offered.
+        call: the call (built from the StasisStart snapshot).
         channel_state: the channel's state at StasisStart (``Up`` skips the answer request).
-        flow: a fresh consent flow for this call.
-        port: the ARI REST calls (an ``AriClient``).
-        sink: where the decision is stored (the ledger).
-        clock: wall-clock seconds (``time.time``); the flow never reads a clock itself.
+        rest: the ARI REST calls (an ``AriClient``).
+        clock: wall-clock seconds for the events.
         on_reaction: called with each event-to-REST reaction time in seconds.
         received: ``time.monotonic()`` when the StasisStart arrived (for the reaction time).
     """
+
+    driver = "ari"
+    retry_hand_back = True
 
     def __init__(
         self,
         call: CallInfo,
         *,
         channel_state: str,
-        flow: FlowLike,
-        port: AriCallPort,
-        sink: DecisionSink,
+        rest: AriCallPort,
         clock: Callable[[], float] = time.time,
         on_reaction: Callable[[float], None] | None = None,
         received: float | None = None,
@@ -261,84 +221,171 @@ class CallSession:
         self.call = call
         self.channel_id = call.channel_id
         self._up = channel_state == "Up"
-        self._flow = flow
-        self._port = port
-        self._sink = sink
+        self._rest = rest
         self._clock = clock
         self._on_reaction = on_reaction
-        self._queue: asyncio.Queue[tuple[float | None, _QueueItem]] = asyncio.Queue()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._queue: asyncio.Queue[tuple[float | None, object]] = asyncio.Queue()
         self._playback_id: str | None = None
+        self._stop_sent: str | None = None
         self._gone = False
-        self._received: float | None = None
-        self._offered_received = received
-        self.stats = CallStats(reactions=[], rest_errors=[])
-        self.started = time.monotonic()
+        self._handed_back = False
+        self._received: float | None = received
+        self.stats = CallStats()
 
-    # --- feeding -----------------------------------------------------------------------
+    # -- fed by the controller -----------------------------------------------------------------
 
     def feed(self, event: object) -> None:
         """Queue an ARI event about this channel (called by the controller, in socket order)."""
         self._queue.put_nowait((time.monotonic(), event))
 
-    def abort(self, reason: str) -> None:
-        """Ask the flow to fail closed now (shutdown, resync): hand back, not recorded."""
-        self._queue.put_nowait((None, _Abort(reason)))
-
     def channel_gone(self) -> None:
         """The channel no longer exists (found missing on resync, or Asterisk restarted)."""
-        self._queue.put_nowait((None, ChannelGoneMarker))
-
-    @property
-    def decision(self) -> ConsentDecision | None:
-        """The flow's decision, once made."""
-        return self._flow.decision
+        self._queue.put_nowait((None, _GONE))
 
     @property
     def playback_id(self) -> str | None:
-        """The id of the disclosure playback currently known to this session."""
+        """The id of the disclosure playback currently known to this port."""
         return self._playback_id
 
-    # --- running -----------------------------------------------------------------------
+    @property
+    def handed_back(self) -> bool:
+        """True once ``continue`` succeeded."""
+        return self._handed_back
 
-    async def run(self) -> ConsentDecision | None:
-        """Run the flow to its end; return the decision (None if the flow never decided)."""
+    # -- ChannelPort ---------------------------------------------------------------------------
+
+    async def describe(self) -> CallInfo:
+        """The call, as the StasisStart snapshot described it."""
+        return self.call
+
+    def fallback_call(self) -> CallInfo:
+        """The same call (ARI knows it all at StasisStart)."""
+        return self.call
+
+    async def answer(self) -> list[Event]:
+        """``POST /channels/{id}/answer`` unless the channel is up already."""
+        if not self._up:
+            await self._call(self._rest.answer(self.channel_id))
+            self._up = True
+        return [Answered(self._clock())]
+
+    async def play(self, prompt: PlayPrompt, *, bound: float) -> list[Event]:
+        """``POST /channels/{id}/play`` with our own playback id; its events come later."""
+        playback_id = str(uuid.uuid4())
+        self._playback_id = playback_id
         try:
-            self._received = self._offered_received
-            await self._step(CallOffered(at=self._clock(), call=self.call))
-            while not self._flow.done:
+            await self._call(self._rest.play(
+                self.channel_id, f"sound:{prompt.sound}", lang=prompt.language,
+                playback_id=playback_id,
+            ))
+        except ChannelGone:
+            self._playback_id = None
+            raise
+        except ChannelUnreachable as exc:
+            self._playback_id = None
+            return [PromptFailed(self._clock(), f"play failed: {exc}")]
+        return []
+
+    async def stop_prompt(self) -> list[Event]:
+        """``DELETE /playbacks/{id}``; its ``PlaybackFinished`` ends the prompt."""
+        if self._playback_id is None:
+            return []
+        playback_id = self._playback_id
+        try:
+            await self._call(self._rest.stop_playback(playback_id))
+        except ChannelGone:
+            return []  # already finished; its PlaybackFinished is on its way
+        self._stop_sent = playback_id
+        return []
+
+    async def set_variables(self, variables: tuple[tuple[str, str], ...]) -> list[Event]:
+        """``POST /channels/{id}/variable`` for each, in order."""
+        if self._gone:
+            raise ChannelGone("channel gone")
+        for name, value in variables:
+            await self._call(self._rest.set_variable(self.channel_id, name, value))
+        return []
+
+    async def hand_back(self) -> None:
+        """Stop a playback still running, then ``POST /channels/{id}/continue``."""
+        if self._gone:
+            raise ChannelGone("channel gone")
+        if self._playback_id is not None and self._stop_sent != self._playback_id:
+            self._stop_sent = self._playback_id
+            with contextlib.suppress(ChannelGone, ChannelUnreachable):
+                await self._call(self._rest.stop_playback(self._playback_id))
+        try:
+            await self._call(self._rest.continue_in_dialplan(self.channel_id), conflict_gone=True)
+        except ChannelGone:
+            self._gone = True
+            raise
+        self._handed_back = True
+
+    async def next_events(self, timeout: float | None) -> list[Event]:  # noqa: ASYNC109
+        """The next ARI event about this channel, translated; ``[]`` when ``timeout`` ran out."""
+        loop = asyncio.get_running_loop()
+        wake: asyncio.TimerHandle | None = None
+        token = object()
+        if timeout is not None:
+            wake = loop.call_later(timeout, self._queue.put_nowait, (None, (_WAKE, token)))
+        try:
+            while True:
                 received, item = await self._queue.get()
+                if isinstance(item, tuple) and item and item[0] is _WAKE:
+                    if wake is not None and item[1] is token:
+                        wake = None
+                        return []
+                    continue  # a stale wake-up from an earlier wait
                 event = self._translate(item)
-                if event is None:
-                    continue
-                self._received = received
-                await self._step(event)
+                if event is not None:
+                    self._received = received
+                    return [event]
         finally:
-            for handle in self._timers.values():
-                handle.cancel()
-            self._timers.clear()
-            if not self.stats.handed_back and not self._gone:
-                await self._fail_closed_handback()
-        return self._flow.decision
+            if wake is not None:
+                wake.cancel()
 
-    async def _step(self, first: Event) -> None:
-        pending: deque[Event] = deque([first])
-        while pending:
-            event = pending.popleft()
-            for action in self._flow.handle(event):
-                follow = await self._execute(action)
-                if follow is not None:
-                    pending.append(follow)
+    async def recover(self) -> bool:
+        """Nothing to recover: every REST request stands alone."""
+        return True
 
-    def _translate(self, item: _QueueItem) -> Event | None:
+    def report(self) -> Mapping[str, object]:
+        """The REST errors met, for the log line."""
+        return {"rest_errors": list(self.stats.rest_errors)} if self.stats.rest_errors else {}
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _call(self, request: Any, *, conflict_gone: bool = False) -> None:
+        """Await one REST request; ARI errors become ``ChannelGone`` / ``ChannelUnreachable``."""
+        self._reacted()
+        try:
+            await request
+        except AriNotFound as exc:
+            self.stats.rest_errors.append(_status_label(exc))
+            self._gone = True
+            raise ChannelGone(f"channel gone: {exc}") from exc
+        except AriConflict as exc:
+            self.stats.rest_errors.append(_status_label(exc))
+            if conflict_gone:
+                raise ChannelGone(f"channel not in the application: {exc}") from exc
+            raise ChannelUnreachable(str(exc)) from exc
+        except AriError as exc:
+            self.stats.rest_errors.append(_status_label(exc))
+            retryable = isinstance(exc, AriTimeout | AriConnectionError | AriServerError)
+            raise ChannelUnreachable(str(exc), retryable=retryable) from exc
+
+    def _reacted(self) -> None:
+        if self._received is not None:
+            delay = time.monotonic() - self._received
+            self._received = None
+            self.stats.reactions.append(delay)
+            if self._on_reaction is not None:
+                self._on_reaction(delay)
+
+    def _translate(self, item: object) -> Event | None:
         now = self._clock()
-        if isinstance(item, _Timer):
-            if self._timers.pop(item.name, None) is None:
-                return None  # cancelled after it fired but before we got here
-            return TimerExpired(at=now, name=item.name)
-        if isinstance(item, _Abort):
-            return ActionFailed(at=now, action="Abort", reason=item.reason, channel_gone=False)
-        if item is ChannelGoneMarker:
+        if item is _GONE:
+            if self._gone:
+                return None
             self._gone = True
             return CallerHungUp(at=now)
         if isinstance(item, ChannelDtmfReceived):
@@ -362,134 +409,81 @@ class CallSession:
             self._gone = True
             return CallerHungUp(at=now)
         if isinstance(item, StasisEnd):
-            if self.stats.handed_back or self._gone:
+            if self._handed_back or self._gone:
                 return None
             self._gone = True  # left Stasis without our continue: hung up or redirected
             return CallerHungUp(at=now)
         return None
 
-    # --- actions -----------------------------------------------------------------------
 
-    def _reacted(self) -> None:
-        if self._received is not None:
-            delay = time.monotonic() - self._received
-            self._received = None
-            self.stats.reactions.append(delay)
-            if self._on_reaction is not None:
-                self._on_reaction(delay)
+class CallSession:
+    """The controller's handle on one ARI call: the driver core over an ``AriPort``.
 
-    def _failed(self, action: Action, exc: AriError) -> ActionFailed:
-        self.stats.rest_errors.append(_status_label(exc))
-        gone = isinstance(exc, AriNotFound)
-        if gone:
-            self._gone = True
-        return ActionFailed(
-            at=self._clock(), action=type(action).__name__, reason=str(exc), channel_gone=gone
+    Args:
+        call: what the flow is offered.
+        channel_state: the channel's state at StasisStart.
+        flow: a fresh consent flow for this call.
+        port: the ARI REST calls (an ``AriClient``).
+        sink: where the decision is stored (the ledger).
+        hooks: the composition root's hooks (metrics, fate fact).
+        clock: wall-clock seconds (``time.time``); the flow never reads a clock itself.
+        on_reaction: called with each event-to-REST reaction time in seconds.
+        received: ``time.monotonic()`` when the StasisStart arrived (for the reaction time).
+    """
+
+    def __init__(
+        self,
+        call: CallInfo,
+        *,
+        channel_state: str,
+        flow: FlowLike,
+        port: AriCallPort,
+        sink: Any,
+        hooks: CoreHooks | None = None,
+        clock: Callable[[], float] = time.time,
+        on_reaction: Callable[[float], None] | None = None,
+        received: float | None = None,
+    ) -> None:
+        self.call = call
+        self.channel_id = call.channel_id
+        self.port = AriPort(
+            call, channel_state=channel_state, rest=port, clock=clock,
+            on_reaction=on_reaction, received=received,
         )
+        self.core = CallCore(self.port, flow=flow, sink=sink, hooks=hooks, clock=clock)
+        self.stats = self.port.stats
+        self.started = self.core.started
 
-    async def _execute(self, action: Action) -> Event | None:
-        match action:
-            case Answer():
-                if self._up:
-                    return Answered(at=self._clock())
-                try:
-                    self._reacted()
-                    await self._port.answer(self.channel_id)
-                except AriError as exc:
-                    return self._failed(action, exc)
-                self._up = True
-                return Answered(at=self._clock())
-            case PlayPrompt(sound=sound, language=language):
-                playback_id = str(uuid.uuid4())
-                self._playback_id = playback_id
-                try:
-                    self._reacted()
-                    await self._port.play(
-                        self.channel_id, f"sound:{sound}", lang=language, playback_id=playback_id
-                    )
-                except AriError as exc:
-                    self._playback_id = None
-                    if isinstance(exc, AriNotFound):
-                        return self._failed(action, exc)
-                    return PromptFailed(at=self._clock(), reason=f"play failed: {exc}")
-                return None
-            case StopPrompt():
-                if self._playback_id is None:
-                    return None
-                try:
-                    self._reacted()
-                    await self._port.stop_playback(self._playback_id)
-                except AriNotFound:
-                    return None  # already finished; its PlaybackFinished is on its way
-                except AriError as exc:
-                    return self._failed(action, exc)
-                return None
-            case StartTimer(name=name, seconds=seconds):
-                old = self._timers.pop(name, None)
-                if old is not None:
-                    old.cancel()
-                loop = asyncio.get_running_loop()
-                self._timers[name] = loop.call_later(
-                    seconds, self._queue.put_nowait, (None, _Timer(name))
-                )
-                return None
-            case CancelTimer(name=name):
-                handle = self._timers.pop(name, None)
-                if handle is not None:
-                    handle.cancel()
-                return None
-            case StoreDecision(decision=decision):
-                try:
-                    receipt = await self._sink.store(decision)
-                except LedgerError as exc:
-                    return DecisionStoreFailed(at=self._clock(), reason=str(exc))
-                return DecisionStored(
-                    at=self._clock(), decision_id=receipt.decision_id, spooled=receipt.spooled
-                )
-            case SetVariables(variables=variables):
-                if self._gone:
-                    return None
-                try:
-                    for name, value in variables:
-                        self._reacted()
-                        await self._port.set_variable(self.channel_id, name, value)
-                except AriError as exc:
-                    failed = self._failed(action, exc)
-                    if not failed.channel_gone:
-                        # Never leave a half-written "record" for dialplan: skip it.
-                        with contextlib.suppress(AriError):
-                            await self._port.set_variable(
-                                self.channel_id, "RECORDER_DECISION", "skip"
-                            )
-                    return failed
-                return None
-            case HandBack():
-                if self._gone:
-                    return None
-                try:
-                    self._reacted()
-                    await self._port.continue_in_dialplan(self.channel_id)
-                except (AriNotFound, AriConflict):
-                    self._gone = True  # hung up, or already out of Stasis
-                    return None
-                except AriError as exc:
-                    return self._failed(action, exc)
-                self.stats.handed_back = True
-                return None
+    def feed(self, event: object) -> None:
+        """Queue an ARI event about this channel."""
+        self.port.feed(event)
 
-    async def _fail_closed_handback(self) -> None:
-        """Safety net: the flow ended (or crashed) without handing back a live channel."""
-        self.stats.fail_closed = True
-        try:
-            if self._playback_id is not None:
-                with contextlib.suppress(AriNotFound):
-                    await self._port.stop_playback(self._playback_id)
-            for name, value in FAIL_CLOSED_VARIABLES:
-                await self._port.set_variable(self.channel_id, name, value)
-            await self._port.continue_in_dialplan(self.channel_id)
-            self.stats.handed_back = True
-        except AriError as exc:
-            self.stats.rest_errors.append(_status_label(exc))
+    def abort(self, reason: str) -> None:
+        """Fail the call closed now (shutdown, resync): hand back, not recorded."""
+        self.core.abort(reason)
+
+    def channel_gone(self) -> None:
+        """The channel no longer exists."""
+        self.port.channel_gone()
+
+    @property
+    def decision(self) -> ConsentDecision | None:
+        """The flow's decision, once made."""
+        return self.core.decision
+
+    @property
+    def playback_id(self) -> str | None:
+        """The disclosure playback currently known to this call."""
+        return self.port.playback_id
+
+    @property
+    def handed_back(self) -> bool:
+        """True once the channel went back to dialplan."""
+        return self.core.handed_back
+
+    async def run(self) -> CallReport:
+        """Run the call to its end; return the core's report."""
+        return await self.core.run()
 
 
 def _status_label(exc: AriError) -> str:
@@ -501,11 +495,3 @@ def _status_label(exc: AriError) -> str:
     if isinstance(exc, AriConnectionError):
         return "connection"
     return "protocol"
-
-
-class _ChannelGone:
-    def __repr__(self) -> str:
-        return "ChannelGone"
-
-
-ChannelGoneMarker = _ChannelGone()

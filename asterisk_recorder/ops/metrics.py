@@ -371,6 +371,9 @@ class RecorderMetrics:
             or ``timeout`` / ``connection``).
         ledger_spool_depth: decisions waiting in the local spool for PostgreSQL.
         agi_sessions_active: open FastAGI sessions.
+        calls_crashed: calls ended fail-closed by an unexpected error, by error type.
+        call_fates: what happened to channels after their decision, by fate and driver
+            (``hand_back_failed`` means a caller was left for the sweep).
     """
 
     def __init__(self) -> None:
@@ -409,6 +412,16 @@ class RecorderMetrics:
         )
         self.agi_sessions_active = self.registry.gauge(
             "asterisk_recorder_agi_sessions_active", "Open FastAGI sessions."
+        )
+        self.calls_crashed = self.registry.counter(
+            "asterisk_recorder_calls_crashed_total",
+            "Calls ended fail-closed by an unexpected error, by error type.",
+            ("error",),
+        )
+        self.call_fates = self.registry.counter(
+            "asterisk_recorder_call_fates_total",
+            "What happened to channels after their decision, by fate and driver.",
+            ("fate", "driver"),
         )
 
     def observe_decision(

@@ -1,77 +1,53 @@
-"""``start_fastagi``: the FastAGI server as ``serve`` wires it."""
+"""FastAGI as the composition root wires it: metrics, one decided line, the same core as ARI."""
 
 from __future__ import annotations
+
+import asyncio
+import dataclasses
 
 from agi_helpers import consent_env
 from structlog.testing import capture_logs
 
-from asterisk_recorder.agi.service import start_fastagi
-from asterisk_recorder.flow import ConsentFlow
-from asterisk_recorder.flow.decision import ConsentDecision, Outcome
+from asterisk_recorder.flow.decision import Outcome
 from asterisk_recorder.ledger.sink import MemorySink
-from asterisk_recorder.ops.metrics import RecorderMetrics
-from asterisk_recorder.policy import PolicyEngine
-from asterisk_recorder.settings import Settings
+from asterisk_recorder.service import build
+from asterisk_recorder.settings import AriServerSettings, HttpSettings, Settings
 from asterisk_recorder.testing.agi_peer import Press, ScriptedAsterisk
 
 
-async def test_service_hook_gets_each_call_and_sessions_do_not_log_twice(
-    settings: Settings, engine: PolicyEngine
-) -> None:
-    """``on_decided`` is called once per call with driver ``agi``; no second decided line."""
-    seen: list[tuple[ConsentDecision | None, dict[str, object]]] = []
-
-    def on_decided(decision: ConsentDecision | None, **fields: object) -> None:
-        seen.append((decision, fields))
-
-    metrics = RecorderMetrics()
-    sink = MemorySink()
-    server = await start_fastagi(
+def _agi_only(settings: Settings) -> Settings:
+    return dataclasses.replace(
         settings,
-        flow_factory=lambda: ConsentFlow(settings.flow, engine),
-        sink=sink,
-        instance_id="svc-1",
-        metrics=metrics,
-        on_decided=on_decided,
+        ari=(AriServerSettings(enabled=False),),
+        http=HttpSettings(host="127.0.0.1", port=0),
     )
+
+
+async def test_fastagi_call_is_counted_and_logged_once_by_the_service(settings: Settings) -> None:
+    """One FastAGI call: one ``consent.decided`` line (driver agi), one decision counted."""
+    sink = MemorySink()
+    service = build(_agi_only(settings), sink=sink)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    await asyncio.wait_for(service.started.wait(), 10)
+    assert service.agi is not None
     try:
         with capture_logs() as logs:
             peer = ScriptedAsterisk(consent_env("consent?policy=opt_out"), prompts=[Press("1")])
-            await peer.connect("127.0.0.1", server.port)
-        assert 0.0 == metrics.agi_sessions_active.value()
+            await peer.connect("127.0.0.1", service.agi.port)
+        decided = [e for e in logs if e["event"] == "consent.decided"]
     finally:
-        await server.close()
+        stop.set()
+        await task
 
-    assert 1 == len(seen)
-    decision, fields = seen[0]
-    assert decision is not None
-    assert Outcome.NOT_RECORDED_OPTED_OUT == decision.outcome
-    assert "svc-1" == decision.instance_id
-    assert "agi" == fields["driver"]
-    assert "1795449978.119" == fields["channel_id"]
-    assert fields["handed_back"] is True
-    assert fields["fail_closed"] is False
-    assert [] == [e for e in logs if e["event"] == "consent.decided"]
-    assert [decision] == sink.decisions
-
-
-async def test_each_agi_command_is_observed_as_a_reaction(
-    settings: Settings, engine: PolicyEngine
-) -> None:
-    """``reaction_seconds`` gets one sample per command (reply or environment -> command)."""
-    metrics = RecorderMetrics()
-    server = await start_fastagi(
-        settings,
-        flow_factory=lambda: ConsentFlow(settings.flow, engine),
-        sink=MemorySink(),
-        instance_id="svc-1",
-        metrics=metrics,
-    )
-    try:
-        peer = ScriptedAsterisk(consent_env("consent?policy=opt_out"), prompts=[Press("1")])
-        await peer.connect("127.0.0.1", server.port)
-    finally:
-        await server.close()
-
-    assert len(peer.commands) == metrics.reaction_seconds.count()
-    assert len(peer.commands) > 5
+    assert 1 == len(decided)
+    assert "agi" == decided[0]["driver"]
+    assert decided[0]["handed_back"] is True
+    assert decided[0]["fail_closed"] is False
+    assert "proceeded_unrecorded" == decided[0]["fate"]
+    assert 1 == len(sink.decisions)
+    assert Outcome.NOT_RECORDED_OPTED_OUT == sink.decisions[0].outcome
+    exposition = service.metrics.exposition()
+    assert 'outcome="not_recorded_opted_out"' in exposition
+    assert 'fate="proceeded_unrecorded",driver="agi"' in exposition
+    assert len(peer.commands) == service.metrics.reaction_seconds.count()

@@ -7,6 +7,7 @@ asserts the REST calls it made, the channel variables dialplan sees and the deci
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 
@@ -418,26 +419,35 @@ async def test_parked_channel_is_resumed_when_configured() -> None:
     assert "not_recorded_opted_out" == record.variables["RECORDER_OUTCOME"]
 
 
-async def test_variable_failure_never_leaves_a_record_decision(rig: Rig) -> None:
-    """A 500 on the first /variable: the channel is handed back with RECORDER_DECISION=skip."""
+async def test_variable_failure_is_retried_and_never_leaves_a_half_written_record(
+    rig: Rig,
+) -> None:
+    """A 500 on the first /variable: skip is set at once, then the stored decision is retried."""
     rig.fake.fail("POST", "/ari/channels/*/variable", 500, "Internal error", times=1)
     ch = await rig.fake.originate(caller_number="+12125550100", extension="2125550199")
     record = await rig.fake.wait_for_continue(ch.id)
+    await wait_decisions(rig, 1)
 
-    assert "skip" == record.variables["RECORDER_DECISION"]
+    sets = [
+        (json.loads(r.body)["variable"], json.loads(r.body)["value"]) for r in rig.fake.requests
+        if r.path.endswith("/variable") and r.status < 400
+    ]
+    assert ("RECORDER_DECISION", "skip") == sets[0]
+    assert "record" == record.variables["RECORDER_DECISION"]
+    assert rig.sink.decisions[0].recording_path == record.variables["RECORDER_FILE"]
 
 
-async def test_continue_failure_is_retried_fail_closed(rig: Rig) -> None:
-    """A 500 on /continue: the channel is still handed back (not recorded), never parked."""
+async def test_continue_failure_is_retried_with_the_stored_decision(rig: Rig) -> None:
+    """A 500 on /continue: retried while the channel lives; handed back as decided, never parked."""
     rig.fake.fail("POST", "/ari/channels/*/continue", 500, "Internal error", times=1)
     ch = await rig.fake.originate(caller_number="+12125550100", extension="2125550199")
     record = await rig.fake.wait_for_continue(ch.id)
     await wait_decisions(rig, 1)
 
-    assert "skip" == record.variables["RECORDER_DECISION"]
-    assert "failed" == record.variables["RECORDER_OUTCOME"]
-    assert ["500"] == [
-        str(r.status) for r in rig.fake.requests if r.path.endswith("/continue") and r.status >= 400
+    assert "record" == record.variables["RECORDER_DECISION"]
+    assert "recorded_notified" == record.variables["RECORDER_OUTCOME"]
+    assert ["500", "204"] == [
+        str(r.status) for r in rig.fake.requests if r.path.endswith("/continue")
     ]
 
 

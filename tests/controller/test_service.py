@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from asterisk_recorder.controller.service import Service
+from asterisk_recorder.service import Service
 from asterisk_recorder.flow.decision import Outcome
 from asterisk_recorder.ledger.admin import show_call
 from asterisk_recorder.ledger.database import connect_app

@@ -1,40 +1,54 @@
-"""``asterisk-recorder serve``: the composition root of the running product.
+"""The composition root: the one place the running product is built from its settings.
 
-This module owns wiring and lifecycle: settings -> logs -> ledger (DSN or embedded PostgreSQL,
-migrations) -> policy engine -> ARI controllers (one per configured Asterisk) and the FastAGI
-server -> the operations HTTP endpoint; then, on stop (SIGTERM/SIGINT): stop taking calls, let
-in-flight flows finish for ``controller.shutdown_grace`` seconds, hand back the rest fail-closed,
-flush the ledger, exit 0. It must not contain consent logic (flow/ and policy/ do) nor protocol
-code (ari/, agi/ do). It emits the one canonical ``consent.decided`` log line per call.
+This module owns wiring and lifecycle, for ``serve``, the classic ``agi`` command and the demo
+alike: settings -> ledger (DSN or embedded PostgreSQL, migrations) -> policy engine -> the call
+parts every driver shares (``CallParts``: flow factory, driver-core hooks for metrics and the
+fate fact, instance id) -> ARI controllers (one per configured Asterisk) and the FastAGI server
+-> the operations HTTP endpoint; then, on stop (SIGTERM/SIGINT): stop taking calls, let
+in-flight flows finish for ``controller.shutdown_grace`` seconds, hand back the rest
+fail-closed, flush the ledger. It must not contain consent logic (flow/, policy/), call logic
+(drivers/) or protocol code (ari/, agi/, controller/).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
-import os
+import hashlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+from asterisk_recorder.agi.channel import AgiChannel
+from asterisk_recorder.agi.protocol import AgiEnvironment
 from asterisk_recorder.agi.server import FastAgiServer
-from asterisk_recorder.agi.service import start_fastagi
+from asterisk_recorder.agi.session import SessionResult, consent_handler
 from asterisk_recorder.controller.app import AriController, ControllerHooks
-from asterisk_recorder.controller.call import CallSession
+from asterisk_recorder.drivers.ports import CallFate, CallReport, CoreHooks
 from asterisk_recorder.errors import DatabaseUnavailable
 from asterisk_recorder.flow import ConsentFlow
-from asterisk_recorder.flow.decision import ConsentDecision, Outcome
 from asterisk_recorder.ledger import Ledger, migrate
 from asterisk_recorder.ledger.database import database_dsn
-from asterisk_recorder.ledger.sink import DecisionSink, StoreReceipt
+from asterisk_recorder.ledger.sink import DecisionSink
 from asterisk_recorder.logs import get_logger
 from asterisk_recorder.ops.http import OpsServer, ReadinessReport
 from asterisk_recorder.ops.metrics import RecorderMetrics
 from asterisk_recorder.policy import PolicyEngine
 from asterisk_recorder.settings import Settings
 
-__all__ = ["Service", "default_instance_id", "settle_heap"]
+__all__ = [
+    "CallParts",
+    "Service",
+    "build",
+    "call_parts",
+    "default_instance_id",
+    "ledger_fate_recorder",
+    "run_classic_agi",
+    "settle_heap",
+]
 
 log = get_logger("asterisk_recorder.service")
 
@@ -50,27 +64,129 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def default_instance_id() -> str:
-    """``<hostname>-<pid>``: tells controller instances apart in the ledger."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+def default_instance_id(settings: Settings | None = None) -> str:
+    """``<hostname>-<digest>``: the same across restarts, different for two services on a host.
+
+    The digest covers what tells two deployments on one host apart (the ARI apps and servers,
+    the FastAGI port), so a restart keeps its id and the ledger can follow one instance.
+    """
+    host = socket.gethostname() or "localhost"
+    if settings is None:
+        return host
+    identity = "|".join(
+        [f"{s.url}/{s.app}" for s in settings.ari if s.enabled]
+        + [f"agi:{settings.agi.port}" if settings.agi.enabled else ""]
+    )
+    return f"{host}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
 
 
-class _ObservedSink:
-    """Wraps the ledger to remember which decisions went to the spool (for the log line)."""
+FateRecorder = Callable[[CallFate], Awaitable[object]]
 
-    def __init__(self, inner: DecisionSink) -> None:
-        self.inner = inner
-        self.spooled: set[str] = set()
 
-    async def store(self, decision: ConsentDecision) -> StoreReceipt:
-        receipt = await self.inner.store(decision)
-        if receipt.spooled:
-            self.spooled.add(decision.decision_id)
-        return receipt
+@dataclass(frozen=True, slots=True)
+class CallParts:
+    """What every driver needs to run a call, built once from the settings.
+
+    Attributes:
+        instance_id: this service's stable id (kept in every decision).
+        engine: the policy engine.
+        hooks: the driver core's hooks (metrics, crash counter, fate fact).
+    """
+
+    instance_id: str
+    engine: PolicyEngine
+    hooks: CoreHooks
+    settings: Settings
+
+    def new_flow(self) -> ConsentFlow:
+        """A fresh consent flow with these settings and this policy."""
+        return ConsentFlow(self.settings.flow, self.engine)
+
+
+def call_parts(
+    settings: Settings,
+    *,
+    metrics: RecorderMetrics | None = None,
+    record_fate: FateRecorder | None = None,
+) -> CallParts:
+    """Build the call parts every driver shares (ARI, FastAGI, classic AGI, demo)."""
+    def finished(report: CallReport) -> None:
+        if metrics is None:
+            return
+        decision = report.decision
+        if decision is not None:
+            metrics.observe_decision(
+                outcome=decision.outcome.value, mode=decision.mode.value,
+                driver=report.call.driver,
+                flow_seconds=max(decision.decided_at - decision.offered_at, 0.0),
+            )
+        if report.fate is not None:
+            metrics.call_fates.inc(fate=report.fate.fate, driver=report.call.driver)
+
+    def crashed(error: str) -> None:
+        if metrics is not None:
+            metrics.calls_crashed.inc(error=error)
+
+    hooks = CoreHooks(
+        on_finished=finished,
+        on_crash=crashed,
+        record_fate=record_fate,
+        hand_back_retry_for=settings.controller.hand_back_retry,
+    )
+    return CallParts(
+        instance_id=settings.instance_id or default_instance_id(settings),
+        engine=PolicyEngine.from_settings(settings.policy),
+        hooks=hooks,
+        settings=settings,
+    )
+
+
+def ledger_fate_recorder(ledger: object) -> FateRecorder | None:
+    """The ledger's way of keeping a ``CallFate`` as a fact, when it has one."""
+    record = getattr(ledger, "record_fate", None)
+    return record if callable(record) else None
+
+
+async def run_classic_agi(
+    settings: Settings, channel: AgiChannel, env: AgiEnvironment
+) -> SessionResult | None:
+    """One classic ``AGI()`` session: the same call parts as ``serve``, a ledger of its own.
+
+    The ledger must exist (``db migrate``) and ``database.dsn`` name it: a per-call process never
+    starts the embedded PostgreSQL.
+    """
+    results: list[SessionResult] = []
+    parts = call_parts(settings)
+    async with Ledger.open(
+        settings.database.dsn.value,
+        settings.ledger,
+        instance_id=parts.instance_id,
+        connect_timeout=settings.database.connect_timeout,
+    ) as ledger:
+        hooks = dataclasses.replace(parts.hooks, record_fate=ledger_fate_recorder(ledger))
+        handler = consent_handler(
+            parts.new_flow,
+            ledger,
+            instance_id=parts.instance_id,
+            on_result=results.append,
+            hooks=hooks,
+        )
+        await handler(channel, env)
+    return results[0] if results else None
+
+
+def build(
+    settings: Settings,
+    *,
+    sink: DecisionSink | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Service:
+    """The running service for ``settings`` (``await service.run(stop)`` runs it)."""
+    return Service(settings, sink=sink, clock=clock)
 
 
 class Service:
-    """The running controller: ARI controllers, FastAGI server, ledger and ops endpoint.
+    """The running product: ARI controllers, FastAGI server, ledger and ops endpoint.
 
     Args:
         settings: the validated configuration.
@@ -87,8 +203,9 @@ class Service:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.instance_id = settings.instance_id or default_instance_id()
         self.metrics = RecorderMetrics()
+        self.parts = call_parts(settings, metrics=self.metrics, record_fate=self._record_fate)
+        self.instance_id = self.parts.instance_id
         self.controllers: list[AriController] = []
         self.ledger: Ledger | None = None
         self.ops: OpsServer | None = None
@@ -97,9 +214,8 @@ class Service:
         self.started = asyncio.Event()
         """Set once every part is listening (the demo and tests wait for it)."""
         self._given_sink = sink
-        self._sink: _ObservedSink | None = None
+        self._sink: DecisionSink | None = sink
         self._clock = clock
-        self._engine = PolicyEngine.from_settings(settings.policy)
 
     # --- readiness ---------------------------------------------------------------------
 
@@ -116,7 +232,14 @@ class Service:
 
     def new_flow(self) -> ConsentFlow:
         """A fresh consent flow with this service's settings and policy."""
-        return ConsentFlow(self.settings.flow, self._engine)
+        return self.parts.new_flow()
+
+    async def _record_fate(self, fate: CallFate) -> object:
+        target = self.ledger if self.ledger is not None else self._given_sink
+        record = ledger_fate_recorder(target)
+        if record is None:
+            return None
+        return await record(fate)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -143,9 +266,9 @@ class Service:
                         connect_timeout=self.settings.database.connect_timeout,
                     )
                 )
-                self._sink = _ObservedSink(self.ledger)
-            else:
-                self._sink = _ObservedSink(self._given_sink)
+                self._sink = self.ledger
+            sink = self._sink
+            assert sink is not None
             self.metrics.ledger_spool_depth.set_function(
                 lambda: float(self.ledger.spool_depth) if self.ledger is not None else 0.0
             )
@@ -157,7 +280,7 @@ class Service:
             )
 
             hooks = ControllerHooks(
-                on_call_finished=self._call_finished,
+                core=self.parts.hooks,
                 on_reaction=lambda s: self.metrics.reaction_seconds.observe(s),
                 on_reconnect=lambda server: self.metrics.ari_reconnects.inc(server=server),
                 on_rest_error=lambda server, status: self.metrics.ari_rest_errors.inc(
@@ -171,7 +294,7 @@ class Service:
                     AriController(
                         server,
                         flow_factory=self.new_flow,
-                        sink=self._sink,
+                        sink=sink,
                         instance_id=self.instance_id,
                         resync_action=self.settings.controller.resync_action,
                         hooks=hooks,
@@ -181,7 +304,7 @@ class Service:
             tasks = [
                 asyncio.create_task(c.run(), name=f"ari-{c.server.name}") for c in self.controllers
             ]
-            await self._start_agi(stack)
+            await self._start_agi(stack, sink)
             self.ops = OpsServer(self.settings.http, self.metrics, self.readiness)
             await self.ops.start()
             stack.push_async_callback(self.ops.close)
@@ -222,76 +345,20 @@ class Service:
         finally:
             stop_task.cancel()
 
-    async def _start_agi(self, stack: contextlib.AsyncExitStack) -> None:
+    async def _start_agi(self, stack: contextlib.AsyncExitStack, sink: DecisionSink) -> None:
         if not self.settings.agi.enabled:
             return
-        assert self._sink is not None
-        self.agi = await start_fastagi(
-            self.settings,
-            flow_factory=self.new_flow,
-            sink=self._sink,
+        handler = consent_handler(
+            self.new_flow,
+            sink,
             instance_id=self.instance_id,
-            metrics=self.metrics,
-            on_decided=self._log_decided,
+            hooks=self.parts.hooks,
+            clock=self._clock,
         )
-        stack.push_async_callback(self.agi.close)
-
-    # --- per call ----------------------------------------------------------------------
-
-    def _call_finished(
-        self, session: CallSession, decision: ConsentDecision | None, seconds: float
-    ) -> None:
-        self._log_decided(
-            decision,
-            driver="ari",
-            channel_id=session.channel_id,
-            seconds=seconds,
-            handed_back=session.stats.handed_back,
-            fail_closed=session.stats.fail_closed
-            or (decision is not None and decision.outcome is Outcome.FAILED),
+        server = FastAgiServer(
+            self.settings.agi, handler, on_reaction=self.metrics.reaction_seconds.observe
         )
-
-    def _log_decided(
-        self,
-        decision: ConsentDecision | None,
-        *,
-        driver: str,
-        channel_id: str,
-        seconds: float,
-        handed_back: bool,
-        fail_closed: bool = False,
-    ) -> None:
-        """The canonical ``consent.decided`` line (one per call) and the decision metrics."""
-        if decision is None:
-            log.error(
-                "consent.decided", driver=driver, channel_id=channel_id, outcome="none",
-                decision_id=None, handed_back=handed_back, fail_closed=True,
-                latency_ms=round(seconds * 1000, 1),
-            )
-            return
-        latency = decision.decided_at - decision.offered_at
-        self.metrics.observe_decision(
-            outcome=decision.outcome.value, mode=decision.mode.value, driver=driver,
-            flow_seconds=max(latency, 0.0),
-        )
-        spooled = self._sink is not None and decision.decision_id in self._sink.spooled
-        if self._sink is not None:
-            self._sink.spooled.discard(decision.decision_id)
-        log.info(
-            "consent.decided",
-            driver=driver,
-            channel_id=channel_id,
-            uniqueid=decision.uniqueid,
-            linkedid=decision.linkedid,
-            decision_id=decision.decision_id,
-            mode=decision.mode.value,
-            outcome=decision.outcome.value,
-            record=decision.record,
-            policy_rows=list(decision.policy_rows),
-            keys="".join(k.digit for k in decision.keys),
-            latency_ms=round(max(latency, 0.0) * 1000, 1),
-            session_ms=round(seconds * 1000, 1),
-            spooled=spooled,
-            handed_back=handed_back,
-            fail_closed=fail_closed,
-        )
+        await server.start()
+        self.agi = server
+        self.metrics.agi_sessions_active.set_function(lambda: float(server.active_sessions))
+        stack.push_async_callback(server.close)

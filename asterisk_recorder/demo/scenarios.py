@@ -20,10 +20,10 @@ from typing import Any, TextIO
 from asterisk_recorder.ari.client import AriClient
 from asterisk_recorder.ari.events import ChannelVarset, PlaybackStarted, StreamEvent
 from asterisk_recorder.ari.stream import EventStream
-from asterisk_recorder.controller.service import Service
 from asterisk_recorder.ledger.admin import show_call
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.verify import verify_chain
+from asterisk_recorder.service import Service, build
 from asterisk_recorder.settings import AgiSettings, AriServerSettings, HttpSettings, Settings
 from asterisk_recorder.testing import FakeAsterisk
 
@@ -153,7 +153,7 @@ async def run_demo(
         server = fake.settings(APP, name="demo")
     else:
         server = real_asterisk
-    service = Service(demo_settings(base, server))
+    service = build(demo_settings(base, server))
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     caller: RealAsteriskCaller | None = None
