@@ -19,12 +19,12 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from asterisk_recorder.service import Service
 from asterisk_recorder.flow.decision import Outcome
 from asterisk_recorder.ledger.admin import show_call
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.sink import MemorySink
 from asterisk_recorder.ledger.verify import verify_chain
+from asterisk_recorder.service import Service
 from asterisk_recorder.settings import (
     AgiSettings,
     HttpSettings,
