@@ -126,6 +126,7 @@ class TestShippedDialplan:
             "RECORDER_DECISION_ID=",
             "RECORDER_FILE=",
             "RECORDER_MIXMON_OPTIONS=",
+            "RECORDER_MODE=",
             "RECORDER_MMID=",
             "RECORDER_MMFILE=",
             "RECORDER_STATUS=",
@@ -136,6 +137,22 @@ class TestShippedDialplan:
             apps = [p.app for p in plan.contexts[context]["s"]]
             consent = "Stasis" if context == "recorder-consent" else "AGI"
             assert apps.index("Gosub") < apps.index(consent)
+
+    def test_every_variable_the_controller_sets_is_cleared_first(self, text: str) -> None:
+        """Each RECORDER_* the flow or the driver core hands back is reset before each use."""
+        plan = parse(text)
+        cleared = {
+            p.args.partition("=")[0]
+            for p in plan.contexts["recorder-consent-reset"]["s"] if p.app == "Set"
+        }
+        package = Path(__file__).resolve().parents[2] / "asterisk_recorder"
+        sources = (package / "flow" / "machine.py").read_text() + (
+            package / "drivers" / "ports.py"
+        ).read_text()
+        handed_back = set(re.findall(r'\("(RECORDER_[A-Z_]+)",', sources))
+
+        assert {"RECORDER_DECISION", "RECORDER_MODE"} <= handed_back
+        assert set() == handed_back - cleared
 
     def test_no_caller_controlled_variable_anywhere(self, text: str) -> None:
         """recorder.conf reads no caller-controlled variable at all, not even in events or logs."""
