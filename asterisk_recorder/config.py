@@ -120,6 +120,9 @@ _HELP: dict[str, str] = {
     "ari.heartbeat": "WebSocket ping interval in seconds.",
     "ari.reconnect_max": "Cap in seconds of the jittered exponential reconnect backoff.",
     "ari.enabled": "Connect to this server at all; false for an AGI-only deployment.",
+    "ari.max_connections": "Most HTTP connections open to this Asterisk at once, the event "
+    "WebSocket included; keep the sum over all controllers, plus other HTTP clients, below "
+    "Asterisk's http.conf sessionlimit (default 100).",
     "agi.enabled": "Run the FastAGI server.",
     "agi.host": "Address the FastAGI server listens on.",
     "agi.port": "TCP port of the FastAGI server (1-65535).",
@@ -742,6 +745,7 @@ _CHECKS: dict[str, _Check] = {
     "ari.request_timeout": _positive,
     "ari.heartbeat": _positive,
     "ari.reconnect_max": _positive,
+    "ari.max_connections": _at_least(1, 1000),
     "agi.host": _HOST,
     "agi.port": _port,
     "agi.max_sessions": _at_least(1),

@@ -36,6 +36,7 @@ from asterisk_recorder.ledger.sink import DecisionSink
 from asterisk_recorder.logs import get_logger
 from asterisk_recorder.ops.http import OpsServer, ReadinessReport
 from asterisk_recorder.ops.metrics import RecorderMetrics
+from asterisk_recorder.ops.systemd import SystemdNotifier
 from asterisk_recorder.policy import PolicyEngine
 from asterisk_recorder.settings import Settings
 
@@ -216,6 +217,8 @@ class Service:
         self._given_sink = sink
         self._sink: DecisionSink | None = sink
         self._clock = clock
+        self.systemd = SystemdNotifier()
+        """``READY=1`` / ``WATCHDOG=1`` / ``STOPPING=1`` under systemd ``Type=notify``."""
 
     # --- readiness ---------------------------------------------------------------------
 
@@ -317,11 +320,13 @@ class Service:
             )
             settle_heap()
             self.started.set()
+            self.systemd.ready()
             try:
                 await self._wait(stop, tasks)
             finally:
                 grace = self.settings.controller.shutdown_grace
                 log.info("service.stopping", grace_seconds=grace)
+                await self.systemd.stopping()
                 # Stop taking calls on both drivers at once; each gives its calls the grace.
                 draining = [c.drain(grace) for c in self.controllers]
                 if self.agi is not None:

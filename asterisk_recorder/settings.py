@@ -56,6 +56,11 @@ class AriServerSettings:
         reconnect_max: cap of the jittered exponential reconnect backoff, seconds.
         enabled: connect to this server at all (``false`` for an AGI-only deployment);
             a disabled server needs no password and must be skipped by the controller.
+        max_connections: most HTTP connections open to this Asterisk at once, the event
+            WebSocket included. Each one is an HTTP session of Asterisk's ``http.conf``
+            ``sessionlimit`` (default 100): keep the sum over every controller instance, plus
+            every other HTTP/ARI client of that Asterisk, below that limit, or requests are
+            refused and hand-backs fail (they are retried, then swept).
     """
 
     name: str = "default"
@@ -67,6 +72,7 @@ class AriServerSettings:
     heartbeat: float = 20.0
     reconnect_max: float = 10.0
     enabled: bool = True
+    max_connections: int = 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,7 +161,10 @@ class AriClient:
         if self._closed:
             raise AriError("AriClient is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # Each connection is one of Asterisk's http.conf sessions (sessionlimit).
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._settings.max_connections)
+            )
         return self._session
 
     async def __aenter__(self) -> AriClient:
