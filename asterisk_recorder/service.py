@@ -30,9 +30,9 @@ from asterisk_recorder.controller.app import AriController, ControllerHooks
 from asterisk_recorder.drivers.ports import CallFate, CallReport, CoreHooks
 from asterisk_recorder.errors import DatabaseUnavailable
 from asterisk_recorder.flow import ConsentFlow
+from asterisk_recorder.flow.ports import DecisionSink
 from asterisk_recorder.ledger import Ledger, migrate
 from asterisk_recorder.ledger.database import database_dsn
-from asterisk_recorder.ledger.sink import DecisionSink
 from asterisk_recorder.logs import get_logger
 from asterisk_recorder.ops.http import OpsServer, ReadinessReport
 from asterisk_recorder.ops.metrics import RecorderMetrics

@@ -32,7 +32,7 @@ from asterisk_recorder.agi.server import SessionHandler
 from asterisk_recorder.drivers.core import CallCore, FlowLike
 from asterisk_recorder.drivers.ports import CallReport, CoreHooks
 from asterisk_recorder.flow.decision import ConsentDecision
-from asterisk_recorder.ledger.sink import DecisionSink
+from asterisk_recorder.flow.ports import DecisionSink
 from asterisk_recorder.logs import get_logger
 
 __all__ = [

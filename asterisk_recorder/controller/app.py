@@ -31,7 +31,7 @@ from asterisk_recorder.controller.call import CallSession, call_info_from_channe
 from asterisk_recorder.drivers.core import FlowLike
 from asterisk_recorder.drivers.ports import FAIL_CLOSED_VARIABLES, CallFate, CoreHooks, Fate
 from asterisk_recorder.errors import AriConflict, AriError, AriNotFound
-from asterisk_recorder.ledger.sink import DecisionSink
+from asterisk_recorder.flow.ports import DecisionSink
 from asterisk_recorder.settings import AriServerSettings
 
 __all__ = ["RESYNC_SETTLE", "SWEEP_INTERVAL", "AriController", "ControllerHooks"]

@@ -57,7 +57,7 @@ from asterisk_recorder.flow.events import (
     TimerExpired,
 )
 from asterisk_recorder.flow.machine import State
-from asterisk_recorder.ledger.sink import DecisionSink, StoreReceipt
+from asterisk_recorder.flow.ports import DecisionSink, StoreReceipt
 from asterisk_recorder.logs import get_logger
 from asterisk_recorder.policy.modes import Mode
 

@@ -1,7 +1,8 @@
 """The consent decision: what the flow decided for one call, as evidence for the ledger.
 
 This module owns the ``Outcome`` vocabulary and the ``ConsentDecision`` record that the flow emits
-in a ``StoreDecision`` action and the ledger persists. Pure standard library; no I/O.
+in a ``StoreDecision`` action and the ledger persists (``PartyRecord`` comes from the policy, one
+layer down, and is re-exported here). Pure standard library; no I/O.
 Timestamps are Unix epoch seconds (float, UTC) supplied by the driver.
 """
 
@@ -9,10 +10,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: importing policy here would be an import cycle
-    from asterisk_recorder.policy.modes import Mode
+from asterisk_recorder.policy.modes import Mode
+from asterisk_recorder.policy.parties import PartyRecord
 
 __all__ = ["ConsentDecision", "KeyPress", "Outcome", "PartyRecord"]
 
@@ -56,25 +56,6 @@ class KeyPress:
 
     digit: str
     at: float
-
-
-@dataclass(frozen=True, slots=True)
-class PartyRecord:
-    """One party's jurisdiction as the policy engine resolved it.
-
-    Attributes:
-        party: ``caller``, ``called`` or ``site``.
-        number: the number as given (empty for the site or a withheld number).
-        jurisdiction: the resolved code, e.g. ``US-CA``, ``GB``, ``DE``, or ``unknown``.
-        row_id: the policy table row applied, e.g. ``US-CA``.
-        mode: that row's mode.
-    """
-
-    party: str
-    number: str
-    jurisdiction: str
-    row_id: str
-    mode: Mode
 
 
 @dataclass(frozen=True, slots=True)

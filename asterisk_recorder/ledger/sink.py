@@ -1,44 +1,16 @@
 """What a driver needs from the ledger: somewhere to store a decision and an acknowledgement.
 
-This module owns the ``DecisionSink`` protocol the ARI controller and the FastAGI server write
-to, the ``StoreReceipt`` they get back, and ``MemorySink`` for tests and for integrators who
+The ``DecisionSink`` protocol and ``StoreReceipt`` are the flow's port (``flow/ports.py``),
+re-exported here; this module owns ``MemorySink``, a sink for tests and for integrators who
 embed the flow without PostgreSQL. It must not import asyncpg.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.flow.ports import DecisionSink, StoreReceipt
 
 __all__ = ["DecisionSink", "MemorySink", "StoreReceipt"]
-
-
-@dataclass(frozen=True, slots=True)
-class StoreReceipt:
-    """The ledger's acknowledgement of one decision.
-
-    Attributes:
-        decision_id: the decision acknowledged.
-        spooled: True when PostgreSQL did not answer in time and the decision was fsynced to
-            the local spool instead (it is replayed later, exactly once).
-    """
-
-    decision_id: str
-    spooled: bool = False
-
-
-class DecisionSink(Protocol):
-    """Anything that durably keeps consent decisions."""
-
-    async def store(self, decision: ConsentDecision) -> StoreReceipt:
-        """Keep ``decision``; return once it is durable (committed or spooled).
-
-        Raises:
-            LedgerError: when the decision could be neither committed nor spooled.
-        """
-        ...
 
 
 class MemorySink:

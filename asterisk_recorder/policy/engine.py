@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import phonenumbers
 
 from asterisk_recorder.errors import PolicyError
-from asterisk_recorder.flow.decision import PartyRecord
 from asterisk_recorder.policy.modes import Mode
 from asterisk_recorder.policy.nanp import AREA_CODES
 from asterisk_recorder.policy.numbers import UNKNOWN, NumberResolution, resolve_number, safe_text
+from asterisk_recorder.policy.parties import PartyRecord
 from asterisk_recorder.policy.table import (
     JURISDICTION_RE,
     PolicyRow,
