@@ -227,6 +227,7 @@ class AriPort:
         self._queue: asyncio.Queue[tuple[float | None, object]] = asyncio.Queue()
         self._playback_id: str | None = None
         self._stop_sent: str | None = None
+        self._stopping: asyncio.Future[None] | None = None
         self._gone = False
         self._handed_back = False
         self._received: float | None = received
@@ -271,6 +272,7 @@ class AriPort:
 
     async def play(self, prompt: PlayPrompt, *, bound: float) -> list[Event]:
         """``POST /channels/{id}/play`` with our own playback id; its events come later."""
+        await self._stopped()
         playback_id = str(uuid.uuid4())
         self._playback_id = playback_id
         try:
@@ -287,27 +289,63 @@ class AriPort:
         return []
 
     async def stop_prompt(self) -> list[Event]:
-        """``DELETE /playbacks/{id}``; its ``PlaybackFinished`` ends the prompt."""
-        if self._playback_id is None:
+        """``DELETE /playbacks/{id}``, sent now and awaited before this channel's next request.
+
+        Its ``PlaybackFinished`` ends the prompt. Not waiting here lets the ledger commit the
+        decision while the request is on the wire; every later request of this channel still
+        goes after it.
+        """
+        if self._playback_id is None or self._stop_sent == self._playback_id:
             return []
-        playback_id = self._playback_id
+        playback_id = self._stop_sent = self._playback_id
+        self._stopping = asyncio.ensure_future(self._stop(playback_id))
+        return []
+
+    async def _stop(self, playback_id: str) -> None:
         try:
             await self._call(self._rest.stop_playback(playback_id))
         except ChannelGone:
-            return []  # already finished; its PlaybackFinished is on its way
-        self._stop_sent = playback_id
-        return []
+            pass  # already finished; its PlaybackFinished is on its way
+        except ChannelUnreachable:
+            self._stop_sent = None  # the hand-back tries once more
+
+    async def _stopped(self) -> None:
+        """Wait for a ``DELETE /playbacks`` still on the wire: a channel's requests keep order."""
+        stopping, self._stopping = self._stopping, None
+        if stopping is not None:
+            with contextlib.suppress(ChannelGone, ChannelUnreachable):
+                await stopping
 
     async def set_variables(self, variables: tuple[tuple[str, str], ...]) -> list[Event]:
-        """``POST /channels/{id}/variable`` for each, in order."""
+        """``POST /channels/{id}/variable`` for each, all on the wire at once.
+
+        Dialplan reads none of them before ``continue``, so their order does not matter; the
+        first failure is raised (the core then sets ``RECORDER_DECISION=skip`` and retries).
+        """
+        await self._stopped()
         if self._gone:
             raise ChannelGone("channel gone")
-        for name, value in variables:
+        if len(variables) == 1:
+            name, value = variables[0]
             await self._call(self._rest.set_variable(self.channel_id, name, value))
+            return []
+        self._reacted()
+        results = await asyncio.gather(
+            *(self._call(self._rest.set_variable(self.channel_id, n, v), react=False)
+              for n, v in variables),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, ChannelGone):
+                raise result
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return []
 
     async def hand_back(self) -> None:
         """Stop a playback still running, then ``POST /channels/{id}/continue``."""
+        await self._stopped()
         if self._gone:
             raise ChannelGone("channel gone")
         if self._playback_id is not None and self._stop_sent != self._playback_id:
@@ -354,9 +392,12 @@ class AriPort:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _call(self, request: Any, *, conflict_gone: bool = False) -> None:
+    async def _call(
+        self, request: Any, *, conflict_gone: bool = False, react: bool = True
+    ) -> None:
         """Await one REST request; ARI errors become ``ChannelGone`` / ``ChannelUnreachable``."""
-        self._reacted()
+        if react:
+            self._reacted()
         try:
             await request
         except AriNotFound as exc:

@@ -428,11 +428,15 @@ async def test_variable_failure_is_retried_and_never_leaves_a_half_written_recor
     record = await rig.fake.wait_for_continue(ch.id)
     await wait_decisions(rig, 1)
 
-    sets = [
-        (json.loads(r.body)["variable"], json.loads(r.body)["value"]) for r in rig.fake.requests
-        if r.path.endswith("/variable") and r.status < 400
+    mine = [r for r in rig.fake.requests if f"/channels/{ch.id}/" in r.path]
+    failed = next(i for i, r in enumerate(mine) if r.path.endswith("/variable") and r.status == 500)
+    after = [
+        json.loads(r.body)["value"] for r in mine[failed + 1:]
+        if r.path.endswith("/variable") and json.loads(r.body)["variable"] == "RECORDER_DECISION"
     ]
-    assert ("RECORDER_DECISION", "skip") == sets[0]
+    continues = [i for i, r in enumerate(mine) if r.path.endswith("/continue")]
+    assert ["skip", "record"] == after  # skip at once, then the retry of the whole set
+    assert [len(mine) - 1] == continues  # one continue, after every variable
     assert "record" == record.variables["RECORDER_DECISION"]
     assert rig.sink.decisions[0].recording_path == record.variables["RECORDER_FILE"]
 
