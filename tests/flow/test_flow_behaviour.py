@@ -92,7 +92,7 @@ def test_opt_out_silence_records_with_notice() -> None:
 
 
 def test_prompt_escape_digits_are_the_keys_that_can_count_during_it() -> None:
-    """PlayPrompt's AGI escape digits: the refusal keys; opt-in's accept key only with an accept point.
+    """PlayPrompt's AGI escape digits: refusal keys; the accept key only with an accept point.
 
     By default the accept key counts only after the prompt ended, so it must not cut it short.
     """
