@@ -171,6 +171,9 @@ _HELP: dict[str, str] = {
     "flow.prompts.languages": "Languages the sounds exist in (e.g. `en`, `fr_CA`); in the "
     "environment, comma-separated.",
     "flow.prompts.fallback_language": "Language used when the caller's is not available.",
+    "flow.prompts.opt_in_accept_after": "Seconds after the opt-in prompt starts from which the "
+    "accept key counts as consent (where the prompt names the key); unset: only after the "
+    "prompt ended.",
     "recording.directory": "Absolute directory Asterisk writes recordings into (letters, "
     "digits, `/`, `.`, `_`, `-`).",
     "recording.file_format": "Recording format: " + ", ".join(FILE_FORMATS) + ".",
@@ -489,10 +492,18 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
+_OPTIONAL_NUMBER: Any = float | None
+"""An optional number of seconds (``flow.prompts.opt_in_accept_after``); TOML has no null."""
+
+
 def _convert(info: KeyInfo, raw: _Raw) -> object:
     """Turn a raw value into the field's type or raise ``_Bad`` (never showing a secret)."""
     kind = info.type
     value = raw.value
+    if kind == _OPTIONAL_NUMBER:
+        if raw.text and isinstance(value, str) and not value.strip():
+            return None  # an empty environment variable: unset
+        kind = float
     shown = "(value hidden)" if info.secret else _show(value)
     if kind is Secret:
         if isinstance(value, Secret):
@@ -1120,7 +1131,9 @@ def render_effective(settings: Settings) -> str:
             lines += ["", f"[{table}]"]
         for info, value in items:
             shown = _masked(info, value) if isinstance(value, Secret) else value
-            lines.append(f"{info.name} = {_toml(shown)}")
+            lines.append(
+                f"# {info.name} = (unset)" if shown is None else f"{info.name} = {_toml(shown)}"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -1157,7 +1170,7 @@ def render_sample() -> str:
         if isinstance(value, Secret):
             value = value.value
         out += ["", *_wrap_comment(f"{info.help} Environment: {info.env}."),
-                f"{info.name} = {_toml(value)}"]
+                f"# {info.name} =" if value is None else f"{info.name} = {_toml(value)}"]
         if info.key == "ari.enabled":
             out += [
                 "",
@@ -1178,6 +1191,8 @@ def _type_label(info: KeyInfo) -> str:
         return "mode"
     if typing.get_origin(info.type) is tuple:
         return "list of strings"
+    if info.type == _OPTIONAL_NUMBER:
+        return "number or unset"
     return {str: "string", int: "integer", float: "number", bool: "boolean"}[info.type]
 
 
@@ -1198,7 +1213,8 @@ def render_reference() -> str:
             out += ["| key | type | default | environment variable | meaning |",
                     "|---|---|---|---|---|"]
         default = info.default.value if isinstance(info.default, Secret) else info.default
-        cells = [f"`{info.name}`", _type_label(info), f"`{_toml(default)}`", f"`{info.env}`",
+        shown = "(unset)" if default is None else f"`{_toml(default)}`"
+        cells = [f"`{info.name}`", _type_label(info), shown, f"`{info.env}`",
                  info.help.replace("|", "\\|")]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

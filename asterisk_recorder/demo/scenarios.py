@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from asterisk_recorder.ari.client import AriClient
-from asterisk_recorder.ari.events import ChannelVarset, PlaybackStarted, StreamEvent
+from asterisk_recorder.ari.events import (
+    ChannelVarset,
+    PlaybackFinished,
+    PlaybackStarted,
+    StreamEvent,
+)
 from asterisk_recorder.ari.stream import EventStream
 from asterisk_recorder.ledger.admin import show_call
 from asterisk_recorder.ledger.database import connect_app
@@ -42,6 +47,8 @@ class Scenario:
         name: what it shows.
         caller / called: caller id number and dialled number.
         keys: DTMF the caller presses during the disclosure (empty: silent).
+        keys_after: DTMF the caller presses once the disclosure ended (opt-in consent counts
+            only then).
         hangup: the caller hangs up during the disclosure.
         expect: the outcome the product should reach.
         app: the Stasis app dialled (a missing app shows the controller being unreachable).
@@ -51,6 +58,7 @@ class Scenario:
     caller: str
     called: str
     keys: str = ""
+    keys_after: str = ""
     hangup: bool = False
     expect: str = ""
     app: str = APP
@@ -61,8 +69,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              expect="not_recorded_opted_out"),
     Scenario("silent acceptance (opt-out offered)", "+14155550102", "2125550100",
              expect="recorded_notified"),
-    Scenario("opt-in accepted (caller in Germany)", "+4930901820", "2125550100", keys="1",
-             expect="recorded_consented"),
+    Scenario("opt-in accepted (caller in Germany)", "+4930901820", "2125550100",
+             keys_after="1", expect="recorded_consented"),
     Scenario("opt-in declined (caller in Germany)", "+4930901821", "2125550100", keys="2",
              expect="not_recorded_declined"),
     Scenario("opt-in timeout (no key)", "+4930901822", "2125550100",
@@ -127,6 +135,9 @@ async def _place(fake: FakeAsterisk, scenario: Scenario) -> tuple[str, str, dict
         return ch.id, "", {}
     if scenario.keys:
         await fake.send_dtmf(ch.id, scenario.keys)
+    if scenario.keys_after:
+        await fake.wait_for_event("PlaybackFinished", channel_id=ch.id)
+        await fake.send_dtmf(ch.id, scenario.keys_after)
     record = await fake.wait_for_continue(ch.id, within=30.0)
     return ch.id, record.variables.get("RECORDER_OUTCOME", ""), dict(record.variables)
 
@@ -270,6 +281,12 @@ class RealAsteriskCaller:
             if scenario.keys:
                 await asyncio.sleep(0.5)
                 await self._client.send_dtmf(caller.id, scenario.keys)
+            if scenario.keys_after:
+                await self._wait(
+                    lambda e: isinstance(e, PlaybackFinished)
+                    and e.playback.target_uri == f"channel:{channel_id}", 30,
+                )
+                await self._client.send_dtmf(caller.id, scenario.keys_after)
         # RECORDER_STATUS is set by the subroutine once Stasis() returned: every RECORDER_*
         # variable the controller set is in the events by then.
         await self._wait(varset("RECORDER_STATUS"), 60)

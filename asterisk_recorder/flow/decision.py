@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from asterisk_recorder.policy.modes import Mode
 from asterisk_recorder.policy.parties import PartyRecord
 
-__all__ = ["ConsentDecision", "KeyPress", "Outcome", "PartyRecord"]
+__all__ = [
+    "COUNTED_EFFECTS",
+    "ConsentDecision",
+    "KeyEffect",
+    "KeyPhase",
+    "KeyPress",
+    "Outcome",
+    "PartyRecord",
+]
 
 
 class Outcome(enum.Enum):
@@ -50,12 +58,69 @@ _RECORDING = frozenset(
 )
 
 
+class KeyPhase(enum.Enum):
+    """When a key arrived, relative to the disclosure."""
+
+    BEFORE_PROMPT = "before_prompt"
+    """No disclosure had started yet (type-ahead, e.g. left over from an IVR menu)."""
+    DURING_PROMPT = "during_prompt"
+    """While a disclosure prompt was playing (or about to play again, on a replay)."""
+    AFTER_PROMPT = "after_prompt"
+    """After the prompt ended, in the input window."""
+
+
+class KeyEffect(enum.Enum):
+    """What a key did to the decision."""
+
+    CONSENT = "consent"
+    """Opt-in: the accept key, pressed after the prompt named it; it decided (recorded)."""
+    DECLINE = "decline"
+    """Opt-in: the decline key; it decided (not recorded)."""
+    OPT_OUT = "opt_out"
+    """Opt-out: the refuse key; it decided (not recorded)."""
+    TYPE_AHEAD = "type_ahead"
+    """Pressed before any disclosure started: flushed, counts as nothing."""
+    TOO_EARLY = "too_early"
+    """Opt-in: the accept key before the prompt named it: not consent (press again later)."""
+    INVALID = "invalid"
+    """After the prompt, not a key of the mode: the prompt plays again (or the flow gives up)."""
+    NO_EFFECT = "no_effect"
+    """During the prompt, not a key of the mode: kept as evidence only."""
+
+
+COUNTED_EFFECTS = frozenset({KeyEffect.CONSENT, KeyEffect.DECLINE, KeyEffect.OPT_OUT})
+"""Effects of a key that made the decision."""
+
+
 @dataclass(frozen=True, slots=True)
 class KeyPress:
-    """One DTMF digit the caller pressed, with when it arrived (epoch seconds)."""
+    """One DTMF digit the caller pressed: when, relative to which prompt, and what it did.
+
+    Attributes:
+        digit: the key.
+        at: when it arrived (epoch seconds).
+        prompt_started_at: ``PromptStarted`` of the prompt play the key came during or after
+            (None: that play had not started, e.g. type-ahead; or a record older than these
+            fields). ``at - prompt_started_at`` is the key's offset into the prompt.
+        phase: before / during / after the prompt (None: a record older than these fields).
+        effect: what the key did (None: a record older than these fields).
+    """
 
     digit: str
     at: float
+    prompt_started_at: float | None = None
+    phase: KeyPhase | None = None
+    effect: KeyEffect | None = None
+
+    @property
+    def counted(self) -> bool:
+        """True when this key made the decision (consent, decline or opt-out)."""
+        return self.effect in COUNTED_EFFECTS
+
+    @property
+    def offset(self) -> float | None:
+        """Seconds from the start of its prompt play to the key (None: no play had started)."""
+        return None if self.prompt_started_at is None else self.at - self.prompt_started_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ the old timer's expiry.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -54,7 +55,14 @@ from asterisk_recorder.flow.actions import (
     StopPrompt,
     StoreDecision,
 )
-from asterisk_recorder.flow.decision import ConsentDecision, KeyPress, Outcome, PartyRecord
+from asterisk_recorder.flow.decision import (
+    ConsentDecision,
+    KeyEffect,
+    KeyPhase,
+    KeyPress,
+    Outcome,
+    PartyRecord,
+)
 from asterisk_recorder.flow.events import (
     ActionFailed,
     Answered,
@@ -185,6 +193,15 @@ def check_flow_settings(settings: FlowSettings) -> list[str]:
             0 < value <= 3600
         ):
             problems.append(f"flow.{name} {value!r} must be a number of seconds in (0, 3600]")
+    after: object = settings.prompts.opt_in_accept_after
+    if after is not None and (
+        isinstance(after, bool) or not isinstance(after, (int, float))
+        or not math.isfinite(after) or after < 0
+    ):
+        problems.append(
+            f"flow.prompts.opt_in_accept_after {after!r} must be a finite number of seconds "
+            ">= 0 after the prompt starts, or unset (the end of the prompt)"
+        )
     retries: object = settings.max_retries
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
         problems.append(f"flow.max_retries {retries!r} must be an integer 0..10")
@@ -213,7 +230,9 @@ _language_chain_cached = lru_cache(maxsize=256)(_language_chain)
 class _Plan:
     """Validated ``FlowSettings`` with the constant actions of every flow precomputed."""
 
-    __slots__ = ("prompts", "recording", "settings", "start_guard", "start_input")
+    __slots__ = (
+        "accept_after", "prompts", "recording", "settings", "start_guard", "start_input",
+    )
 
     def __init__(self, settings: FlowSettings) -> None:
         problems = check_flow_settings(settings)
@@ -223,6 +242,7 @@ class _Plan:
         self.recording = RecordingPlan(settings.recording)
         self.start_guard = StartTimer(GUARD_TIMER, settings.guard_timeout)
         self.start_input = StartTimer(INPUT_TIMER, settings.input_timeout)
+        self.accept_after: float | None = settings.prompts.opt_in_accept_after
         self.prompts: dict[tuple[str, str, str], PlayPrompt] = {}
 
     def play(self, sound: str, language: str, escape: str) -> PlayPrompt:
@@ -296,6 +316,7 @@ class ConsentFlow:
     _lang_index: int = 0
     _sound: str = ""
     _escape: str = ""
+    _valid: str = ""
     _retries: int = 0
     _keys: tuple[KeyPress, ...] = ()
     _timers: tuple[str, ...] = ()
@@ -304,6 +325,9 @@ class ConsentFlow:
     _started_at: float | None = None
     _finished_at: float | None = None
     _prompt_played: bool = False
+    _play_started_at: float | None = None
+    _play_cut: bool = False
+    _informed: bool = False
     _policy_note: str = ""
 
     def __init__(self, settings: FlowSettings, policy: PolicyEngine) -> None:
@@ -384,6 +408,8 @@ class ConsentFlow:
         """Play the prompt in the current language, with the guard timer."""
         self.state = State.PROMPTING
         self._prompt_played = True
+        self._play_started_at = None
+        self._play_cut = False
         plan = self._plan
         return [
             plan.play(self._sound, self._chain[self._lang_index], self._escape),
@@ -454,23 +480,48 @@ class ConsentFlow:
         self.state = State.STORING_GONE if gone else State.STORING
         return actions
 
-    def _decide_key(self, digit: str, at: float, before: list[Action]) -> list[Action]:
-        """Decide on a valid key of the current mode."""
-        s = self._settings
+    def _note_key(self, event: DigitReceived, phase: KeyPhase, effect: KeyEffect) -> None:
+        """Keep a key as evidence: when, relative to which prompt play, and what it did."""
+        self._keys += (KeyPress(event.digit, event.at, self._play_started_at, phase, effect),)
+
+    def _accepts(self, at: float) -> bool:
+        """True when an opt-in accept key at ``at`` is informed consent.
+
+        That is once the caller heard a prompt to its end, or, with
+        ``prompts.opt_in_accept_after`` set, from that many seconds into the current play.
+        """
+        if self._informed:
+            return True
+        after = self._plan.accept_after
+        started = self._play_started_at
+        return after is not None and started is not None and at - started >= after
+
+    def _decide_key(
+        self, event: DigitReceived, phase: KeyPhase, before: list[Action]
+    ) -> list[Action]:
+        """Decide on a valid key of the current mode; the reason says when it came."""
+        digit, at = event.digit, event.at
+        started = self._play_started_at
+        if phase is KeyPhase.AFTER_PROMPT:
+            when = "after the prompt ended"
+        elif started is None:
+            when = "before the prompt started again"
+        else:
+            when = f"{at - started:.3f} s into the prompt"
         if self.mode is Mode.OPT_OUT:
-            return self._decide(
-                Outcome.NOT_RECORDED_OPTED_OUT, f"caller pressed the opt-out key {digit}", at,
-                before=before,
-            )
-        if digit == s.opt_in_accept_key:
-            return self._decide(
-                Outcome.RECORDED_CONSENTED, f"caller pressed the accept key {digit}", at,
-                before=before,
-            )
-        return self._decide(
-            Outcome.NOT_RECORDED_DECLINED, f"caller pressed the decline key {digit}", at,
-            before=before,
-        )
+            effect, outcome, name = KeyEffect.OPT_OUT, Outcome.NOT_RECORDED_OPTED_OUT, "opt-out"
+        elif digit == self._settings.opt_in_accept_key:
+            effect, outcome, name = KeyEffect.CONSENT, Outcome.RECORDED_CONSENTED, "accept"
+            if phase is KeyPhase.DURING_PROMPT:
+                when += (
+                    " (the prompt had played to its end before)" if self._informed
+                    else f" (counts from {self._plan.accept_after:g} s)"
+                )
+        else:
+            effect, outcome, name = KeyEffect.DECLINE, Outcome.NOT_RECORDED_DECLINED, "decline"
+        self._note_key(event, phase, effect)
+        return self._decide(outcome, f"caller pressed the {name} key {digit} {when}", at,
+                            before=before)
 
     def _after_prompt(self, at: float) -> list[Action]:
         """The disclosure ended: wait for a key, or decide for modes without a choice."""
@@ -536,9 +587,16 @@ def _offered(flow: ConsentFlow, event: CallOffered) -> list[Action]:
         notes = ("mode forced by RECORDER_POLICY",) if result.forced else ()
         flow._policy_note = "; " + "; ".join((*notes, *result.notes))
     if mode is Mode.OPT_OUT:
-        flow._sound, flow._escape = prompts.opt_out, s.opt_out_key
+        flow._sound = prompts.opt_out
+        flow._escape = flow._valid = s.opt_out_key
     elif mode is Mode.OPT_IN:
-        flow._sound, flow._escape = prompts.opt_in, s.opt_in_accept_key + s.opt_in_decline_key
+        flow._sound = prompts.opt_in
+        flow._valid = s.opt_in_accept_key + s.opt_in_decline_key
+        # The accept key stops the prompt (AGI escape digit) only where it can count: with no
+        # accept point inside the prompt, pressing it early must not cut the disclosure short.
+        flow._escape = flow._valid if flow._plan.accept_after is not None else (
+            s.opt_in_decline_key
+        )
     elif mode is Mode.ANNOUNCE:
         flow._sound = prompts.announce
     elif mode is Mode.NEVER:
@@ -572,18 +630,32 @@ def _late_answered(flow: ConsentFlow, event: Answered) -> list[Action]:
 
 
 def _prompt_started(flow: ConsentFlow, event: PromptStarted) -> list[Action]:
-    """The disclosure started: note the time of the first start."""
+    """The disclosure started: note the time; from now on keys are no longer type-ahead."""
     if flow._started_at is None:
         flow._started_at = event.at
+    if flow._play_started_at is None:
+        flow._play_started_at = event.at
     return []
 
 
 def _prompt_finished(flow: ConsentFlow, event: PromptFinished) -> list[Action]:
-    """The disclosure ended: wait for a key, or decide."""
+    """The disclosure ended: wait for a key, or decide (an opt-in prompt cut short replays).
+
+    Cut short: an early accept key that is an escape digit stops AGI's ``STREAM FILE`` before
+    the prompt named the key, so the caller was not informed: the prompt plays again
+    (a retry), and without retries left the call is not recorded.
+    """
     flow._finished_at = event.at
     if flow._started_at is None:
         flow._started_at = event.at
-    return [*flow._cancel_timer(GUARD_TIMER), *flow._after_prompt(event.at)]
+    cancel = flow._cancel_timer(GUARD_TIMER)
+    if flow._play_cut and not flow._accepts(event.at):
+        return [*cancel, *flow._replay_or(
+            Outcome.NOT_RECORDED_NO_CONSENT,
+            "prompt cut short by the accept key before it named that key", event.at,
+        )]
+    flow._informed = True
+    return [*cancel, *flow._after_prompt(event.at)]
 
 
 def _next_language(flow: ConsentFlow, at: float, why: str) -> list[Action]:
@@ -601,33 +673,42 @@ def _prompt_failed(flow: ConsentFlow, event: PromptFailed) -> list[Action]:
 
 
 def _digit_answering(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
-    """A key before the disclosure: a refusal counts at once, anything else is only kept.
+    """A key before the disclosure started (type-ahead): kept as evidence, counts as nothing.
 
-    The opt-out key (opt_out) or the decline key (opt_in) refuses recording even before the
-    caller heard the disclosure; the accept key does not count as consent yet, since consent
-    must follow the disclosure.
+    The caller cannot know yet which key means what (the digit is typically left over from an
+    IVR menu), so it is neither consent nor a refusal; the refusal keys count from the first
+    moment of the prompt.
     """
-    digit = event.digit
-    if digit not in DTMF_DIGITS:
+    if event.digit not in DTMF_DIGITS:
         return flow._note_ignored(event)
-    flow._keys += (KeyPress(digit, event.at),)
-    s = flow._settings
-    if (flow.mode is Mode.OPT_OUT and digit == s.opt_out_key) or (
-        flow.mode is Mode.OPT_IN and digit == s.opt_in_decline_key
-    ):
-        return flow._decide_key(digit, event.at, [])
+    flow._note_key(event, KeyPhase.BEFORE_PROMPT, KeyEffect.TYPE_AHEAD)
     return []
 
 
 def _digit_prompting(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
-    """Barge-in: a valid key stops the disclosure and decides; other keys are only kept."""
+    """Barge-in: a refusal decides at once, the accept key once the prompt named it.
+
+    Keys before the first ``PromptStarted`` are type-ahead (count as nothing); an accept key
+    before the accept point is ``too_early``; other keys are only kept.
+    """
     digit = event.digit
     if digit not in DTMF_DIGITS:
         return flow._note_ignored(event)
-    flow._keys += (KeyPress(digit, event.at),)
-    if digit in flow._escape:
-        return flow._decide_key(digit, event.at, [_STOP])
-    return []
+    if flow._started_at is None:
+        flow._note_key(event, KeyPhase.BEFORE_PROMPT, KeyEffect.TYPE_AHEAD)
+        return []
+    if digit not in flow._valid:
+        flow._note_key(event, KeyPhase.DURING_PROMPT, KeyEffect.NO_EFFECT)
+        return []
+    if (
+        flow.mode is Mode.OPT_IN
+        and digit == flow._settings.opt_in_accept_key
+        and not flow._accepts(event.at)
+    ):
+        flow._play_cut |= digit in flow._escape
+        flow._note_key(event, KeyPhase.DURING_PROMPT, KeyEffect.TOO_EARLY)
+        return []
+    return flow._decide_key(event, KeyPhase.DURING_PROMPT, [_STOP])
 
 
 def _digit_waiting(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
@@ -635,9 +716,9 @@ def _digit_waiting(flow: ConsentFlow, event: DigitReceived) -> list[Action]:
     digit = event.digit
     if digit not in DTMF_DIGITS:
         return flow._note_ignored(event)
-    flow._keys += (KeyPress(digit, event.at),)
-    if digit in flow._escape:
-        return flow._decide_key(digit, event.at, [])
+    if digit in flow._valid:  # the prompt played to its end: every key of the mode counts
+        return flow._decide_key(event, KeyPhase.AFTER_PROMPT, [])
+    flow._note_key(event, KeyPhase.AFTER_PROMPT, KeyEffect.INVALID)
     if flow.mode is Mode.OPT_IN:
         return flow._replay_or(Outcome.NOT_RECORDED_NO_CONSENT, "no valid key", event.at)
     return flow._replay_or(

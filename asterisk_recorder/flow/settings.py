@@ -20,6 +20,11 @@ class PromptSettings:
         languages: languages the sounds exist in; the flow picks the caller's language through
             the fallback chain ``fr_CA`` -> ``fr`` -> ``fallback_language``.
         fallback_language: the last resort, always assumed to exist.
+        opt_in_accept_after: seconds after ``PromptStarted`` from which the opt-in accept key
+            counts as consent (the point of the prompt that names the key). None (the
+            default): only after the prompt ended (``PromptFinished``). Keep it below the
+            prompt's length. An accept key before that point is kept in the ledger as
+            ``too_early`` and is not consent; the decline key counts at any time.
     """
 
     opt_in: str = "recorder/consent-opt-in"
@@ -29,6 +34,7 @@ class PromptSettings:
     none: str = ""
     languages: tuple[str, ...] = ("en",)
     fallback_language: str = "en"
+    opt_in_accept_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

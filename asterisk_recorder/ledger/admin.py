@@ -68,6 +68,25 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
+def _key_view(key: dict[str, Any]) -> dict[str, Any]:
+    """One key as shown: digit and time; when recorded, its phase, offset and effect.
+
+    ``offset_ms`` is milliseconds from the start of the prompt play the key came during or
+    after (null: that play had not started, i.e. type-ahead); ``counted`` says whether the
+    key made the decision. Rows stored before these fields existed show digit and time only.
+    """
+    view: dict[str, Any] = {"digit": key["digit"], "at": _iso(from_micros(key["at_us"]))}
+    if "phase" in key:
+        view["phase"] = key["phase"]
+    if "offset_us" in key:
+        offset = key["offset_us"]
+        view["offset_ms"] = None if offset is None else offset / 1000
+    if "effect" in key:
+        view["effect"] = key["effect"]
+        view["counted"] = bool(key.get("counted"))
+    return view
+
+
 def decision_view(row: Row) -> dict[str, Any]:
     """A JSON-ready view of one decision row (personal values ``None`` once erased)."""
     parties = json.loads(row["parties"])
@@ -94,10 +113,7 @@ def decision_view(row: Row) -> dict[str, Any]:
         "policy_version": row["policy_version"],
         "prompt_id": row["prompt_id"],
         "language": row["language"],
-        "keys": [
-            {"digit": k["digit"], "at": _iso(from_micros(k["at_us"]))}
-            for k in json.loads(row["keys"])
-        ],
+        "keys": [_key_view(k) for k in json.loads(row["keys"])],
         "outcome": row["outcome"],
         "reason": row["reason"],
     }

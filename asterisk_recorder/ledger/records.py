@@ -6,7 +6,9 @@ chain hash itself. See docs/ledger.md for the encoding. Pure computation: no I/O
 
 Canonical encoding (version 1): a JSON object with keys sorted, separators ``,`` and ``:``, ASCII
 only (``ensure_ascii``); times are integer microseconds since the Unix epoch; personal fields appear
-only as hex HMAC-SHA256 digests. The hash of row ``seq`` is
+only as hex HMAC-SHA256 digests. Members added later (a key's ``phase``, ``effect``, ``counted``,
+``offset_us``) are written only when known, so older rows keep their exact bytes. The hash of
+row ``seq`` is
 ``SHA-256(b"asterisk-recorder/ledger/v1\\0" || prev_hash || seq as 8-byte big-endian || body)``.
 """
 
@@ -22,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from asterisk_recorder.errors import LedgerError
-from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.flow.decision import ConsentDecision, KeyPress
 from asterisk_recorder.ledger.keys import DigestKey
 from asterisk_recorder.ledger.text import MAX_CHARS, clean
 
@@ -192,6 +194,27 @@ def _opt_micros(at: float | None) -> int | None:
     return None if at is None else micros(at)
 
 
+def _key_fields(digit: str, press: KeyPress) -> dict[str, Any]:
+    """One key of the canonical body.
+
+    ``digit`` and ``at_us`` always; a key that knows its timing adds ``phase``, ``effect``,
+    ``counted`` and ``offset_us`` (microseconds from its prompt play's start; null when that
+    play had not started). Keys written before these fields existed keep the two members, so
+    their rows encode (and verify) exactly as before.
+    """
+    at_us = micros(press.at)
+    entry: dict[str, Any] = {"digit": digit, "at_us": at_us}
+    if press.phase is not None:
+        entry["phase"] = press.phase.value
+    if press.effect is not None:
+        entry["effect"] = press.effect.value
+        entry["counted"] = press.counted
+    if press.phase is not None or press.prompt_started_at is not None:
+        started = press.prompt_started_at
+        entry["offset_us"] = None if started is None else at_us - micros(started)
+    return entry
+
+
 def build_decision_record(decision: ConsentDecision, key: DigestKey) -> DecisionRecord:
     """Clean, digest and encode ``decision``.
 
@@ -245,10 +268,8 @@ def build_decision_record(decision: ConsentDecision, key: DigestKey) -> Decision
     fields["prompt_id"] = (
         None if decision.prompt_id is None else text("prompt_id", decision.prompt_id)
     )
-    fields["keys"] = [
-        {"digit": text(f"keys.{i}.digit", k.digit), "at_us": micros(k.at)}
-        for i, k in enumerate(decision.keys)
-    ]
+    fields["keys"] = [_key_fields(text(f"keys.{i}.digit", k.digit), k)
+                      for i, k in enumerate(decision.keys)]
     fields["outcome"] = decision.outcome.value
     fields["offered_at_us"] = micros(decision.offered_at)
     fields["answered_at_us"] = _opt_micros(decision.answered_at)

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from asterisk_recorder.errors import SpoolError
-from asterisk_recorder.flow.decision import ConsentDecision, KeyPress, Outcome, PartyRecord
+from asterisk_recorder.flow.decision import (
+    ConsentDecision,
+    KeyEffect,
+    KeyPhase,
+    KeyPress,
+    Outcome,
+    PartyRecord,
+)
 from asterisk_recorder.policy.modes import Mode
 
 __all__ = [
@@ -42,6 +49,32 @@ SPOOL_NAME = "decisions.jsonl"
 QUARANTINE_NAME = "quarantine.jsonl"
 """Where torn or garbled lines are kept (with the reason) for an operator to inspect."""
 _REPLAY_GLOB = "decisions.*.replay.jsonl"
+
+
+def _key_to_dict(key: KeyPress) -> dict[str, Any]:
+    """A key as spooled; the timing members only when known (older lines have none)."""
+    out: dict[str, Any] = {"digit": key.digit, "at": key.at}
+    if key.prompt_started_at is not None:
+        out["prompt_started_at"] = key.prompt_started_at
+    if key.phase is not None:
+        out["phase"] = key.phase.value
+    if key.effect is not None:
+        out["effect"] = key.effect.value
+    return out
+
+
+def _key_from_dict(data: dict[str, Any]) -> KeyPress:
+    """Rebuild a spooled key, with or without the timing members."""
+    started = data.get("prompt_started_at")
+    phase = data.get("phase")
+    effect = data.get("effect")
+    return KeyPress(
+        data["digit"],
+        float(data["at"]),
+        None if started is None else float(started),
+        None if phase is None else KeyPhase(phase),
+        None if effect is None else KeyEffect(effect),
+    )
 
 
 def decision_to_dict(decision: ConsentDecision) -> dict[str, Any]:
@@ -73,7 +106,7 @@ def decision_to_dict(decision: ConsentDecision) -> dict[str, Any]:
         "policy_version": decision.policy_version,
         "prompt_id": decision.prompt_id,
         "language": decision.language,
-        "keys": [{"digit": k.digit, "at": k.at} for k in decision.keys],
+        "keys": [_key_to_dict(k) for k in decision.keys],
         "outcome": decision.outcome.value,
         "reason": decision.reason,
         "offered_at": decision.offered_at,
@@ -112,7 +145,7 @@ def decision_from_dict(data: dict[str, Any]) -> ConsentDecision:
         policy_version=data["policy_version"],
         prompt_id=data["prompt_id"],
         language=data["language"],
-        keys=tuple(KeyPress(k["digit"], float(k["at"])) for k in data["keys"]),
+        keys=tuple(_key_from_dict(k) for k in data["keys"]),
         outcome=Outcome(data["outcome"]),
         reason=data["reason"],
         offered_at=float(data["offered_at"]),

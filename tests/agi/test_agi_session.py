@@ -123,7 +123,8 @@ async def test_opt_in_accept_key_after_disclosure_records_with_consent(rig: AgiR
     assert Mode.OPT_IN == result.decision.mode
     assert Outcome.RECORDED_CONSENTED == result.decision.outcome
     assert "record" == peer.variables["RECORDER_DECISION"]
-    assert ["STREAM", "FILE", "en/recorder/consent-opt-in", "12"] == commands_named(
+    # only the decline key interrupts: the accept key counts only after the prompt ended
+    assert ["STREAM", "FILE", "en/recorder/consent-opt-in", "2"] == commands_named(
         peer, "STREAM", "FILE"
     )[0]
     assert_fixed_forms(peer)

@@ -124,9 +124,14 @@ async def test_one_party_state_plays_announcement_and_records(rig: Rig) -> None:
 async def test_opt_in_caller_from_germany(
     rig: Rig, keys: str, outcome: Outcome, decision: str
 ) -> None:
-    """A German caller is asked to opt in: 1 records, 2 declines, silence records nothing."""
+    """A German caller is asked to opt in: 1 records, 2 declines, silence records nothing.
+
+    The accept key counts only after the prompt ended; the decline key barges in.
+    """
     ch = await rig.fake.originate(caller_number="+4930901820", extension="2125550100")
-    await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    await rig.fake.wait_for_event(
+        "PlaybackFinished" if keys == "1" else "PlaybackStarted", channel_id=ch.id
+    )
     if keys:
         await rig.fake.send_dtmf(ch.id, keys)
     record = await rig.fake.wait_for_continue(ch.id, within=10)
@@ -190,7 +195,7 @@ async def test_channel_variable_override_forces_opt_in(rig: Rig) -> None:
         caller_number="+12125550100", extension="2125550199",
         variables={"RECORDER_POLICY": "opt_in"},
     )
-    await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
+    await rig.fake.wait_for_event("PlaybackFinished", channel_id=ch.id)  # accept after it
     await rig.fake.send_dtmf(ch.id, "1")
     record = await rig.fake.wait_for_continue(ch.id)
     await wait_decisions(rig, 1)

@@ -142,10 +142,15 @@ async def test_opt_out_key_during_disclosure_skips_recording(
 async def test_opt_in_accept_key_records(
     recorder: RecorderProcess, caller: CallerSim, recordings_dir: Path, pg_dsn: str
 ) -> None:
-    """Opt-in mode, key 1: recorded with consent."""
+    """Opt-in mode, key 1 after the disclosure ended: recorded with consent."""
     call = await caller.originate("Local/opt_in@e2e-in")
     await call.wait_playback_started()
-    await asyncio.sleep(0.3)
+    target = f"channel:{call.dialplan_id}"  # the accept key counts only after the prompt
+    await call.sim.wait_for(
+        lambda e: e.get("type") == "PlaybackFinished"
+        and e.get("playback", {}).get("target_uri") == target,
+        30, f"PlaybackFinished on {call.dialplan_id}",
+    )
     await call.dtmf("1")
     consent = await call.wait_user_event("E2EConsent", within=10)
     await assert_recorded(call, consent, recordings_dir, pg_dsn, "recorded_consented")

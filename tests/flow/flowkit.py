@@ -88,14 +88,17 @@ def feed(flow: ConsentFlow, *events: Event) -> list[Action]:
 def flow_in(
     state: State, mode: Mode = Mode.OPT_OUT, settings: FlowSettings | None = None
 ) -> ConsentFlow:
-    """A flow driven into ``state`` through the ordinary path (opt-out call by default)."""
+    """A flow driven into ``state`` through the ordinary path (opt-out call by default).
+
+    ``PROMPTING`` is past ``PromptStarted``: the disclosure is audible, keys are not type-ahead.
+    """
     flow = new_flow(settings)
     if state is State.NEW:
         return flow
     feed(flow, CallOffered(T0, call(mode)))
     if state is State.ANSWERING:
         return flow
-    feed(flow, Answered(T0 + 0.1))
+    feed(flow, Answered(T0 + 0.1), PromptStarted(T0 + 0.2))
     if state is State.PROMPTING:
         return flow
     if state in (State.STORING_GONE, State.ENDED):
@@ -103,7 +106,7 @@ def flow_in(
         if state is State.ENDED:
             feed(flow, DecisionStored(T0 + 1.1, DECISION_ID))
         return flow
-    feed(flow, PromptStarted(T0 + 0.2), PromptFinished(T0 + 8))
+    feed(flow, PromptFinished(T0 + 8))
     if state is State.AWAITING_INPUT:
         return flow
     feed(flow, TimerExpired(T0 + 13, "input"))

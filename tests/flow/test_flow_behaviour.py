@@ -22,7 +22,7 @@ from flowkit import (
 from asterisk_recorder.errors import FlowError
 from asterisk_recorder.flow import ConsentFlow, State, check_flow_settings, language_chain
 from asterisk_recorder.flow.actions import HandBack, PlayPrompt, SetVariables, StoreDecision
-from asterisk_recorder.flow.decision import KeyPress, Outcome, PartyRecord
+from asterisk_recorder.flow.decision import KeyEffect, KeyPhase, KeyPress, Outcome, PartyRecord
 from asterisk_recorder.flow.events import (
     ActionFailed,
     Answered,
@@ -91,15 +91,22 @@ def test_opt_out_silence_records_with_notice() -> None:
     assert "b" == out["RECORDER_MIXMON_OPTIONS"]
 
 
-def test_prompt_escape_digits_are_the_valid_keys_of_the_mode() -> None:
-    """PlayPrompt carries the mode's valid keys for AGI barge-in."""
-    escapes = {}
-    for mode in (Mode.OPT_OUT, Mode.OPT_IN, Mode.ANNOUNCE):
-        flow = new_flow()
-        actions = feed(flow, CallOffered(T0, call(mode)), Answered(T0 + 0.1))
-        escapes[mode] = next(a for a in actions if isinstance(a, PlayPrompt)).escape_digits
+def test_prompt_escape_digits_are_the_keys_that_can_count_during_it() -> None:
+    """PlayPrompt's AGI escape digits: refusal keys; the accept key only with an accept point.
 
-    assert {Mode.OPT_OUT: "1", Mode.OPT_IN: "12", Mode.ANNOUNCE: ""} == escapes
+    By default the accept key counts only after the prompt ended, so it must not cut it short.
+    """
+    escapes = {}
+    for mode, after in ((Mode.OPT_OUT, None), (Mode.OPT_IN, None), (Mode.OPT_IN, 3.0),
+                        (Mode.ANNOUNCE, None)):
+        flow = new_flow(settings(prompts=PromptSettings(opt_in_accept_after=after)))
+        actions = feed(flow, CallOffered(T0, call(mode)), Answered(T0 + 0.1))
+        escapes[mode, after] = next(
+            a for a in actions if isinstance(a, PlayPrompt)
+        ).escape_digits
+
+    assert {(Mode.OPT_OUT, None): "1", (Mode.OPT_IN, None): "2", (Mode.OPT_IN, 3.0): "12",
+            (Mode.ANNOUNCE, None): ""} == escapes
 
 
 def test_keys_are_configurable_per_mode() -> None:
@@ -124,7 +131,9 @@ def test_invalid_key_during_disclosure_is_kept_but_does_not_interrupt() -> None:
     assert ([], State.PROMPTING) == (actions, flow.state)
     feed(flow, PromptFinished(T0 + 8), TimerExpired(T0 + 13, "input"))
     assert flow.decision is not None
-    assert (KeyPress("7", T0 + 2),) == flow.decision.keys
+    assert (
+        KeyPress("7", T0 + 2, T0 + 0.2, KeyPhase.DURING_PROMPT, KeyEffect.NO_EFFECT),
+    ) == flow.decision.keys
 
 
 def test_invalid_keys_reprompt_up_to_max_retries_then_opt_out_records() -> None:
@@ -175,7 +184,7 @@ def test_opt_in_silence_reprompts_then_gives_up_without_consent() -> None:
     feed(flow, PromptFinished(T0 + 20))
     second = flow.handle(TimerExpired(T0 + 25, "input"))
 
-    assert [("PlayPrompt", "recorder/consent-opt-in", "en", "12"),
+    assert [("PlayPrompt", "recorder/consent-opt-in", "en", "2"),
             ("StartTimer", "guard")] == summary(first)
     assert [("StoreDecision", "not_recorded_no_consent")] == summary(second)
 
@@ -403,7 +412,9 @@ def test_decision_records_parties_policy_prompt_keys_and_times() -> None:
     assert ("US-MD", "US") == d.policy_rows
     assert engine().version == d.policy_version
     assert ("recorder/consent-opt-out", "en") == (d.prompt_id, d.language)
-    assert (KeyPress("5", T0 + 2.0),) == d.keys
+    assert (
+        KeyPress("5", T0 + 2.0, T0 + 0.6, KeyPhase.DURING_PROMPT, KeyEffect.NO_EFFECT),
+    ) == d.keys
     assert (T0, T0 + 0.5, T0 + 0.6, T0 + 8.0, T0 + 13.0) == (
         d.offered_at, d.answered_at, d.disclosure_started_at, d.disclosure_finished_at,
         d.decided_at,

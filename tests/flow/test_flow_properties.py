@@ -2,22 +2,25 @@
 
 Over 10,000 generated calls in total (6,000 + 4,000 examples): no exception from any event in
 any state; exactly one StoreDecision per offered call; SetVariables + HandBack only after the
-decision was stored and never after a hang-up; no recording after the opt-out key; no recording
-in opt_in without the accept key; recordings only ever get a path built from the decision id.
+decision was stored and never after a hang-up; no recording after the opt-out key pressed once
+the prompt started; no recording in opt_in without the accept key, nor with an accept key
+pressed before prompt start + ``opt_in_accept_after`` (before ``PromptFinished`` when None);
+no key before the prompt started (type-ahead) ever decides; at most one key counts, and it is
+the last; recordings only ever get a path built from the decision id.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flowkit import DECISION_ID, T0, call, engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asterisk_recorder.flow import ConsentFlow, State
-from asterisk_recorder.flow.actions import HandBack, SetVariables, StoreDecision
-from asterisk_recorder.flow.decision import Outcome
+from asterisk_recorder.flow.actions import HandBack, PlayPrompt, SetVariables, StoreDecision
+from asterisk_recorder.flow.decision import COUNTED_EFFECTS, KeyEffect, Outcome
 from asterisk_recorder.flow.events import (
     ActionFailed,
     Answered,
@@ -90,7 +93,7 @@ SETTINGS_VARIANTS = [
     FlowSettings(
         opt_out_key=out_key, opt_in_accept_key=accept, opt_in_decline_key=decline,
         max_retries=retries, answer_channel=answer, play_prompt_for_never=play,
-        play_prompt_for_none=play, prompts=prompts,
+        play_prompt_for_none=play, prompts=replace(prompts, opt_in_accept_after=after),
     )
     for out_key, accept, decline in (("1", "1", "2"), ("#", "5", "*"), ("9", "1", "2"))
     for retries in (0, 1, 3)
@@ -100,6 +103,7 @@ SETTINGS_VARIANTS = [
         PromptSettings(),
         PromptSettings(languages=("en", "fr", "fr_CA"), never="rec/never", none="rec/none"),
     )
+    for after in (None, 0.0, 0.4, 2.5)
 ]
 flow_settings = st.sampled_from(SETTINGS_VARIANTS)
 
@@ -117,6 +121,8 @@ class Run:
     handback_after_hangup: bool = False
     refused_before_decision: bool = False
     accepted_before_decision: bool = False
+    type_ahead_decided: bool = False
+    consent_before_informed: bool = False
 
 
 def drive(flow_settings_: FlowSettings, mode: Mode, events: list[Event], language: str) -> Run:
@@ -125,14 +131,34 @@ def drive(flow_settings_: FlowSettings, mode: Mode, events: list[Event], languag
     run = Run(flow=flow, mode=mode)
     acked = False
     gone = False
+    after = flow_settings_.prompts.opt_in_accept_after
+    prompt_began = False  # a PromptStarted/PromptFinished was handled while prompting
+    finished = False  # a PromptFinished was handled while prompting
+    play_start: float | None = None  # PromptStarted of the current play (reset by PlayPrompt)
     stream = [CallOffered(T0, call(mode, language=language)), *events,
               CallerHungUp(T0 + 10_000), DecisionStored(T0 + 10_001, DECISION_ID)]
     for event in stream:
         before = flow.state
         decided_before = flow.decision is not None
         actions = flow.handle(event)  # must never raise
+        if before is State.PROMPTING and isinstance(event, PromptStarted | PromptFinished):
+            prompt_began = True
+            finished |= isinstance(event, PromptFinished)
+            if isinstance(event, PromptStarted) and play_start is None:
+                play_start = event.at
+        if isinstance(event, DigitReceived) and not decided_before and flow.decision is not None:
+            run.type_ahead_decided |= not prompt_began
+            if flow.decision.outcome is Outcome.RECORDED_CONSENTED:
+                informed = finished or (
+                    after is not None and play_start is not None
+                    and event.at - play_start >= after
+                )
+                run.consent_before_informed |= not informed
+        if any(isinstance(a, PlayPrompt) for a in actions):
+            play_start = None
         if isinstance(event, DigitReceived) and not decided_before and before in PROMPT_STATES:
-            if mode is Mode.OPT_OUT and event.digit == flow_settings_.opt_out_key:
+            if (mode is Mode.OPT_OUT and event.digit == flow_settings_.opt_out_key
+                    and prompt_began):
                 run.refused_before_decision = True
             if mode is Mode.OPT_IN and event.digit == flow_settings_.opt_in_accept_key and (
                 before is not State.ANSWERING
@@ -174,6 +200,15 @@ def check(run: Run, flow_settings_: FlowSettings) -> None:
     assert not run.handback_after_hangup
     if run.refused_before_decision:
         assert not decision.record
+    assert not run.type_ahead_decided
+    assert not run.consent_before_informed
+    counted = [i for i, k in enumerate(decision.keys) if k.counted]
+    assert counted in ([], [len(decision.keys) - 1])
+    assert all(k.phase is not None and k.effect is not None for k in decision.keys)
+    if decision.outcome is Outcome.RECORDED_CONSENTED:
+        assert KeyEffect.CONSENT is decision.keys[-1].effect
+    elif counted:
+        assert decision.keys[-1].effect in COUNTED_EFFECTS - {KeyEffect.CONSENT}
     if run.mode is Mode.OPT_IN and decision.record:
         assert run.accepted_before_decision
         assert Outcome.RECORDED_CONSENTED == decision.outcome

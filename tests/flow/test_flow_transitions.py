@@ -68,9 +68,7 @@ EXPECTED: dict[tuple[State, type], tuple[State, list[tuple[str, ...]]] | str] = 
     (S.ANSWERING, Answered): (
         S.PROMPTING, [("CancelTimer", "guard"), PLAY, ("StartTimer", "guard")],
     ),
-    (S.ANSWERING, DigitReceived): (
-        S.STORING, [("CancelTimer", "guard"), ("StoreDecision", "not_recorded_opted_out")],
-    ),
+    (S.ANSWERING, DigitReceived): (S.ANSWERING, []),  # type-ahead: kept, counts as nothing
     (S.ANSWERING, TimerExpired): (S.STORING, [("StoreDecision", "failed")]),
     (S.ANSWERING, CallerHungUp): (
         S.STORING_GONE, [("CancelTimer", "guard"), ("StoreDecision", "abandoned")],
