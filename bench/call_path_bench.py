@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import statistics
 import sys
 import tempfile
 import time
