@@ -1,6 +1,8 @@
 """The FastAGI TCP server: accepts Asterisk's connections and runs one session per call.
 
-This module owns connection hygiene: the cap on concurrent sessions (excess connections are
+This module owns connection hygiene: the peer allowlist (a host outside ``allowed_peers`` is
+closed before a byte of its environment is read, logged rate-limited and counted; see
+``agi.peers``), the cap on concurrent sessions (excess connections are
 closed at once with a log line; Asterisk's dialplan then finds no decision and fails closed),
 the read timeout on the environment, quiet handling of peers that connect and close (TCP health
 checks, port scans), and isolation (a session that fails, sends garbage or times out is closed
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from asterisk_recorder.agi.channel import AgiChannel, CommandObserver
+from asterisk_recorder.agi.peers import LOOPBACK_ONLY, IpNetwork, PeerAllowlist, RefusalLog
 from asterisk_recorder.agi.protocol import AgiEnvironment
 from asterisk_recorder.errors import (
     AgiCommandError,
@@ -53,6 +56,8 @@ class ServerStats:
     """Sessions whose handler returned normally (or saw the caller hang up)."""
     aborted: int = 0
     """Sessions still running when ``close``'s grace ran out (cancelled: failed closed)."""
+    refused: int = 0
+    """Connections from a host outside ``allowed_peers``, closed before reading anything."""
 
 
 class FastAgiServer:
@@ -67,6 +72,16 @@ class FastAgiServer:
             AGI reply received to the next command sent), e.g. a metrics histogram.
         abort_timeout: after ``close``'s grace, how long a cancelled session may take to fail
             closed (store its decision, set ``RECORDER_DECISION=skip``) before it is cut.
+        allowed_peers: the networks whose hosts may connect (default: loopback only,
+            ``127.0.0.1/32`` and ``::1/128``). Anyone else is closed before its environment is
+            read, so nothing of it reaches a session or the ledger; refusals are counted in
+            ``stats.refused`` and logged as ``agi.peer.refused`` (at most ten a minute, then one
+            line counting the rest). IPv4-mapped IPv6 peers match their IPv4 address.
+        on_refused: optional callback given each refused peer's address (e.g. a metrics
+            counter; do not label a metric by the address, a scan would explode it).
+
+    Raises:
+        ConfigError: ``allowed_peers`` is empty or holds something that is not an IP network.
 
     Use ``await start()`` / ``await close(grace=...)`` or ``async with``.
     """
@@ -79,7 +94,12 @@ class FastAgiServer:
         observer: CommandObserver | None = None,
         on_reaction: Callable[[float], None] | None = None,
         abort_timeout: float = 10.0,
+        allowed_peers: Sequence[IpNetwork] = LOOPBACK_ONLY,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
+        self._allowlist = PeerAllowlist.of(allowed_peers)
+        self._refusals = RefusalLog(self._allowlist)
+        self._on_refused = on_refused
         self._settings = settings
         self._handler = handler
         self._observer = observer
@@ -101,6 +121,11 @@ class FastAgiServer:
         if self._server is None or not self._server.sockets:
             raise RuntimeError("FastAgiServer is not started")
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def allowed_peers(self) -> tuple[IpNetwork, ...]:
+        """The networks whose hosts may connect."""
+        return self._allowlist.networks
 
     @property
     def active_sessions(self) -> int:
@@ -130,6 +155,7 @@ class FastAgiServer:
             host=self._settings.host,
             port=self.port,
             max_sessions=self._settings.max_sessions,
+            allowed_peers=self._allowlist.describe(),
         )
 
     async def close(self, grace: float = 5.0) -> None:
@@ -175,7 +201,16 @@ class FastAgiServer:
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        peer = _peer_name(writer)
+        host, port = _peer_address(writer)
+        if not self._allowlist.allows(host):
+            # Before anything is read: a foreign host learns nothing and drives nothing.
+            self.stats.refused += 1
+            self._refusals.refused(host, port, self.stats.refused)
+            if self._on_refused is not None:
+                self._on_refused(host)
+            await _close(writer)
+            return
+        peer = f"{host}:{port}" if port is not None else host
         if self._closing:
             self.stats.rejected += 1
             _log.warning("agi.session.rejected", peer=peer, reason="shutting down")
@@ -253,11 +288,12 @@ class FastAgiServer:
             self.stats.completed += 1
 
 
-def _peer_name(writer: asyncio.StreamWriter) -> str:
+def _peer_address(writer: asyncio.StreamWriter) -> tuple[str, int | None]:
+    """The peer's host and port as the socket reports them (IPv6: no flow info or scope)."""
     info = writer.get_extra_info("peername")
     if isinstance(info, tuple) and len(info) >= 2:
-        return f"{info[0]}:{info[1]}"
-    return str(info)
+        return str(info[0]), int(info[1])
+    return str(info or ""), None
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

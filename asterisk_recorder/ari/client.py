@@ -14,13 +14,14 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import structlog
 from yarl import URL
 
+from asterisk_recorder.ari.endpoint import ari_base_url, basic_auth_header
 from asterisk_recorder.ari.models import (
     Application,
     AsteriskInfo,
@@ -33,6 +34,7 @@ from asterisk_recorder.ari.models import (
     parse_channel,
     parse_playback,
 )
+from asterisk_recorder.ari.stream import EventStream
 from asterisk_recorder.errors import (
     AriBadRequest,
     AriConflict,
@@ -44,12 +46,8 @@ from asterisk_recorder.errors import (
     AriProtocolError,
     AriServerError,
     AriTimeout,
-    ConfigError,
 )
 from asterisk_recorder.settings import AriServerSettings
-
-if TYPE_CHECKING:
-    from asterisk_recorder.ari.stream import EventStream
 
 __all__ = ["AriClient", "ari_base_url", "basic_auth_header", "error_for_status"]
 
@@ -62,28 +60,6 @@ QueryValue = str | int | bool
 def _seg(value: str) -> str:
     """Quote one path segment completely (``/``, ``?``, ``#``, ``%`` and all)."""
     return quote(value, safe="")
-
-
-def ari_base_url(settings: AriServerSettings) -> URL:
-    """Return ``<settings.url>/ari``; refuse URLs that carry credentials or a query."""
-    url = URL(settings.url)
-    if url.user is not None or url.password is not None:
-        raise ConfigError(f"ari[{settings.name}].url: credentials belong in username/password")
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(
-            f"ari[{settings.name}].url: expected http(s)://host[:port], got {settings.url!r}"
-        )
-    if url.query_string or url.fragment:
-        raise ConfigError(f"ari[{settings.name}].url: must not have a query or fragment")
-    path = url.path.rstrip("/")
-    if not path.endswith("/ari"):
-        path += "/ari"
-    return url.with_path(path)
-
-
-def basic_auth_header(settings: AriServerSettings) -> str:
-    """The ``Authorization: Basic`` header value for the configured ARI user."""
-    return aiohttp.encode_basic_auth(settings.username, settings.password.value)
 
 
 def error_for_status(status: int, method: str, path: str, message: str) -> AriHttpError:
@@ -185,8 +161,6 @@ class AriClient:
         ``options`` are passed to ``EventStream`` (e.g. ``reconnect_initial``). Close the stream
         before the client.
         """
-        from asterisk_recorder.ari.stream import EventStream  # here: stream imports client
-
         return EventStream(self._settings, apps=apps, session=self.session(), **options)
 
     async def close(self) -> None:

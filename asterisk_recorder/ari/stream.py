@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from asterisk_recorder.ari.client import ari_base_url, basic_auth_header
+from asterisk_recorder.ari.endpoint import ari_base_url, basic_auth_header
 from asterisk_recorder.ari.events import (
     Connected,
     Disconnected,
