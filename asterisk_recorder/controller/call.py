@@ -372,6 +372,7 @@ class AriPort:
                 if isinstance(item, tuple) and item and item[0] is _WAKE:
                     if wake is not None and item[1] is token:
                         wake = None
+                        self._received = None  # a timer is no ARI event to react to
                         return []
                     continue  # a stale wake-up from an earlier wait
                 event = self._translate(item)
