@@ -178,7 +178,7 @@ class LedgerFact:
         at: when it happened (epoch seconds, supplied by the driver).
         actor: who states it: the controller's instance id, or ``cli:user@host``.
         payload: a flat mapping of lowercase names to JSON scalars (see ``FACT_KINDS``);
-            frozen on construction.
+            frozen on construction. Never personal data: facts are not erasable.
         fact_id: the idempotency key (UUID text); ``None`` lets the ledger assign one. Give a
             stable id when the same fact may be handed in twice.
 
@@ -385,8 +385,9 @@ def effective_outcome(outcome: str, facts: Iterable[tuple[str, Mapping[str, obje
         return Effective("recorded", False, True, f"decision says not recorded, but {how}")
     head, _, detail = denial.partition(": ")
     if claimed:
+        why = f" ({detail})" if detail else ""
         return Effective(
-            "not_recorded", True, True, f"claimed recorded, {head}: not recorded ({detail})"
+            "not_recorded", True, True, f"claimed recorded, {head}: not recorded{why}"
         )
     return Effective("not_recorded", False, False, f"not recorded ({denial})")
 

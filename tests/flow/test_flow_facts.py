@@ -158,6 +158,13 @@ ABSENT = ("recording.absent", {"reason": "no file after hangup"})
         ("recorded_notified", [FATE_RECORDED, ABSENT], "not_recorded", True, "recording absent"),
         ("recorded_notified", [FAILED, CLOSED], "recorded", False, "the recording exists"),
         ("not_recorded_opted_out", [HANDED_SKIP], "not_recorded", False, "dialplan told skip"),
+        (
+            "recorded_notified",
+            [HANDED_SKIP],
+            "not_recorded",
+            True,
+            "claimed recorded, dialplan told skip: not recorded",
+        ),
         ("not_recorded_opted_out", [], "not_recorded", False, "not recorded"),
         ("not_recorded_opted_out", [CLOSED], "recorded", True, "but the recording exists"),
     ],
