@@ -110,7 +110,7 @@ def register(subparsers: Any) -> None:
         run_export,
         "export everything about one number",
         "Print every decision about NUMBER (as caller, called or party) with its "
-        "recording path: a data subject's access request.",
+        "recording path, its facts and effective outcome: a data subject's access request.",
     )
     export.add_argument("--number", required=True, help="the phone number, exactly as stored")
     export.add_argument("--format", choices=("json", "csv"), default="json")
@@ -139,7 +139,8 @@ def register(subparsers: Any) -> None:
         "show",
         run_show,
         "show the decisions of one call",
-        "Show every decision whose decision id, uniqueid, linkedid or channel id is ID.",
+        "Show every decision whose decision id, uniqueid, linkedid or channel id is ID, "
+        "the facts linked to it (hand-back, fate, recording) and the effective outcome.",
     )
     show.add_argument("--call", required=True, metavar="ID")
     show.add_argument("--json", action="store_true", help="print JSON")
@@ -275,11 +276,16 @@ def _write_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
         "disclosure_finished_at",
         "text_notes",
         "hash",
+        "effective",
+        "facts",
     ]
     writer = csv.writer(out)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_csv_cell(row.get(c)) for c in columns])
+        cells = dict(row)
+        effective = row.get("effective")
+        cells["effective"] = effective["summary"] if isinstance(effective, dict) else None
+        writer.writerow([_csv_cell(cells.get(c)) for c in columns])
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -405,10 +411,29 @@ def run_show(args: argparse.Namespace) -> int:
             print(json.dumps(view, ensure_ascii=True))
             continue
         for name, value in view.items():
+            if name in ("facts", "effective"):
+                continue
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=True)
             print(f"{name:<24} {_safe(shown)}")
+        _print_facts(view)
         print()
     return 0
+
+
+def _print_facts(view: dict[str, Any]) -> None:
+    """The decision's facts, one line each, then its effective outcome."""
+    facts = view.get("facts") or []
+    print(f"{'facts':<24} {len(facts)}")
+    for fact in facts:
+        payload = json.dumps(fact["payload"], ensure_ascii=True, sort_keys=True)
+        print(
+            f"  {fact['seq']:>8}  {_safe(fact['at'])}  {_safe(fact['kind']):<22} "
+            f"{_safe(payload)}  by {_safe(fact['actor'])}"
+        )
+    effective = view.get("effective")
+    if effective:
+        flag = "  !! the facts contradict the decision" if effective["mismatch"] else ""
+        print(f"{'effective':<24} {_safe(effective['summary'])}{flag}")
 
 
 def run_tail(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """Operators' and data subjects' duties on the ledger: show, tail, export, erase, purge.
 
-This module owns reading decisions for people (with their personal values when still present),
+This module owns reading decisions for people (with their personal values when still present,
+and the facts linked to each with the effective outcome they add up to),
 erasure of one number's personal data and recordings, retention purges, and the one rule for
 deleting recording files: only regular files inside the configured recording directory, never
 through ``..`` or a symlink. Every erase and purge appends a chained audit event (``ledger_events``)
@@ -24,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from asterisk_recorder.errors import LedgerError
+from asterisk_recorder.flow.facts import effective_outcome
 from asterisk_recorder.ledger.chain import append_event
 from asterisk_recorder.ledger.keys import DigestKey
 from asterisk_recorder.ledger.records import (
@@ -42,10 +44,12 @@ __all__ = [
     "delete_recording",
     "erase_number",
     "export_number",
+    "fact_view",
     "follow",
     "purge_older_than",
     "show_call",
     "tail",
+    "with_facts",
 ]
 
 _SELECT = """
@@ -126,6 +130,50 @@ def decision_view(row: Row) -> dict[str, Any]:
     return view
 
 
+def fact_view(row: Row) -> dict[str, Any]:
+    """A JSON-ready view of one ``ledger_facts`` row."""
+    decision_id = row["decision_id"]
+    return {
+        "seq": row["seq"],
+        "fact_id": str(row["fact_id"]),
+        "kind": row["kind"],
+        "decision_id": None if decision_id is None else str(decision_id),
+        "at": _iso(row["at"]),
+        "actor": row["actor"],
+        "payload": json.loads(row["payload"]),
+        "text_notes": json.loads(row["text_notes"]),
+        "hash": bytes(row["hash"]).hex(),
+        "stored_at": _iso(row["stored_at"]),
+    }
+
+
+async def with_facts(conn: asyncpg.Connection, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``facts`` (chain order) and ``effective`` to each decision view; return ``views``.
+
+    ``effective`` is ``flow.facts.effective_outcome`` of the decision's outcome and its facts:
+    ``{"status", "claimed", "mismatch", "summary"}``.
+    """
+    by_id: dict[str, list[dict[str, Any]]] = {view["decision_id"]: [] for view in views}
+    if views and await conn.fetchval("SELECT to_regclass('ledger_facts') IS NOT NULL"):
+        rows = await conn.fetch(
+            "SELECT * FROM ledger_facts WHERE decision_id = ANY($1::uuid[]) ORDER BY seq",
+            list(by_id),
+        )
+        for row in rows:
+            by_id[str(row["decision_id"])].append(fact_view(row))
+    for view in views:
+        facts = by_id[view["decision_id"]]
+        effective = effective_outcome(view["outcome"], ((f["kind"], f["payload"]) for f in facts))
+        view["facts"] = facts
+        view["effective"] = {
+            "status": effective.status,
+            "claimed": effective.claimed,
+            "mismatch": effective.mismatch,
+            "summary": effective.summary,
+        }
+    return views
+
+
 def _number_args(key: DigestKey, number: str) -> tuple[bytes, str]:
     if not number:
         raise LedgerError("an empty number matches every withheld call; give a number")
@@ -145,6 +193,8 @@ async def export_number(
 ) -> list[dict[str, Any]]:
     """Every decision about ``number`` (as caller, called or any party), oldest first.
 
+    Each decision carries its ``facts`` and ``effective`` outcome (``with_facts``).
+
     Raises:
         LedgerError: ``number`` is empty, or rows were written with another digest key (the
             search would silently miss them).
@@ -156,11 +206,14 @@ async def export_number(
             f"no match, and the ledger holds rows digested with another key ({other}, this "
             f"process uses {key.key_id}): configure ledger.digest_key like the controllers"
         )
-    return [decision_view(r) for r in rows]
+    return await with_facts(conn, [decision_view(r) for r in rows])
 
 
 async def show_call(conn: asyncpg.Connection, call_id: str) -> list[dict[str, Any]]:
-    """Decisions whose decision id, uniqueid, linkedid or channel id is ``call_id``."""
+    """Decisions whose decision id, uniqueid, linkedid or channel id is ``call_id``.
+
+    Each decision carries its ``facts`` and ``effective`` outcome (``with_facts``).
+    """
     try:
         as_uuid: uuid.UUID | None = uuid.UUID(call_id)
     except ValueError:
@@ -172,7 +225,7 @@ async def show_call(conn: asyncpg.Connection, call_id: str) -> list[dict[str, An
         as_uuid,
         text,
     )
-    return [decision_view(r) for r in rows]
+    return await with_facts(conn, [decision_view(r) for r in rows])
 
 
 async def tail(conn: asyncpg.Connection, count: int) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Rows of the ledger and their canonical encoding (the input of the hash chain).
 
-This module owns turning a ``ConsentDecision`` into database values plus the canonical bytes that
-are hashed, turning a database row back into the same canonical bytes (for ``verify``), and the
-chain hash itself. See docs/ledger.md for the encoding. Pure computation: no I/O, no asyncpg.
+This module owns turning a ``ConsentDecision`` (or a ``LedgerFact``) into database values plus
+the canonical bytes that are hashed, turning a database row back into the same canonical bytes
+(for ``verify``), and the chain hash itself. See docs/ledger.md for the encoding. Pure
+computation: no I/O, no asyncpg.
 
 Canonical encoding (version 1): a JSON object with keys sorted, separators ``,`` and ``:``, ASCII
 only (``ensure_ascii``); times are integer microseconds since the Unix epoch; personal fields appear
@@ -25,24 +26,30 @@ from typing import Any, Protocol
 
 from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.flow.decision import ConsentDecision, KeyPress
+from asterisk_recorder.flow.facts import MAX_ACTOR_CHARS, MAX_TEXT_CHARS, LedgerFact, check_fact
 from asterisk_recorder.ledger.keys import DigestKey
 from asterisk_recorder.ledger.text import MAX_CHARS, clean
 
 __all__ = [
     "DECISION_COLUMNS",
     "EVENT_COLUMNS",
+    "FACT_COLUMNS",
     "GENESIS",
+    "MAX_PAYLOAD_BYTES",
     "PERSONAL_COLUMNS",
     "TIME_FIELDS",
     "DecisionRecord",
     "EventRecord",
+    "FactRecord",
     "Row",
     "build_decision_record",
     "build_event_record",
+    "build_fact_record",
     "canonical",
     "chain_hash",
     "decision_body_from_row",
     "event_body_from_row",
+    "fact_body_from_row",
     "from_micros",
     "micros",
     "micros_of",
@@ -116,6 +123,23 @@ EVENT_COLUMNS = (
 )
 """Columns of ``ledger_events`` written by the ledger."""
 
+FACT_COLUMNS = (
+    "seq",
+    "fact_id",
+    "kind",
+    "decision_id",
+    "at",
+    "actor",
+    "payload",
+    "text_notes",
+    "prev_hash",
+    "hash",
+)
+"""Columns of ``ledger_facts`` written by the ledger, in COPY order."""
+
+MAX_PAYLOAD_BYTES = 32768
+"""Largest canonical payload (bytes); also a CHECK in migration 0003."""
+
 
 class Row(Protocol):
     """A database row as read back (``asyncpg.Record`` or a dict)."""
@@ -185,6 +209,25 @@ class EventRecord:
     """An audit event (erase, purge) ready for the chain."""
 
     event_id: str
+    body: bytes
+    values: tuple[Any, ...]
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FactRecord:
+    """A fact ready for the chain.
+
+    Attributes:
+        fact_id: the canonical UUID text (the idempotency key).
+        decision_id: the canonical UUID text of the decision it is about, or ``None``.
+        body: canonical bytes hashed into the chain.
+        values: ``ledger_facts`` column values between ``seq`` and ``prev_hash``.
+        fields: the canonical fields (what ``body`` encodes).
+    """
+
+    fact_id: str
+    decision_id: str | None
     body: bytes
     values: tuple[Any, ...]
     fields: dict[str, Any]
@@ -376,5 +419,100 @@ def event_body_from_row(row: Row) -> bytes:
         "actor": row["actor"],
         "detail": _json(row["detail"]),
         "key_id": row["key_id"],
+    }
+    return canonical(fields)
+
+
+def _bounded(value: str, limit: int) -> tuple[str, dict[str, Any] | None]:
+    """``clean`` then truncate to ``limit`` characters; the note says what changed."""
+    cleaned = clean(value)
+    if len(cleaned.text) <= limit:
+        return cleaned.text, cleaned.note
+    original_bytes = (
+        cleaned.note["original_bytes"]
+        if cleaned.note is not None
+        else len(value.encode("utf-8", "surrogatepass"))
+    )
+    note = {
+        "escaped": bool(cleaned.note is not None and cleaned.note["escaped"]),
+        "truncated": True,
+        "original_chars": len(value),
+        "original_bytes": original_bytes,
+    }
+    return cleaned.text[:limit], note
+
+
+def build_fact_record(fact: LedgerFact) -> FactRecord:
+    """Check, clean and encode ``fact`` (which must carry its ``fact_id``).
+
+    Caller-influenced text (payload strings, the actor) is made storable and bounded: NUL and
+    lone surrogates escaped, longer than ``MAX_TEXT_CHARS`` truncated, each change noted in
+    ``text_notes``. The payload is kept as canonical JSON text, so the body rebuilt from the
+    database is byte-identical.
+
+    Raises:
+        LedgerError: the fact breaks a rule of ``check_fact``, has no fact id, or its
+            canonical payload is larger than ``MAX_PAYLOAD_BYTES``.
+    """
+    check_fact(fact)
+    if fact.fact_id is None:
+        raise LedgerError(f"fact {fact.kind} has no fact_id")
+    fact_uuid = uuid.UUID(fact.fact_id)
+    decision_uuid = None if fact.decision_id is None else uuid.UUID(fact.decision_id)
+    notes: dict[str, Any] = {}
+    actor, note = _bounded(fact.actor, MAX_ACTOR_CHARS)
+    if note is not None:
+        notes["actor"] = note
+    payload: dict[str, Any] = {}
+    for key, value in fact.payload.items():
+        if isinstance(value, str):
+            text, note = _bounded(value, MAX_TEXT_CHARS)
+            if note is not None:
+                notes[f"payload.{key}"] = note
+            payload[key] = text
+        else:
+            payload[key] = value
+    payload_text = canonical(payload).decode("ascii")
+    if len(payload_text) > MAX_PAYLOAD_BYTES:
+        raise LedgerError(
+            f"fact {fact.kind}: payload is {len(payload_text)} bytes encoded; "
+            f"at most {MAX_PAYLOAD_BYTES}"
+        )
+    fields: dict[str, Any] = {
+        "kind": "fact",
+        "fact_kind": fact.kind,
+        "fact_id": str(fact_uuid),
+        "decision_id": None if decision_uuid is None else str(decision_uuid),
+        "at_us": micros(fact.at),
+        "actor": actor,
+        "payload": payload,
+        "text_notes": notes,
+    }
+    values = (
+        fact_uuid,
+        fact.kind,
+        decision_uuid,
+        from_micros(fields["at_us"]),
+        actor,
+        payload_text,
+        _PLAIN.encode(notes),
+    )
+    return FactRecord(
+        str(fact_uuid), fields["decision_id"], canonical(fields), values, fields
+    )
+
+
+def fact_body_from_row(row: Row) -> bytes:
+    """Rebuild the canonical body of a ``ledger_facts`` row as read back from PostgreSQL."""
+    decision_id = row["decision_id"]
+    fields = {
+        "kind": "fact",
+        "fact_kind": row["kind"],
+        "fact_id": str(row["fact_id"]),
+        "decision_id": None if decision_id is None else str(decision_id),
+        "at_us": micros_of(row["at"]),
+        "actor": row["actor"],
+        "payload": json.loads(row["payload"]),
+        "text_notes": _json(row["text_notes"]),
     }
     return canonical(fields)

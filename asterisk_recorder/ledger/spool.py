@@ -1,13 +1,14 @@
-"""The local spool: decisions fsynced to disk while PostgreSQL does not answer.
+"""The local spool: decisions and facts fsynced to disk while PostgreSQL does not answer.
 
 This module owns the spool files in the spool directory. ``decisions.jsonl`` receives appends
-(one JSON line per decision: ``{"v":1,"sha256":<hex of the canonical "d" text>,"d":{...}}``,
-written with one ``write`` and ``fsync``ed before the caller is acknowledged). To replay, the
-file is renamed to ``decisions.<ns>.replay.jsonl`` under an ``flock``; lines that do not parse
-or whose checksum does not match (a crash mid-write) are moved to ``quarantine.jsonl`` with the
-reason, never dropped. Every create, rename, replace and removal in the directory is followed by
-an ``fsync`` of the directory itself, so a crash cannot undo it. Blocking file I/O: call it from a
-thread. It must not talk to PostgreSQL.
+(one JSON line per entry: ``{"v":1,"sha256":<hex of the canonical "d" text>,"d":{...}}`` for a
+decision, the same with ``"f"`` for a fact, written with one ``write`` and ``fsync``ed before
+the caller is acknowledged; decisions and facts share the file, so replay keeps their order).
+To replay, the file is renamed to ``decisions.<ns>.replay.jsonl`` under an ``flock``; lines
+that do not parse or whose checksum does not match (a crash mid-write) are moved to
+``quarantine.jsonl`` with the reason, never dropped. Every create, rename, replace and removal
+in the directory is followed by an ``fsync`` of the directory itself, so a crash cannot undo it.
+Blocking file I/O: call it from a thread. It must not talk to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asterisk_recorder.errors import SpoolError
+from asterisk_recorder.errors import LedgerError, SpoolError
 from asterisk_recorder.flow.decision import (
     ConsentDecision,
     KeyEffect,
@@ -32,6 +33,7 @@ from asterisk_recorder.flow.decision import (
     Outcome,
     PartyRecord,
 )
+from asterisk_recorder.flow.facts import LedgerFact
 from asterisk_recorder.policy.modes import Mode
 
 __all__ = [
@@ -39,10 +41,16 @@ __all__ = [
     "SPOOL_NAME",
     "Spool",
     "SpoolBatch",
+    "SpoolEntry",
     "SpoolStatus",
     "decision_from_dict",
     "decision_to_dict",
+    "fact_from_dict",
+    "fact_to_dict",
 ]
+
+SpoolEntry = ConsentDecision | LedgerFact
+"""What the spool keeps: decisions and facts, in one order."""
 
 SPOOL_NAME = "decisions.jsonl"
 """The file appends go to."""
@@ -161,24 +169,58 @@ def decision_from_dict(data: dict[str, Any]) -> ConsentDecision:
     )
 
 
-def _encode_line(decision: ConsentDecision, spooled_at: float) -> bytes:
-    payload = json.dumps(
-        decision_to_dict(decision), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+def fact_to_dict(fact: LedgerFact) -> dict[str, Any]:
+    """A JSON-ready dict of every field of ``fact`` (lone surrogates survive as escapes)."""
+    return {
+        "fact_id": fact.fact_id,
+        "kind": fact.kind,
+        "decision_id": fact.decision_id,
+        "at": fact.at,
+        "actor": fact.actor,
+        "payload": dict(fact.payload),
+    }
+
+
+def fact_from_dict(data: dict[str, Any]) -> LedgerFact:
+    """Rebuild a ``LedgerFact`` from ``fact_to_dict`` output.
+
+    Raises:
+        KeyError, TypeError, ValueError: the dict is not a fact.
+        LedgerError: it is a fact this release refuses (e.g. an unknown kind).
+    """
+    return LedgerFact(
+        kind=data["kind"],
+        decision_id=data["decision_id"],
+        at=float(data["at"]),
+        actor=data["actor"],
+        payload=data["payload"],
+        fact_id=data["fact_id"],
     )
+
+
+def _encode_line(entry: SpoolEntry, spooled_at: float) -> bytes:
+    if isinstance(entry, LedgerFact):
+        member, data = "f", fact_to_dict(entry)
+    else:
+        member, data = "d", decision_to_dict(entry)
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     digest = hashlib.sha256(payload.encode("ascii")).hexdigest()
-    # "d" is written verbatim as the last member so the checksum covers exactly its text.
-    return (f'{{"v":1,"spooled_at":{spooled_at!r},"sha256":"{digest}","d":{payload}}}\n').encode(
-        "ascii"
-    )
+    # the entry is written verbatim as the last member so the checksum covers exactly its text.
+    return (
+        f'{{"v":1,"spooled_at":{spooled_at!r},"sha256":"{digest}","{member}":{payload}}}\n'
+    ).encode("ascii")
 
 
-def _decode_line(line: bytes) -> tuple[ConsentDecision, float]:
+def _decode_line(line: bytes) -> tuple[SpoolEntry, float]:
     """Parse one spool line; raise ``ValueError`` with the reason when it is torn or garbled."""
     if not line.endswith(b"\n"):
         raise ValueError("torn line (no newline: the writer stopped mid-line)")
     try:
         text = line.decode("ascii").rstrip("\n")
-        marker = text.index(',"d":')
+        marker = text.find(',"d":')
+        member = "d"
+        if marker < 0:
+            marker, member = text.index(',"f":'), "f"
         payload = text[marker + 5 : -1]
         outer = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -187,10 +229,14 @@ def _decode_line(line: bytes) -> tuple[ConsentDecision, float]:
         raise ValueError("unknown spool record version")
     if hashlib.sha256(payload.encode("ascii")).hexdigest() != outer.get("sha256"):
         raise ValueError("checksum mismatch")
+    spooled_at = float(outer.get("spooled_at", 0.0))
     try:
-        return decision_from_dict(outer["d"]), float(outer.get("spooled_at", 0.0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"not a decision: {exc!r}") from exc
+        if member == "f":
+            return fact_from_dict(outer["f"]), spooled_at
+        return decision_from_dict(outer["d"]), spooled_at
+    except (KeyError, TypeError, ValueError, LedgerError) as exc:
+        what = "fact" if member == "f" else "decision"
+        raise ValueError(f"not a {what}: {exc!r}") from exc
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -204,11 +250,21 @@ def _fsync_directory(directory: Path) -> None:
 
 @dataclass(frozen=True, slots=True)
 class SpoolBatch:
-    """The decisions read from one replay file, in spool order, and what was quarantined."""
+    """The entries read from one replay file, in spool order, and what was quarantined."""
 
     path: Path
-    decisions: list[ConsentDecision]
+    entries: list[SpoolEntry]
     quarantined: int
+
+    @property
+    def decisions(self) -> list[ConsentDecision]:
+        """The decisions among ``entries``, in spool order."""
+        return [e for e in self.entries if isinstance(e, ConsentDecision)]
+
+    @property
+    def facts(self) -> list[LedgerFact]:
+        """The facts among ``entries``, in spool order."""
+        return [e for e in self.entries if isinstance(e, LedgerFact)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +312,8 @@ class Spool:
             finally:
                 os.close(fd)
 
-    def append(self, decisions: list[ConsentDecision]) -> None:
-        """Append ``decisions`` and fsync; return only once they are on disk.
+    def append(self, decisions: list[SpoolEntry]) -> None:
+        """Append ``decisions`` (and facts) in order and fsync; return once they are on disk.
 
         Raises:
             SpoolError: the spool could not be written or synced.
@@ -304,12 +360,12 @@ class Spool:
             data = path.read_bytes()
         except OSError as exc:
             raise SpoolError(f"cannot read the ledger spool {path}: {exc}") from exc
-        decisions: list[ConsentDecision] = []
+        entries: list[SpoolEntry] = []
         good: list[bytes] = []
         bad: list[bytes] = []
         for number, line in enumerate(data.splitlines(keepends=True), start=1):
             try:
-                decision, _ = _decode_line(line)
+                entry, _ = _decode_line(line)
             except ValueError as exc:
                 record = {
                     "file": path.name,
@@ -320,7 +376,7 @@ class Spool:
                 }
                 bad.append((json.dumps(record, ensure_ascii=True) + "\n").encode("ascii"))
                 continue
-            decisions.append(decision)
+            entries.append(entry)
             good.append(line)
         if bad:
             try:
@@ -335,7 +391,7 @@ class Spool:
                 self._fsync_dir()  # the new quarantine file and the replaced replay file
             except OSError as exc:
                 raise SpoolError(f"cannot write the spool quarantine: {exc}") from exc
-        return SpoolBatch(path, decisions, len(bad))
+        return SpoolBatch(path, entries, len(bad))
 
     def _fsync_dir(self) -> None:
         _fsync_directory(self.directory)
@@ -354,8 +410,8 @@ class Spool:
         finally:
             os.close(fd)
 
-    def quarantine(self, decisions: list[ConsentDecision], reason: str) -> None:
-        """Keep decisions PostgreSQL refuses (for their content) in the quarantine file.
+    def quarantine(self, decisions: list[SpoolEntry], reason: str) -> None:
+        """Keep decisions (or facts) PostgreSQL refuses in the quarantine file.
 
         Raises:
             SpoolError: the quarantine could not be written.
@@ -408,7 +464,7 @@ class Spool:
         os.close(fd)
 
     def done(self, path: Path) -> None:
-        """Remove a replay file once every decision in it is committed."""
+        """Remove a replay file once every entry in it is committed."""
         try:
             path.unlink(missing_ok=True)
             self._fsync_dir()  # else a crash could bring the file back (replayed again: harmless)

@@ -1,11 +1,13 @@
-"""The ``Ledger``: the ``DecisionSink`` drivers store consent decisions into.
+"""The ``Ledger``: the ``DecisionSink`` and ``FactSink`` drivers store decisions and facts into.
 
-This module owns the durability promise. ``store`` hands a decision to ONE writer task, which
+This module owns the durability promise. ``store`` (a decision) and ``record_fact`` (a fact
+about one) hand the entry to ONE writer task, which
 group-commits whatever is pending every ``batch_interval`` (at most ``batch_max`` per
 transaction). A decision is acknowledged once committed, or, when PostgreSQL does not commit
 within ``ack_timeout``, once it is fsynced to the spool. The same writer replays the spool when
 PostgreSQL is back (spooled decisions keep their order; new decisions are spooled behind them
-until the spool is drained), and the decision id makes every replay idempotent. It must not
+until the spool is drained), and the decision id (fact id) makes every replay idempotent.
+Decisions and facts share the queue, the spool and the chain, so their order is kept. It must not
 build SQL itself (``chain.py``) nor parse spool files (``spool.py``).
 """
 
@@ -14,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,12 +27,18 @@ import structlog
 
 from asterisk_recorder.errors import DatabaseUnavailable, LedgerError, SpoolError
 from asterisk_recorder.flow.decision import ConsentDecision
-from asterisk_recorder.ledger.chain import append_decisions
+from asterisk_recorder.flow.facts import LedgerFact
+from asterisk_recorder.ledger.chain import append_entries
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.keys import DigestKey, load_digest_key, spool_directory
-from asterisk_recorder.ledger.records import DecisionRecord, build_decision_record
-from asterisk_recorder.ledger.sink import DecisionSink, StoreReceipt
-from asterisk_recorder.ledger.spool import Spool
+from asterisk_recorder.ledger.records import (
+    DecisionRecord,
+    FactRecord,
+    build_decision_record,
+    build_fact_record,
+)
+from asterisk_recorder.ledger.sink import DecisionSink, FactSink, StoreReceipt
+from asterisk_recorder.ledger.spool import Spool, SpoolEntry
 from asterisk_recorder.settings import LedgerSettings
 
 __all__ = ["Ledger"]
@@ -39,16 +48,41 @@ if TYPE_CHECKING:
     def _is_a_sink(ledger: Ledger) -> DecisionSink:
         return ledger  # mypy proves Ledger satisfies the DecisionSink protocol
 
+    def _is_a_fact_sink(ledger: Ledger) -> FactSink:
+        return ledger  # ... and the FactSink protocol
+
 
 _log = structlog.get_logger("asterisk_recorder.ledger")
 _REPLAY_TIMEOUT = 10.0
 """Seconds one replay chunk may take (nobody waits on it; new decisions are spooled meanwhile)."""
 
 
+Record = DecisionRecord | FactRecord
+
+
+def _entry_id(entry: SpoolEntry) -> str:
+    if isinstance(entry, LedgerFact):
+        return str(entry.fact_id)
+    return entry.decision_id
+
+
+def _what(entry: SpoolEntry) -> str:
+    """``decision <id>`` or ``fact <kind> <id>`` for messages."""
+    if isinstance(entry, LedgerFact):
+        return f"fact {entry.kind} {entry.fact_id}"
+    return f"decision {entry.decision_id}"
+
+
+def _build(entry: SpoolEntry, key: DigestKey) -> Record:
+    if isinstance(entry, LedgerFact):
+        return build_fact_record(entry)
+    return build_decision_record(entry, key)
+
+
 @dataclass(slots=True, eq=False)
 class _Pending:
-    record: DecisionRecord
-    decision: ConsentDecision
+    record: Record
+    entry: SpoolEntry
     future: asyncio.Future[StoreReceipt]
     claimed: bool = field(default=False)
     """The guard timer took it over: the writer must skip it."""
@@ -65,6 +99,16 @@ def _is_data_error(exc: BaseException) -> bool:
     """
     state = getattr(exc, "sqlstate", None) or ""
     return isinstance(state, str) and state[:2] in {"22", "23"} and state != "23505"
+
+
+def _refusal(entry: SpoolEntry, exc: BaseException) -> str:
+    """Why PostgreSQL refused ``entry``, in words (a fact's unknown decision named plainly)."""
+    if isinstance(entry, LedgerFact) and getattr(exc, "sqlstate", None) == "23503":
+        return (
+            f"fact {entry.kind} names decision {entry.decision_id}, which the ledger does not "
+            "hold (store the decision first)"
+        )
+    return str(exc)
 
 
 class Ledger:
@@ -200,9 +244,29 @@ class Ledger:
         """
         if self._closing:
             raise LedgerError("the ledger is closed")
-        record = build_decision_record(decision, self._key)
+        return await self._submit(decision, build_decision_record(decision, self._key))
+
+    async def record_fact(self, fact: LedgerFact) -> StoreReceipt:
+        """Keep ``fact`` in the chain, behind everything handed in before it.
+
+        Same promise as ``store``: return once committed or fsynced to the spool. A fact
+        without ``fact_id`` gets a fresh one (in the receipt); give a stable one to make a
+        retry of the same fact idempotent.
+
+        Raises:
+            LedgerError: the fact is malformed (unknown kind, bad payload, time not finite),
+                names a decision the ledger does not hold (it is kept in the quarantine file),
+                the ledger is closed, or it could be neither committed nor spooled.
+        """
+        if self._closing:
+            raise LedgerError("the ledger is closed")
+        if fact.fact_id is None:
+            fact = replace(fact, fact_id=str(uuid.uuid4()))
+        return await self._submit(fact, build_fact_record(fact))
+
+    async def _submit(self, entry: SpoolEntry, record: Record) -> StoreReceipt:
         loop = asyncio.get_running_loop()
-        item = _Pending(record, decision, loop.create_future())
+        item = _Pending(record, entry, loop.create_future())
         self._queue.put_nowait(item)
         guard = loop.call_later(self._guard, self._guard_expired, item)
         try:
@@ -217,21 +281,20 @@ class Ledger:
         if item.settled or item.future.done():
             return
         item.claimed = True
-        _log.warning("ledger.writer.stuck", decision_id=item.decision.decision_id)
+        _log.warning("ledger.writer.stuck", entry=_what(item.entry))
         task = asyncio.get_running_loop().create_task(self._spool_claimed(item))
         self._guard_tasks.add(task)
         task.add_done_callback(self._guard_tasks.discard)
 
     async def _spool_claimed(self, item: _Pending) -> None:
         try:
-            await asyncio.to_thread(self.spool.append, [item.decision])
+            await asyncio.to_thread(self.spool.append, [item.entry])
         except SpoolError as exc:
             item.settled = True
             if not item.future.done():
                 item.future.set_exception(
                     LedgerError(
-                        f"decision {item.decision.decision_id} could be neither committed nor "
-                        f"spooled: {exc}"
+                        f"{_what(item.entry)} could be neither committed nor spooled: {exc}"
                     )
                 )
             return
@@ -314,9 +377,7 @@ class Ledger:
         for item in batch:
             self._resolve(item, spooled=False)
 
-    async def _append(
-        self, records: Sequence[DecisionRecord], *, within: float | None = None
-    ) -> list[str]:
+    async def _append(self, records: Sequence[Record], *, within: float | None = None) -> list[str]:
         """Append in one transaction within ``within`` seconds (default ``ack_timeout``).
 
         Raises:
@@ -328,7 +389,7 @@ class Ledger:
             raise DatabaseUnavailable("not connected")
         bound = self._settings.ack_timeout if within is None else within
         try:
-            return await asyncio.wait_for(append_decisions(conn, records), bound)
+            return await asyncio.wait_for(append_entries(conn, records), bound)
         except asyncpg.PostgresError as exc:
             if _is_data_error(exc):
                 raise
@@ -339,15 +400,16 @@ class Ledger:
             raise DatabaseUnavailable(f"PostgreSQL did not commit in time: {exc!r}") from exc
 
     async def _reject(self, item: _Pending, exc: BaseException) -> None:
-        """A decision PostgreSQL refuses for its content: quarantine it and tell the driver."""
-        _log.error("ledger.decision.rejected", decision_id=item.record.decision_id, error=str(exc))
+        """An entry PostgreSQL refuses for its content: quarantine it and tell the driver."""
+        reason = _refusal(item.entry, exc)
+        _log.error("ledger.entry.rejected", entry=_what(item.entry), error=reason)
         with contextlib.suppress(SpoolError):
-            await asyncio.to_thread(self.spool.quarantine, [item.decision], str(exc))
+            await asyncio.to_thread(self.spool.quarantine, [item.entry], reason)
         item.settled = True
         if not item.future.done():
             item.future.set_exception(
                 LedgerError(
-                    f"PostgreSQL rejected decision {item.record.decision_id}: {exc}; "
+                    f"PostgreSQL rejected {_what(item.entry)}: {reason}; "
                     f"it was kept in {self.spool.quarantine_path}"
                 )
             )
@@ -355,14 +417,19 @@ class Ledger:
     def _resolve(self, item: _Pending, *, spooled: bool) -> None:
         item.settled = True
         if not item.future.done():
-            item.future.set_result(StoreReceipt(item.decision.decision_id, spooled=spooled))
+            entry = item.entry
+            if isinstance(entry, LedgerFact):
+                receipt = StoreReceipt(entry.decision_id or "", spooled, entry.fact_id)
+            else:
+                receipt = StoreReceipt(entry.decision_id, spooled=spooled)
+            item.future.set_result(receipt)
 
     async def _spool_items(self, batch: list[_Pending]) -> None:
         batch = [i for i in batch if not i.settled]
         if not batch:
             return
         try:
-            await asyncio.to_thread(self.spool.append, [i.decision for i in batch])
+            await asyncio.to_thread(self.spool.append, [i.entry for i in batch])
         except SpoolError as exc:
             _log.error("ledger.spool.failed", error=str(exc), lost_if_not_retried=len(batch))
             for item in batch:
@@ -370,8 +437,7 @@ class Ledger:
                 if not item.future.done():
                     item.future.set_exception(
                         LedgerError(
-                            f"decision {item.decision.decision_id} could be neither committed "
-                            f"nor spooled: {exc}"
+                            f"{_what(item.entry)} could be neither committed nor spooled: {exc}"
                         )
                     )
             return
@@ -466,7 +532,7 @@ class Ledger:
             _log.info("ledger.spool.replayed", count=replayed, waiting=self._spool_depth)
 
     async def _replay_file(self, path: Path) -> int:
-        """Commit one replay file's decisions in order; return how many were handed over."""
+        """Commit one replay file's entries in order; return how many were handed over."""
         batch = await asyncio.to_thread(self.spool.read, path)
         if batch.quarantined:
             _log.error(
@@ -477,36 +543,37 @@ class Ledger:
             )
         size = max(1, self._settings.batch_max)
         done = 0
-        for start in range(0, len(batch.decisions), size):
-            chunk = batch.decisions[start : start + size]
+        for start in range(0, len(batch.entries), size):
+            chunk = batch.entries[start : start + size]
             await self._append_replay(chunk)
             done += len(chunk)
             await self._spool_waiting()
-            if self._closing and done < len(batch.decisions):
+            if self._closing and done < len(batch.entries):
                 return done  # keep the file: it replays (idempotently) next time
         await asyncio.to_thread(self.spool.done, path)
         return done
 
-    async def _append_replay(self, decisions: list[ConsentDecision]) -> None:
-        pairs: list[tuple[ConsentDecision, DecisionRecord]] = []
-        for decision in decisions:
+    async def _append_replay(self, entries: list[SpoolEntry]) -> None:
+        pairs: list[tuple[SpoolEntry, Record]] = []
+        for entry in entries:
             try:
-                pairs.append((decision, build_decision_record(decision, self._key)))
+                pairs.append((entry, _build(entry, self._key)))
             except LedgerError as exc:
-                await self._quarantine(decision, exc)
+                await self._quarantine(entry, exc)
         within = max(self._settings.ack_timeout * 4, _REPLAY_TIMEOUT)
         try:
             await self._append([record for _, record in pairs], within=within)
         except asyncpg.PostgresError:
-            for decision, record in pairs:  # isolate the poisonous one, keep the rest
+            for entry, record in pairs:  # isolate the poisonous one, keep the rest
                 try:
                     await self._append([record], within=within)
                 except asyncpg.PostgresError as exc:
-                    await self._quarantine(decision, exc)
+                    await self._quarantine(entry, exc)
 
-    async def _quarantine(self, decision: ConsentDecision, exc: BaseException) -> None:
-        _log.error("ledger.spool.rejected", decision_id=decision.decision_id, error=str(exc))
-        await asyncio.to_thread(self.spool.quarantine, [decision], str(exc))
+    async def _quarantine(self, entry: SpoolEntry, exc: BaseException) -> None:
+        reason = _refusal(entry, exc)
+        _log.error("ledger.spool.rejected", entry=_what(entry), error=reason)
+        await asyncio.to_thread(self.spool.quarantine, [entry], reason)
 
     async def _spool_waiting(self) -> None:
         """During a long replay, acknowledge queued decisions by spooling them (behind the rest)."""

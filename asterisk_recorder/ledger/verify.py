@@ -1,8 +1,9 @@
 """Walking the hash chain: the check behind ``asterisk-recorder ledger verify``.
 
-This module owns recomputing every row's canonical body and hash in chain order (decisions and
-audit events share one sequence), checking each row's ``prev_hash`` and position, the personal
-values against their digests (when the key matches), and the head. It reports the FIRST break
+This module owns recomputing every row's canonical body and hash in chain order (decisions,
+facts and audit events share one sequence), checking each row's ``prev_hash`` and position, the
+personal values against their digests (when the key matches), that a fact's decision comes
+before it in the chain, and the head. It reports the FIRST break
 and stops. Read-only: it runs in a REPEATABLE READ, READ ONLY transaction.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -21,6 +23,7 @@ from asterisk_recorder.ledger.records import (
     chain_hash,
     decision_body_from_row,
     event_body_from_row,
+    fact_body_from_row,
 )
 
 __all__ = ["VerifyReport", "verify_chain"]
@@ -35,7 +38,7 @@ class VerifyReport:
         rows: rows checked before the first break (all rows when ``ok``).
         head_seq / head_hash: the chain head (hex hash) as recorded; anchor it elsewhere.
         position: chain position of the first break.
-        entry_id: decision id (or event id) at the break.
+        entry_id: decision id (or fact id, or event id) at the break.
         reason: what is wrong there.
         unchecked_personal: personal rows not checked because they were written with another key.
     """
@@ -75,16 +78,63 @@ def _personal_problem(row: Row, key: DigestKey) -> str | None:
     return None
 
 
+_FACTS = """
+SELECT f.*, d.seq AS decision_seq
+FROM ledger_facts f LEFT JOIN decisions d ON d.decision_id = f.decision_id
+ORDER BY f.seq
+"""
+
+
+class _Stream:
+    """One table's rows in ``seq`` order, with the next row looked ahead."""
+
+    def __init__(self, kind: str, rows: AsyncIterator[Row]) -> None:
+        self.kind = kind
+        self._rows = rows
+        self.head: Row | None = None
+
+    async def advance(self) -> None:
+        self.head = await anext(self._rows, None)
+
+
+async def _listed(rows: list[Any]) -> AsyncIterator[Row]:
+    for row in rows:
+        yield row
+
+
 async def _merged(conn: asyncpg.Connection) -> AsyncIterator[tuple[str, Row]]:
+    """Every chained row of every table, in ``seq`` order."""
     events = list(await conn.fetch("SELECT * FROM ledger_events ORDER BY seq"))
-    index = 0
-    async for row in conn.cursor(_DECISIONS, prefetch=2000):
-        while index < len(events) and events[index]["seq"] < row["seq"]:
-            yield "event", events[index]
-            index += 1
-        yield "decision", row
-    for event in events[index:]:
-        yield "event", event
+    streams = [
+        _Stream("decision", conn.cursor(_DECISIONS, prefetch=2000).__aiter__()),
+        _Stream("event", _listed(events)),
+    ]
+    if await conn.fetchval("SELECT to_regclass('ledger_facts') IS NOT NULL"):
+        streams.append(_Stream("fact", conn.cursor(_FACTS, prefetch=2000).__aiter__()))
+    for stream in streams:
+        await stream.advance()
+    while True:
+        live = [s for s in streams if s.head is not None]
+        if not live:
+            return
+        first = min(live, key=lambda s: int(s.head["seq"]) if s.head is not None else 0)
+        row = first.head
+        assert row is not None
+        yield first.kind, row
+        await first.advance()
+
+
+def _entry_id(kind: str, row: Row) -> str:
+    name = {"decision": "decision_id", "fact": "fact_id", "event": "event_id"}[kind]
+    return str(row[name])
+
+
+def _body(kind: str, row: Row) -> bytes:
+    if kind == "decision":
+        return decision_body_from_row(row)
+    if kind == "fact":
+        return fact_body_from_row(row)
+    return event_body_from_row(row)
 
 
 async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -> VerifyReport:
@@ -103,7 +153,7 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
             )
 
         async for kind, row in _merged(conn):
-            entry = str(row["decision_id"] if kind == "decision" else row["event_id"])
+            entry = _entry_id(kind, row)
             seq = int(row["seq"])
             if seq > expected:
                 return broken(
@@ -115,7 +165,7 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
                 return broken(
                     seq, entry, "prev_hash does not match the previous row (inserted or removed)"
                 )
-            body = decision_body_from_row(row) if kind == "decision" else event_body_from_row(row)
+            body = _body(kind, row)
             digest = chain_hash(running, seq, body)
             if digest != bytes(row["hash"]):
                 return broken(seq, entry, f"the {kind} row does not match its hash (edited)")
@@ -126,6 +176,15 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
                     problem = _personal_problem(row, key)
                     if problem is not None:
                         return broken(seq, entry, problem)
+            if kind == "fact" and row["decision_id"] is not None:
+                decision_seq = row["decision_seq"]
+                if decision_seq is None or int(decision_seq) > seq:
+                    return broken(
+                        seq,
+                        entry,
+                        f"the fact names decision {row['decision_id']}, which is not earlier "
+                        "in the chain (inserted)",
+                    )
             running = digest
             expected += 1
         last = expected - 1

@@ -56,9 +56,10 @@ def make_decision(**changes: Any) -> ConsentDecision:
 
 
 def pending_spool_ids(directory: Path) -> list[str]:
-    """Decision ids waiting in the spool directory, in replay order (blocking file I/O)."""
+    """Decision (and fact) ids waiting in the spool directory, in replay order (blocking I/O)."""
     ids: list[str] = []
     for path in Spool(directory).pending_files():
         for line in path.read_text().splitlines():
-            ids.append(json.loads(line)["d"]["decision_id"])
+            record = json.loads(line)
+            ids.append(record["d"]["decision_id"] if "d" in record else record["f"]["fact_id"])
     return ids

@@ -15,6 +15,7 @@ from ledger_helpers import FIXED_KEY
 
 from asterisk_recorder.embedded_pg import EmbeddedPostgres
 from asterisk_recorder.flow.decision import ConsentDecision
+from asterisk_recorder.flow.facts import CALL_FATE, CALL_HANDED_BACK, LedgerFact
 from asterisk_recorder.ledger import Ledger, StoreReceipt, migrate
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.keys import DigestKey
@@ -114,3 +115,76 @@ def _cli_verify(workdir: Path, dsn: str) -> subprocess.CompletedProcess[str]:
 def _ok_rows(stdout: str) -> tuple[bool, int]:
     report = json.loads(stdout)
     return bool(report["ok"]), int(report["rows"])
+
+
+async def test_postgres_stopped_mid_stream_keeps_facts_once_and_behind_their_decisions(
+    own_server: EmbeddedPostgres,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    digest_key: DigestKey,
+) -> None:
+    """Calls storing a decision then two facts while PostgreSQL stops and starts: every
+    decision and fact is in the chain once, in acknowledgement order, each fact after its
+    decision, and the chain verifies."""
+    dsn = own_server.dsn
+    await migrate(dsn)
+    acked: list[tuple[str, StoreReceipt]] = []  # ("decision" | "fact", receipt) in ack order
+
+    async def call(ledger: Ledger) -> None:
+        decision = decision_factory()
+        acked.append(("decision", await ledger.store(decision)))
+        told = LedgerFact(
+            CALL_HANDED_BACK, decision.decision_id, time.time(), "ctl-1", {"told": "record"}
+        )
+        acked.append(("fact", await ledger.record_fact(told)))
+        final = LedgerFact(
+            CALL_FATE,
+            decision.decision_id,
+            time.time(),
+            "ctl-1",
+            {"fate": "recorded", "reason": "MixMonitor started"},
+        )
+        acked.append(("fact", await ledger.record_fact(final)))
+
+    async def calls(ledger: Ledger, count: int) -> None:
+        await asyncio.gather(*(call(ledger) for _ in range(count)))
+
+    async with Ledger.open(dsn, ledger_settings, retry_interval=0.05) as ledger:
+        await calls(ledger, 40)
+        stopping = asyncio.create_task(asyncio.to_thread(own_server.stop))
+        await calls(ledger, 30)  # some race the shutdown
+        await stopping
+        await calls(ledger, 30)  # PostgreSQL is gone
+        acked_while_down = len(acked)
+        await asyncio.to_thread(own_server.start)
+        await calls(ledger, 40)
+        deadline = time.monotonic() + 20
+        while not ledger.healthy:
+            assert time.monotonic() < deadline, "spool not replayed"
+            await asyncio.sleep(0.05)
+
+    conn = await connect_app(dsn)
+    try:
+        chain = [
+            (int(r["seq"]), str(r["id"]), r["decision_seq"])
+            for r in await conn.fetch(
+                "SELECT seq, decision_id AS id, NULL::bigint AS decision_seq FROM decisions "
+                "UNION ALL SELECT f.seq, f.fact_id, d.seq FROM ledger_facts f "
+                "JOIN decisions d ON d.decision_id = f.decision_id ORDER BY 1"
+            )
+        ]
+        report = await verify_chain(conn, digest_key)
+    finally:
+        await conn.close()
+
+    def entry(receipt: StoreReceipt) -> str:
+        return receipt.fact_id or receipt.decision_id
+
+    committed_before = [entry(r) for _, r in acked[:acked_while_down] if not r.spooled]
+    spooled = [entry(r) for _, r in acked if r.spooled]
+    committed_after = [entry(r) for _, r in acked[acked_while_down:] if not r.spooled]
+    assert 140 * 3 == len(acked)
+    assert 30 <= len(spooled)
+    assert [*committed_before, *spooled, *committed_after] == [i for _, i, _ in chain]
+    assert all(d is None or d < seq for seq, _, d in chain)
+    assert (True, 420) == (report.ok, report.rows)

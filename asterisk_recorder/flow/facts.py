@@ -1,0 +1,396 @@
+"""Ledger facts: what happened to a call after its consent decision, as evidence for the ledger.
+
+This module owns the ``LedgerFact`` record a driver hands to a ``FactSink``, the registry of
+known fact kinds with the payload each one allows (``FACT_KINDS``), the structural check every
+fact passes (``check_fact``) and the reading of a decision together with its facts
+(``effective_outcome``). Pure standard library; no I/O, no clock, no ids generated here: the
+driver supplies the time, and the ledger assigns a fact id when the driver gives none.
+
+A fact is linked to the decision it is about by ``decision_id``. The ``call.*`` kinds are the
+channel's fate after the decision (``call.handed_back``, ``call.hand_back_failed``,
+``call.fate``); the ``recording.*`` kinds are reserved for the recording lifecycle and accept
+any well-formed payload until that lifecycle defines theirs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from asterisk_recorder.errors import LedgerError
+
+__all__ = [
+    "CALL_FATE",
+    "CALL_HANDED_BACK",
+    "CALL_HAND_BACK_FAILED",
+    "FACT_KINDS",
+    "FATES",
+    "MAX_ACTOR_CHARS",
+    "MAX_PAYLOAD_KEYS",
+    "MAX_TEXT_CHARS",
+    "TOLD",
+    "Effective",
+    "FactField",
+    "FactKind",
+    "LedgerFact",
+    "Scalar",
+    "check_fact",
+    "effective_outcome",
+]
+
+Scalar = str | int | float | bool | None
+"""A payload value: JSON scalars only (no nesting)."""
+
+CALL_HANDED_BACK = "call.handed_back"
+CALL_HAND_BACK_FAILED = "call.hand_back_failed"
+CALL_FATE = "call.fate"
+
+TOLD = ("record", "skip")
+"""What dialplan can have been told (``RECORDER_DECISION``)."""
+FATES = ("recorded", "proceeded_unrecorded", "hung_up")
+"""What finally happened to the channel (``call.fate``)."""
+
+MAX_PAYLOAD_KEYS = 16
+"""Most keys a payload may have."""
+MAX_TEXT_CHARS = 1024
+"""Longest text value the ledger keeps in a payload; longer ones are truncated (and noted)."""
+MAX_ACTOR_CHARS = 256
+"""Longest actor the ledger keeps; longer ones are truncated (and noted)."""
+_INT_LIMIT = 2**63
+_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+@dataclass(frozen=True, slots=True)
+class FactField:
+    """One payload field of a strict fact kind.
+
+    Attributes:
+        types: the Python types allowed (``bool`` is never accepted as an ``int``).
+        required: the field must be present (and not ``None``).
+        choices: when given, the only values allowed.
+    """
+
+    types: tuple[type, ...]
+    required: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FactKind:
+    """What a fact kind requires.
+
+    Attributes:
+        name: the dotted kind, e.g. ``call.fate``.
+        decision: ``required`` (must name a decision), ``optional`` or ``none``.
+        fields: the payload fields allowed; ``None`` accepts any well-formed payload
+            (reserved kinds whose payload is not defined yet).
+        meaning: one line for operators (``docs/ledger.md``).
+    """
+
+    name: str
+    decision: str
+    fields: Mapping[str, FactField] | None
+    meaning: str
+
+
+_TEXT = (str,)
+_INT = (int,)
+_NUMBER = (int, float)
+
+
+def _kind(
+    name: str, decision: str, meaning: str, fields: Mapping[str, FactField] | None = None
+) -> FactKind:
+    return FactKind(
+        name, decision, None if fields is None else types.MappingProxyType(dict(fields)), meaning
+    )
+
+
+_RESERVED_RECORDING = (
+    ("recording.closed", "MixMonitor closed the file (name, bytes, duration, format, rate)"),
+    ("recording.absent", "a decision said record but no file appeared (reason)"),
+    ("recording.sealed", "the file was sealed at rest (digests, key id)"),
+    ("recording.paused", "recording paused (who, why)"),
+    ("recording.resumed", "recording resumed (who)"),
+    ("recording.accessed", "someone opened the recording (who, why)"),
+    ("recording.disposed", "the recording was destroyed (how)"),
+    ("recording.hold_placed", "a legal hold was placed on the recording"),
+    ("recording.hold_released", "a legal hold was released"),
+    ("recording.quarantined", "a file was quarantined (orphan, replaced, empty)"),
+)
+
+FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
+    {
+        kind.name: kind
+        for kind in (
+            _kind(
+                CALL_HANDED_BACK,
+                "required",
+                "variables set and the channel continued in dialplan; told: record or skip",
+                {
+                    "told": FactField(_TEXT, required=True, choices=TOLD),
+                    "attempts": FactField(_INT),
+                    "driver": FactField(_TEXT),
+                },
+            ),
+            _kind(
+                CALL_HAND_BACK_FAILED,
+                "required",
+                "setting the variables or continuing failed after every retry (reason)",
+                {
+                    "reason": FactField(_TEXT, required=True),
+                    "attempts": FactField(_INT),
+                    "told": FactField(_TEXT, choices=TOLD),
+                    "driver": FactField(_TEXT),
+                },
+            ),
+            _kind(
+                CALL_FATE,
+                "required",
+                "what finally happened: recorded, proceeded_unrecorded or hung_up (reason)",
+                {
+                    "fate": FactField(_TEXT, required=True, choices=FATES),
+                    "reason": FactField(_TEXT, required=True),
+                    "driver": FactField(_TEXT),
+                    "elapsed_s": FactField(_NUMBER),
+                },
+            ),
+            *(_kind(name, "optional", meaning) for name, meaning in _RESERVED_RECORDING),
+        )
+    }
+)
+"""Every fact kind the ledger accepts. Add a kind here (and to docs/ledger.md) to use it."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFact:
+    """One fact for the ledger's hash chain.
+
+    Attributes:
+        kind: a kind of ``FACT_KINDS``, e.g. ``call.fate``.
+        decision_id: the decision (UUID text) this fact is about, or ``None`` when the kind
+            allows it; the ledger refuses a fact naming a decision it does not hold.
+        at: when it happened (epoch seconds, supplied by the driver).
+        actor: who states it: the controller's instance id, or ``cli:user@host``.
+        payload: a flat mapping of lowercase names to JSON scalars (see ``FACT_KINDS``);
+            frozen on construction. Never personal data: facts are not erasable.
+        fact_id: the idempotency key (UUID text); ``None`` lets the ledger assign one. Give a
+            stable id when the same fact may be handed in twice.
+
+    Raises:
+        LedgerError: on construction, when the fact breaks a rule of ``check_fact``.
+    """
+
+    kind: str
+    decision_id: str | None
+    at: float
+    actor: str
+    payload: Mapping[str, Scalar] = field(default_factory=dict)
+    fact_id: str | None = None
+
+    def __post_init__(self) -> None:
+        payload: object = self.payload
+        if not isinstance(payload, Mapping):
+            raise LedgerError(f"fact {self.kind!r}: payload must be a mapping, not {payload!r}")
+        object.__setattr__(self, "payload", types.MappingProxyType(dict(payload)))
+        check_fact(self)
+
+
+def _uuid_text(value: object, what: str) -> None:
+    if not isinstance(value, str):
+        raise LedgerError(f"{what} {value!r} is not a UUID")
+    try:
+        uuid.UUID(value)
+    except ValueError as exc:
+        raise LedgerError(f"{what} {value!r} is not a UUID") from exc
+
+
+def _check_value(kind: str, key: str, value: object) -> None:
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise LedgerError(f"fact {kind}: payload {key} = {value} is outside 64-bit range")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise LedgerError(f"fact {kind}: payload {key} = {value!r} is not a finite number")
+        return
+    raise LedgerError(
+        f"fact {kind}: payload {key} has type {type(value).__name__}; "
+        "allowed: str, int, float, bool, None"
+    )
+
+
+def _check_field(kind: str, key: str, value: object, spec: FactField) -> None:
+    if value is None:
+        if spec.required:
+            raise LedgerError(f"fact {kind}: payload {key} is required")
+        return
+    if isinstance(value, bool) and bool not in spec.types:
+        raise LedgerError(f"fact {kind}: payload {key} must be {_names(spec.types)}, not a bool")
+    if not isinstance(value, spec.types):
+        raise LedgerError(
+            f"fact {kind}: payload {key} must be {_names(spec.types)}, not {type(value).__name__}"
+        )
+    if spec.choices and value not in spec.choices:
+        raise LedgerError(
+            f"fact {kind}: payload {key} = {value!r} is not one of {', '.join(spec.choices)}"
+        )
+
+
+def _names(allowed: tuple[type, ...]) -> str:
+    return " or ".join(t.__name__ for t in allowed)
+
+
+def check_fact(fact: LedgerFact) -> None:
+    """Check ``fact`` against the registry and the payload rules.
+
+    Raises:
+        LedgerError: unknown kind, missing or unexpected decision id, a decision or fact id
+            that is not a UUID, a time that is not finite, an empty actor, or a payload that is
+            not a flat mapping of at most ``MAX_PAYLOAD_KEYS`` lowercase names to JSON scalars
+            of the kind's declared fields.
+    """
+    kind_value: object = fact.kind
+    if not isinstance(kind_value, str) or not _KIND_RE.match(kind_value):
+        raise LedgerError(f"fact kind {kind_value!r} is not a dotted lowercase name")
+    spec = FACT_KINDS.get(kind_value)
+    if spec is None:
+        raise LedgerError(
+            f"unknown fact kind {kind_value!r}; known kinds: {', '.join(sorted(FACT_KINDS))}"
+        )
+    kind = spec.name
+    if fact.decision_id is None:
+        if spec.decision == "required":
+            raise LedgerError(f"fact {kind} must name the decision it is about")
+    else:
+        if spec.decision == "none":
+            raise LedgerError(f"fact {kind} is not about a decision; give decision_id=None")
+        _uuid_text(fact.decision_id, f"fact {kind}: decision_id")
+    if fact.fact_id is not None:
+        _uuid_text(fact.fact_id, f"fact {kind}: fact_id")
+    at: object = fact.at
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        raise LedgerError(f"fact {kind}: time {at!r} is not a finite number of epoch seconds")
+    actor: object = fact.actor
+    if not isinstance(actor, str) or not actor.strip():
+        raise LedgerError(f"fact {kind}: actor must be a non-empty string, not {actor!r}")
+    payload = fact.payload
+    if len(payload) > MAX_PAYLOAD_KEYS:
+        raise LedgerError(
+            f"fact {kind}: payload has {len(payload)} keys; at most {MAX_PAYLOAD_KEYS}"
+        )
+    for key, value in payload.items():
+        key_value: object = key
+        if not isinstance(key_value, str) or not _KEY_RE.match(key_value):
+            raise LedgerError(
+                f"fact {kind}: payload key {key_value!r} is not a lowercase name "
+                "(a-z, 0-9, _; at most 40 characters)"
+            )
+        _check_value(kind, key, value)
+    if spec.fields is None:
+        return
+    unknown = sorted(set(payload) - set(spec.fields))
+    if unknown:
+        raise LedgerError(
+            f"fact {kind}: unexpected payload keys {unknown}; allowed: {', '.join(spec.fields)}"
+        )
+    for key, field_spec in spec.fields.items():
+        _check_field(kind, key, payload.get(key), field_spec)
+
+
+# -- reading a decision with its facts ---------------------------------------------------------
+
+_RECORDED_OUTCOMES = frozenset({"recorded_consented", "recorded_notified", "recorded_no_notice"})
+_EXISTS = frozenset({"recording.closed", "recording.sealed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Effective:
+    """What a decision together with its facts says happened.
+
+    Attributes:
+        status: ``recorded`` (a fact confirms it), ``not_recorded``, or ``unconfirmed`` (the
+            decision says recorded and no fact confirms or denies it yet).
+        claimed: the decision's outcome says recorded.
+        mismatch: the facts contradict the decision (e.g. claimed recorded, hand-back failed).
+        summary: one line for people, e.g. ``claimed recorded, hand-back failed: not recorded``.
+    """
+
+    status: str
+    claimed: bool
+    mismatch: bool
+    summary: str
+
+
+def effective_outcome(outcome: str, facts: Iterable[tuple[str, Mapping[str, object]]]) -> Effective:
+    """Read a decision's outcome (its value, e.g. ``recorded_notified``) with its facts.
+
+    ``facts`` are ``(kind, payload)`` pairs in chain order. "recorded" is reported only when a
+    fact confirms it: a recording that exists (``recording.closed``/``recording.sealed``),
+    dialplan told ``record`` (``call.handed_back``), or ``call.fate`` ``recorded``. A later
+    ``call.handed_back`` supersedes an earlier ``call.hand_back_failed``.
+    """
+    claimed = outcome in _RECORDED_OUTCOMES
+    exists = False
+    absent: str | None = None
+    fate: tuple[str, str] | None = None
+    handed: tuple[bool, str] | None = None  # (told record, detail) of the last hand-back fact
+    for kind, payload in facts:
+        if kind in _EXISTS:
+            exists = True
+        elif kind == "recording.absent":
+            absent = _text(payload.get("reason"))
+        elif kind == CALL_HANDED_BACK:
+            told = _text(payload.get("told"))
+            handed = (told == "record", f"dialplan told {told}")
+        elif kind == CALL_HAND_BACK_FAILED:
+            handed = (False, f"hand-back failed: {_text(payload.get('reason'))}")
+        elif kind == CALL_FATE:
+            fate = (_text(payload.get("fate")), _text(payload.get("reason")))
+    # the strongest evidence first: the file, its absence, the final fate, the hand-back
+    confirmed: bool | None = None
+    denial = ""
+    if exists:
+        confirmed = True
+    elif absent is not None:
+        confirmed, denial = False, f"recording absent: {absent}"
+    elif fate is not None:
+        confirmed = fate[0] == "recorded"
+        denial = f"{fate[0].replace('_', ' ')}: {fate[1]}"
+    elif handed is not None:
+        confirmed, denial = handed
+    if confirmed is None:
+        if claimed:
+            return Effective(
+                "unconfirmed", True, False, "claimed recorded, not confirmed by any fact"
+            )
+        return Effective("not_recorded", False, False, "not recorded")
+    if confirmed:
+        how = (
+            "the recording exists"
+            if exists
+            else "call fate recorded"
+            if fate is not None
+            else "dialplan told record"
+        )
+        if claimed:
+            return Effective("recorded", True, False, f"recorded ({how})")
+        return Effective("recorded", False, True, f"decision says not recorded, but {how}")
+    head, _, detail = denial.partition(": ")
+    if claimed:
+        why = f" ({detail})" if detail else ""
+        return Effective(
+            "not_recorded", True, True, f"claimed recorded, {head}: not recorded{why}"
+        )
+    return Effective("not_recorded", False, False, f"not recorded ({denial})")
+
+
+def _text(value: object) -> str:
+    return "not given" if value is None or value == "" else str(value)
