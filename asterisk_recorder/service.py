@@ -19,6 +19,7 @@ import gc
 import hashlib
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -27,9 +28,10 @@ from asterisk_recorder.agi.protocol import AgiEnvironment
 from asterisk_recorder.agi.server import FastAgiServer
 from asterisk_recorder.agi.session import SessionResult, consent_handler
 from asterisk_recorder.controller.app import AriController, ControllerHooks
-from asterisk_recorder.drivers.ports import CallFate, CallReport, CoreHooks
+from asterisk_recorder.drivers.ports import CallFate, CallReport, CoreHooks, Fate
 from asterisk_recorder.errors import DatabaseUnavailable
 from asterisk_recorder.flow import ConsentFlow
+from asterisk_recorder.flow.facts import CALL_FATE, CALL_HAND_BACK_FAILED, LedgerFact
 from asterisk_recorder.flow.ports import DecisionSink
 from asterisk_recorder.ledger import Ledger, migrate
 from asterisk_recorder.ledger.database import database_dsn
@@ -46,6 +48,7 @@ __all__ = [
     "build",
     "call_parts",
     "default_instance_id",
+    "fate_fact",
     "ledger_fate_recorder",
     "run_classic_agi",
     "settle_heap",
@@ -142,10 +145,44 @@ def call_parts(
     )
 
 
-def ledger_fate_recorder(ledger: object) -> FateRecorder | None:
-    """The ledger's way of keeping a ``CallFate`` as a fact, when it has one."""
-    record = getattr(ledger, "record_fate", None)
-    return record if callable(record) else None
+_FACT_IDS = uuid.UUID("5f1c6e4e-8d0a-4c39-9a51-6f1f0f4c2a11")
+"""Namespace of the fate facts' ids: the same fate handed in twice is kept once."""
+
+
+def fate_fact(fate: CallFate, *, actor: str) -> LedgerFact:
+    """The ledger fact that keeps ``fate`` (``call.fate``, or ``call.hand_back_failed``)."""
+    fact_id = str(uuid.uuid5(_FACT_IDS, f"{fate.decision_id}/{fate.fate}/{fate.attempts}"))
+    extra: dict[str, str | int] = {"driver": fate.driver} if fate.driver else {}
+    if fate.fate == Fate.STUCK:
+        payload: dict[str, str | int] = {
+            "reason": fate.reason or "every hand-back attempt failed",
+            "attempts": fate.attempts, **extra,
+        }
+        if fate.told:
+            payload["told"] = fate.told
+        return LedgerFact(CALL_HAND_BACK_FAILED, fate.decision_id, fate.at, actor, payload,
+                          fact_id=fact_id)
+    reason = fate.reason or {
+        Fate.RECORDED: "dialplan was told record; MixMonitor starts there",
+        Fate.UNRECORDED: f"dialplan was told {fate.told or 'nothing'}",
+        Fate.HUNG_UP: "the channel was gone before the hand-back",
+    }.get(fate.fate, fate.fate)
+    payload = {"fate": fate.fate, "reason": reason, "attempts": fate.attempts, **extra}
+    if fate.told:
+        payload["told"] = fate.told
+    return LedgerFact(CALL_FATE, fate.decision_id, fate.at, actor, payload, fact_id=fact_id)
+
+
+def ledger_fate_recorder(sink: object, *, actor: str) -> FateRecorder | None:
+    """Keep each ``CallFate`` as a fact in ``sink``, when it keeps facts (``FactSink``)."""
+    record = getattr(sink, "record_fact", None)
+    if not callable(record):
+        return None
+
+    async def keep(fate: CallFate) -> object:
+        return await record(fate_fact(fate, actor=actor))
+
+    return keep
 
 
 async def run_classic_agi(
@@ -164,7 +201,9 @@ async def run_classic_agi(
         instance_id=parts.instance_id,
         connect_timeout=settings.database.connect_timeout,
     ) as ledger:
-        hooks = dataclasses.replace(parts.hooks, record_fate=ledger_fate_recorder(ledger))
+        hooks = dataclasses.replace(
+            parts.hooks, record_fate=ledger_fate_recorder(ledger, actor=parts.instance_id)
+        )
         handler = consent_handler(
             parts.new_flow,
             ledger,
@@ -239,7 +278,7 @@ class Service:
 
     async def _record_fate(self, fate: CallFate) -> object:
         target = self.ledger if self.ledger is not None else self._given_sink
-        record = ledger_fate_recorder(target)
+        record = ledger_fate_recorder(target, actor=self.instance_id)
         if record is None:
             return None
         return await record(fate)

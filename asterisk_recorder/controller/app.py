@@ -373,6 +373,7 @@ class AriController:
                 await record(CallFate(
                     decision_id=fate.decision_id, fate=new_fate, told="skip" if parked else "",
                     reason=reason, attempts=fate.attempts + 1, at=self._clock(),
+                    driver="ari",
                 ))
             except Exception as exc:
                 log.error("call.fate_not_recorded", decision_id=fate.decision_id, error=str(exc))

@@ -440,6 +440,7 @@ class CallCore:
             reason=reason[:200],
             attempts=attempts,
             at=self._clock(),
+            driver=self.port.driver,
         )
 
     def _note_error(self, exc: ChannelUnreachable) -> None:

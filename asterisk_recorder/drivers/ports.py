@@ -114,6 +114,7 @@ class CallFate:
         reason: why, when it is not what the decision said.
         attempts: hand-back attempts made.
         at: when the fate was settled (epoch seconds).
+        driver: ``ari`` or ``agi``.
     """
 
     decision_id: str
@@ -122,6 +123,7 @@ class CallFate:
     reason: str
     attempts: int
     at: float
+    driver: str = ""
 
 
 @dataclass(frozen=True, slots=True)

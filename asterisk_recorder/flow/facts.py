@@ -158,6 +158,8 @@ FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
                     "reason": FactField(_TEXT, required=True),
                     "driver": FactField(_TEXT),
                     "elapsed_s": FactField(_NUMBER),
+                    "told": FactField(_TEXT, choices=TOLD),
+                    "attempts": FactField(_INT),
                 },
             ),
             *(_kind(name, "optional", meaning) for name, meaning in _RESERVED_RECORDING),

@@ -54,6 +54,7 @@ def service_settings(fake: FakeAsterisk, dsn: str, spool: Path) -> Settings:
         ledger=LedgerSettings(spool_dir=str(spool), digest_key=Secret(DIGEST_KEY)),
         policy=PolicySettings(site_jurisdiction="US-NY"),
         flow=FAST_FLOW,
+        controller=dataclasses.replace(base.controller, hand_back_retry=0.5),
     )
 
 
@@ -107,6 +108,67 @@ async def test_call_decision_lands_in_the_real_ledger_and_verifies(
     assert "+14155550100" == row["caller_number"]
     assert ["1"] == [k["digit"] for k in row["keys"]]
     assert report.ok
+
+
+async def test_what_happened_to_the_channel_is_a_fact_linked_to_the_decision(
+    running: tuple[Service, FakeAsterisk],
+) -> None:
+    """Recorded call: a ``call.fate`` fact (recorded, told record) follows its decision."""
+    service, fake = running
+    ch = await fake.originate(caller_number="+12125550100", extension="2125550199")
+    record = await fake.wait_for_continue(ch.id)
+    assert "record" == record.variables["RECORDER_DECISION"]
+    assert service.dsn is not None
+    conn = await connect_app(service.dsn)
+    try:
+        rows: list[dict[str, object]] = []
+        async with asyncio.timeout(5):
+            while not rows or not rows[0]["facts"]:
+                rows = await show_call(conn, record.variables["RECORDER_DECISION_ID"])
+                await asyncio.sleep(0.02)
+        report = await verify_chain(conn)
+    finally:
+        await conn.close()
+
+    facts = rows[0]["facts"]
+    assert isinstance(facts, list)
+    assert ["call.fate"] == [f["kind"] for f in facts]
+    assert "recorded" == facts[0]["payload"]["fate"]
+    assert "record" == facts[0]["payload"]["told"]
+    assert "ari" == facts[0]["payload"]["driver"]
+    effective = rows[0]["effective"]
+    assert isinstance(effective, dict)
+    assert "recorded" == effective["status"]
+    assert report.ok
+
+
+async def test_a_refused_hand_back_makes_the_ledger_say_not_recorded(
+    running: tuple[Service, FakeAsterisk],
+) -> None:
+    """Asterisk refuses the hand-back of a 'record' decision: the ledger says it was not."""
+    service, fake = running
+    fake.fail("POST", "/ari/channels/*/continue", 503, "Service Unavailable", times=None)
+    ch = await fake.originate(caller_number="+12125550100", extension="2125550199")
+    assert service.dsn is not None
+    conn = await connect_app(service.dsn)
+    try:
+        rows: list[dict[str, object]] = []
+        async with asyncio.timeout(service.settings.controller.hand_back_retry + 10):
+            while not rows or not rows[0]["facts"]:
+                rows = await show_call(conn, ch.id)
+                await asyncio.sleep(0.05)
+        fake.clear_faults()
+    finally:
+        await conn.close()
+
+    assert "recorded_notified" == rows[0]["outcome"]  # what the decision claimed
+    facts = rows[0]["facts"]
+    assert isinstance(facts, list)
+    assert "call.hand_back_failed" == facts[0]["kind"]
+    effective = rows[0]["effective"]
+    assert isinstance(effective, dict)
+    assert "recorded" != effective["status"]
+    assert effective["mismatch"]
 
 
 async def test_ops_endpoints_report_health_readiness_and_metrics(
@@ -278,6 +340,9 @@ async def test_calls_still_flow_and_are_spooled_when_postgresql_is_down_at_start
                     await asyncio.sleep(0.01)
         report = service.readiness()
         assert service.ledger is not None
+        async with asyncio.timeout(5):  # the decision, then the fact of its fate
+            while service.ledger.spool_depth < 2:
+                await asyncio.sleep(0.01)
         depth = service.ledger.spool_depth
     finally:
         stop.set()
@@ -289,7 +354,7 @@ async def test_calls_still_flow_and_are_spooled_when_postgresql_is_down_at_start
     assert line["spooled"] is True
     assert report.ready
     assert ["ledger"] == [c.name for c in report.checks if "spooling" in c.detail]
-    assert 1 == depth
+    assert 2 == depth  # the decision and its call.fate fact, both durable in the spool
 
 
 async def test_one_process_serves_several_asterisk_servers(tmp_path: Path) -> None:
