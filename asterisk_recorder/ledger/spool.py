@@ -13,12 +13,13 @@ Blocking file I/O: call it from a thread. It must not talk to PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,45 +86,44 @@ def _key_from_dict(data: dict[str, Any]) -> KeyPress:
     )
 
 
+def _party_to_dict(p: PartyRecord) -> dict[str, Any]:
+    return {
+        "party": p.party, "number": p.number, "jurisdiction": p.jurisdiction,
+        "row_id": p.row_id, "mode": p.mode.value,
+    }
+
+
+def _party_from_dict(p: dict[str, Any]) -> PartyRecord:
+    return PartyRecord(p["party"], p["number"], p["jurisdiction"], p["row_id"], Mode(p["mode"]))
+
+
+_ENCODE: dict[str, Callable[[Any], Any]] = {
+    "parties": lambda parties: [_party_to_dict(p) for p in parties],
+    "keys": lambda keys: [_key_to_dict(k) for k in keys],
+    "mode": lambda mode: mode.value,
+    "outcome": lambda outcome: outcome.value,
+    "policy_rows": list,
+}
+_DECODE: dict[str, Callable[[Any], Any]] = {
+    "decision_id": str,
+    "parties": lambda parties: tuple(_party_from_dict(p) for p in parties),
+    "keys": lambda keys: tuple(_key_from_dict(k) for k in keys),
+    "mode": Mode,
+    "outcome": Outcome,
+    "policy_rows": tuple,
+}
+_DECISION_FIELDS = tuple(f.name for f in dataclasses.fields(ConsentDecision))
+"""The decision's fields, read from its dataclass: the spool never spells them out."""
+
+
 def decision_to_dict(decision: ConsentDecision) -> dict[str, Any]:
     """A JSON-ready dict of every field of ``decision`` (lone surrogates survive as escapes)."""
-    return {
-        "decision_id": decision.decision_id,
-        "driver": decision.driver,
-        "channel_id": decision.channel_id,
-        "channel_name": decision.channel_name,
-        "uniqueid": decision.uniqueid,
-        "linkedid": decision.linkedid,
-        "asterisk_id": decision.asterisk_id,
-        "instance_id": decision.instance_id,
-        "caller_number": decision.caller_number,
-        "caller_name": decision.caller_name,
-        "called_number": decision.called_number,
-        "parties": [
-            {
-                "party": p.party,
-                "number": p.number,
-                "jurisdiction": p.jurisdiction,
-                "row_id": p.row_id,
-                "mode": p.mode.value,
-            }
-            for p in decision.parties
-        ],
-        "mode": decision.mode.value,
-        "policy_rows": list(decision.policy_rows),
-        "policy_version": decision.policy_version,
-        "prompt_id": decision.prompt_id,
-        "language": decision.language,
-        "keys": [_key_to_dict(k) for k in decision.keys],
-        "outcome": decision.outcome.value,
-        "reason": decision.reason,
-        "offered_at": decision.offered_at,
-        "answered_at": decision.answered_at,
-        "disclosure_started_at": decision.disclosure_started_at,
-        "disclosure_finished_at": decision.disclosure_finished_at,
-        "decided_at": decision.decided_at,
-        "recording_path": decision.recording_path,
-    }
+    out: dict[str, Any] = {}
+    for name in _DECISION_FIELDS:
+        value = getattr(decision, name)
+        encode = _ENCODE.get(name)
+        out[name] = encode(value) if encode is not None else value
+    return out
 
 
 def decision_from_dict(data: dict[str, Any]) -> ConsentDecision:
@@ -132,41 +132,16 @@ def decision_from_dict(data: dict[str, Any]) -> ConsentDecision:
     Raises:
         KeyError, TypeError, ValueError: the dict is not a decision.
     """
-    return ConsentDecision(
-        decision_id=str(data["decision_id"]),
-        driver=data["driver"],
-        channel_id=data["channel_id"],
-        channel_name=data["channel_name"],
-        uniqueid=data["uniqueid"],
-        linkedid=data["linkedid"],
-        asterisk_id=data["asterisk_id"],
-        instance_id=data["instance_id"],
-        caller_number=data["caller_number"],
-        caller_name=data["caller_name"],
-        called_number=data["called_number"],
-        parties=tuple(
-            PartyRecord(p["party"], p["number"], p["jurisdiction"], p["row_id"], Mode(p["mode"]))
-            for p in data["parties"]
-        ),
-        mode=Mode(data["mode"]),
-        policy_rows=tuple(data["policy_rows"]),
-        policy_version=data["policy_version"],
-        prompt_id=data["prompt_id"],
-        language=data["language"],
-        keys=tuple(_key_from_dict(k) for k in data["keys"]),
-        outcome=Outcome(data["outcome"]),
-        reason=data["reason"],
-        offered_at=float(data["offered_at"]),
-        answered_at=None if data["answered_at"] is None else float(data["answered_at"]),
-        disclosure_started_at=None
-        if data["disclosure_started_at"] is None
-        else float(data["disclosure_started_at"]),
-        disclosure_finished_at=None
-        if data["disclosure_finished_at"] is None
-        else float(data["disclosure_finished_at"]),
-        decided_at=float(data["decided_at"]),
-        recording_path=data["recording_path"],
-    )
+    values: dict[str, Any] = {}
+    for name in _DECISION_FIELDS:
+        value = data[name]
+        decode = _DECODE.get(name)
+        if decode is not None:
+            value = decode(value)
+        elif name.endswith("_at") and value is not None:
+            value = float(value)  # times: epoch seconds, exact as written
+        values[name] = value
+    return ConsentDecision(**values)
 
 
 def fact_to_dict(fact: LedgerFact) -> dict[str, Any]:
