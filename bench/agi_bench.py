@@ -58,7 +58,7 @@ from asterisk_recorder.testing.agi_peer import (  # noqa: E402
     load_transcript,
 )
 
-TRACE = ROOT.parent / "shared" / "asterisk-traces" / "agi-optout-ari-originate.agi.txt"
+TRACE = ROOT / "tests" / "data" / "asterisk-traces" / "agi-optout-ari-originate.agi.txt"
 
 
 def _environment(policy: str, n: int) -> tuple[str, ...]:

@@ -42,7 +42,7 @@ from asterisk_recorder.ari import (  # noqa: E402 - after the sys.path tweak
 )
 from asterisk_recorder.testing import FakeAsterisk  # noqa: E402
 
-TRACES = ROOT.parent / "shared" / "asterisk-traces"
+TRACES = ROOT / "tests" / "data" / "asterisk-traces"
 SCENARIOS = ("no-dtmf", "optout-pressed", "dtmf-then-record", "caller-hangs-up-during-disclosure")
 
 

@@ -1,8 +1,15 @@
-"""Fixtures shared by the whole suite (PostgreSQL, the fake Asterisk, the reference material).
+"""Fixtures shared by the whole suite (PostgreSQL, the fake Asterisk, test data, reference files).
 
 PostgreSQL is real: ``ASTERISK_RECORDER_TEST_DSN`` names an external server, otherwise the suite
 starts its own embedded PostgreSQL once per session. Every test that asks for ``pg_dsn`` gets a
 fresh, empty database of its own, dropped afterwards. Nothing is skipped for lack of a database.
+
+The recorded Asterisk traces are test data inside the repository (``tests/data/asterisk-traces``,
+fixture ``traces_dir``): the suite needs nothing beside the checkout. Only Asterisk's own ARI
+declarations (``ari-api-docs``, fixture ``ari_api_docs``) come from outside, from
+``ASTERISK_RECORDER_ARI_API_DOCS`` or ``../shared/ari-api-docs``; the tests that need them are
+skipped, with the reason, when they are absent. This module must not read traces from outside
+the repository.
 """
 
 from __future__ import annotations
@@ -20,8 +27,17 @@ from asterisk_recorder.ari import AriClient, EventStream
 from asterisk_recorder.embedded_pg import EmbeddedPostgres
 from asterisk_recorder.testing import FakeAsterisk
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-"""The read-only reference material (ARI api-docs, Asterisk traces) beside the checkout."""
+TESTS = Path(__file__).resolve().parent
+TRACES = TESTS / "data" / "asterisk-traces"
+"""The recorded Asterisk 22.10.1 traces the tests replay (test data, part of the repository)."""
+SHARED = TESTS.parent.parent / "shared"
+"""The project's read-only reference material, when it sits beside the checkout (optional)."""
+
+
+def ari_api_docs_dir() -> Path:
+    """Where Asterisk's ARI declarations are looked for (they may be absent)."""
+    configured = os.environ.get("ASTERISK_RECORDER_ARI_API_DOCS")
+    return Path(configured) if configured else SHARED / "ari-api-docs"
 
 
 def with_database(dsn: str, database: str) -> str:
@@ -89,10 +105,22 @@ async def events(fake: FakeAsterisk) -> AsyncIterator[EventStream]:
 
 
 @pytest.fixture
-def shared_dir() -> Path:
-    """Path of ../shared (ARI api-docs and Asterisk traces)."""
-    assert SHARED.is_dir(), f"reference material not found at {SHARED}"
-    return SHARED
+def traces_dir() -> Path:
+    """The recorded Asterisk traces (tests/data/asterisk-traces)."""
+    assert TRACES.is_dir(), f"test data missing: {TRACES}"
+    return TRACES
 
 
-__all__ = ["SHARED", "with_database"]
+@pytest.fixture
+def ari_api_docs() -> Path:
+    """Asterisk 22's ARI declarations (swagger JSON); the test is skipped when they are absent."""
+    directory = ari_api_docs_dir()
+    if not (directory / "events.json").is_file():
+        pytest.skip(
+            f"Asterisk's ARI declarations not found at {directory} (reference material outside "
+            "the repository): put them there or set ASTERISK_RECORDER_ARI_API_DOCS"
+        )
+    return directory
+
+
+__all__ = ["SHARED", "TRACES", "ari_api_docs_dir", "with_database"]

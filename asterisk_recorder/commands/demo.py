@@ -2,7 +2,8 @@
 
 This module owns the command's arguments only; ``asterisk_recorder.demo`` runs the scenarios.
 It must not change the product's behaviour for the demo beyond pointing ARI at the fake (or the
-``--ari-url`` Asterisk) and shortening the input timeout.
+``--ari-url`` Asterisk), the demo's site (US-NY) and a short input timeout, each of which the
+demo prints with the configured value and why.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Start the ledger's PostgreSQL (embedded unless database.dsn is set), a "
         "fake Asterisk on loopback and the real serve code; place calls covering opt-out, "
         "silent acceptance, opt-in accepted/declined, timeout, hang-up, an interstate call and "
-        "an unreachable controller; print this run's ledger rows and verify the hash chain.",
+        "an unreachable controller; print this run's ledger rows (each with its decision id, "
+        "for 'asterisk-recorder ledger show --call ID') and verify the hash chain. The demo "
+        "runs with site US-NY and an input timeout of at most 1.5 s, which its scenarios are "
+        "written for; it prints every setting it uses instead of the configured one.",
     )
     parser.add_argument("--config", metavar="FILE", default=None,
                         help="TOML configuration (database, ledger, flow, policy sections apply)")

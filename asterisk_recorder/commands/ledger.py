@@ -42,14 +42,16 @@ _PHONE_RE = re.compile(r"^[+-][0-9 ()./-]*$")
 
 
 def parse_age(text: str) -> float:
-    """``90d`` -> seconds; units ``s``, ``m``, ``h``, ``d``, ``w``.
+    """``90d`` -> seconds; units ``s``, ``m``, ``h``, ``d``, ``w``; ``0d`` (or ``0s`` ...) is 0.
 
     Raises:
-        ValueError: ``text`` is not a positive whole number followed by a unit.
+        ValueError: ``text`` is not a whole number (0 or more) followed by a unit.
     """
     match = _AGE_RE.match(text)
-    if match is None or int(match.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not an age like 90d, 12h, 30m, 2w")
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not an age like 90d, 12h, 30m, 2w (0d: everything decided before now)"
+        )
     return int(match.group(1)) * _AGE_UNITS[match.group(2)]
 
 
@@ -131,9 +133,16 @@ def register(subparsers: Any) -> None:
         run_purge,
         "retention: purge old recordings and personal data",
         "Remove the personal data and recordings of decisions older than AGE "
-        "(e.g. 90d). The decisions and the chain stay; each chunk is recorded.",
+        "(e.g. 90d). The decisions and the chain stay; each chunk is recorded. "
+        "AGE 0 (0d, 0s, ...) purges every decision decided before now: it asks for "
+        "confirmation on a terminal; without one, --yes is required.",
     )
-    purge.add_argument("--older-than", required=True, metavar="AGE", help="age like 90d, 12h, 2w")
+    purge.add_argument(
+        "--older-than", required=True, metavar="AGE", help="age like 90d, 12h, 2w; 0d = all"
+    )
+    purge.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (needed only for AGE 0)"
+    )
 
     show = action(
         "show",
@@ -182,6 +191,8 @@ def run_verify(args: argparse.Namespace) -> int:
                     "entry_id": report.entry_id,
                     "reason": report.reason,
                     "unchecked_personal": report.unchecked_personal,
+                    "at_head": report.at_head,
+                    "last_entry_id": report.last_entry_id,
                 }
             )
         )
@@ -192,6 +203,17 @@ def run_verify(args: argparse.Namespace) -> int:
                 f"note: {report.unchecked_personal} personal rows use another digest key "
                 "and were not checked against their digests"
             )
+    elif report.at_head:
+        last = (
+            f"the last is position {report.rows}, id {report.last_entry_id}"
+            if report.last_entry_id
+            else "there are none"
+        )
+        print(
+            f"chain BROKEN at the head (the ledger_head row, which records {report.head_seq} "
+            f"rows): {report.reason}; every row before it verifies ({report.rows} rows, {last})",
+            file=sys.stderr,
+        )
     else:
         print(
             f"chain BROKEN at position {report.position} (id {report.entry_id}): "
@@ -357,7 +379,7 @@ def _progress_bar(out: TextIO) -> Callable[[int, int], None] | None:
 
 
 def run_purge(args: argparse.Namespace) -> int:
-    """``ledger purge --older-than AGE``."""
+    """``ledger purge --older-than AGE [--yes]``."""
     try:
         age = parse_age(args.older_than)
     except ValueError as exc:
@@ -367,6 +389,22 @@ def run_purge(args: argparse.Namespace) -> int:
     key = load_digest_key(settings.ledger)
     root = Path(settings.flow.recording.directory)
     cutoff = time.time() - age
+    if age == 0 and not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                f"refusing to purge every decision (--older-than {_safe(args.older_than)}) "
+                "without --yes: stdin is not a terminal",
+                file=sys.stderr,
+            )
+            return 2
+        count = asyncio.run(_with_conn(settings, lambda c: admin.count_older_than(c, cutoff)))
+        answer = input(
+            f"Purge the personal data and recordings of every decision decided before now "
+            f"({count} decisions)? Type 'yes' to proceed: "
+        )
+        if answer.strip().lower() != "yes":
+            print("nothing purged", file=sys.stderr)
+            return 1
     progress = _progress_bar(sys.stderr)
     result = asyncio.run(
         _with_conn(

@@ -2,9 +2,11 @@
 
 This module owns the demo scenarios: it starts the ledger's database (embedded PostgreSQL unless
 a DSN is configured), the shipped ``FakeAsterisk`` on loopback and the real ``Service``; places a
-handful of calls that cover the consent outcomes; prints the ledger rows of this run as a table
-and verifies the hash chain. It must not take shortcuts around the product: calls go through
-ARI over real sockets, decisions through the real ledger.
+handful of calls that cover the consent outcomes; prints what it changed in the configuration
+and why, a table of the calls, then the ledger row of every decision of this run with its full
+decision id (so ``asterisk-recorder ledger show --call ID`` follows each one), and verifies the
+hash chain. It must not take shortcuts around the product: calls go through ARI over real
+sockets, decisions through the real ledger. It must not change a setting silently.
 """
 
 from __future__ import annotations
@@ -102,10 +104,29 @@ class DemoResult:
         return self.outcome == self.scenario.expect
 
 
+DEMO_SITE = "US-NY"
+"""The site jurisdiction the scenarios' expected outcomes are written for."""
+DEMO_INPUT_TIMEOUT = 1.5
+"""The longest wait for a key the demo uses, so the opt-in timeout call ends quickly."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoChange:
+    """One setting the demo runs with instead of the configured one, and why."""
+
+    key: str
+    demo: str
+    configured: str
+    why: str
+
+
 def demo_settings(base: Settings, server: AriServerSettings) -> Settings:
-    """``base`` with ARI pointed at ``server`` and listeners on free loopback ports."""
-    flow = dataclasses.replace(base.flow, input_timeout=min(base.flow.input_timeout, 1.5))
-    policy = dataclasses.replace(base.policy, site_jurisdiction="US-NY")
+    """``base`` with ARI pointed at ``server``, listeners on free loopback ports, and the demo's
+    site and input timeout (each difference is listed by ``demo_changes``)."""
+    flow = dataclasses.replace(
+        base.flow, input_timeout=min(base.flow.input_timeout, DEMO_INPUT_TIMEOUT)
+    )
+    policy = dataclasses.replace(base.policy, site_jurisdiction=DEMO_SITE)
     return dataclasses.replace(
         base,
         ari=(server,),
@@ -114,6 +135,46 @@ def demo_settings(base: Settings, server: AriServerSettings) -> Settings:
         flow=flow,
         policy=policy,
     )
+
+
+def demo_changes(base: Settings, demo: Settings) -> list[DemoChange]:
+    """Every setting ``demo`` (from ``demo_settings``) runs with that differs from ``base``."""
+    changes: list[DemoChange] = []
+    if base.policy.site_jurisdiction != demo.policy.site_jurisdiction:
+        changes.append(DemoChange(
+            "policy.site_jurisdiction", demo.policy.site_jurisdiction,
+            base.policy.site_jurisdiction,
+            "the scenarios' expected outcomes are written for a New York site "
+            "(`asterisk-recorder policy explain` shows your own site's modes)",
+        ))
+    if base.flow.input_timeout != demo.flow.input_timeout:
+        changes.append(DemoChange(
+            "flow.input_timeout", f"{demo.flow.input_timeout:g} s",
+            f"{base.flow.input_timeout:g} s", "so the opt-in timeout call ends quickly",
+        ))
+    if base.agi.enabled != demo.agi.enabled:
+        changes.append(DemoChange(
+            "agi.enabled", str(demo.agi.enabled).lower(), str(base.agi.enabled).lower(),
+            "the demo calls go over ARI; no FastAGI port is opened",
+        ))
+    if (base.http.enabled, base.http.host, base.http.port) != (
+        demo.http.enabled, demo.http.host, demo.http.port
+    ):
+        configured = f"{base.http.host}:{base.http.port}" if base.http.enabled else "off"
+        changes.append(DemoChange(
+            "http", f"{demo.http.host}:(a free port)", configured,
+            "never collides with a running `asterisk-recorder serve`",
+        ))
+    return changes
+
+
+def _print_changes(changes: list[DemoChange], out: TextIO) -> None:
+    if not changes:
+        return
+    print("demo settings (instead of your configuration's, for this run only):", file=out)
+    width = max(len(c.key) for c in changes)
+    for c in changes:
+        print(f"  {c.key:<{width}}  {c.demo} (configured: {c.configured}): {c.why}", file=out)
 
 
 async def _place(fake: FakeAsterisk, scenario: Scenario) -> tuple[str, str, dict[str, str]]:
@@ -164,7 +225,8 @@ async def run_demo(
         server = fake.settings(APP, name="demo")
     else:
         server = real_asterisk
-    service = build(demo_settings(base, server))
+    settings = demo_settings(base, server)
+    service = build(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     caller: RealAsteriskCaller | None = None
@@ -174,6 +236,7 @@ async def run_demo(
         print(f"Asterisk: {where}; controller instance {service.instance_id}", file=out)
         print(f"ledger: {'configured DSN' if base.database.dsn else 'embedded PostgreSQL'}",
               file=out)
+        _print_changes(demo_changes(base, settings), out)
         if fake is not None:
             placed = await asyncio.gather(*(_place(fake, s) for s in scenarios))
         else:
@@ -182,6 +245,10 @@ async def run_demo(
             placed = await asyncio.gather(*(caller.place(s) for s in scenarios))
         results = await _collect(service, scenarios, placed)
         _print_table(results, out)
+        _print_rows(
+            results, out,
+            configured_db=bool(base.database.dsn or base.database.embedded_data_dir),
+        )
         ok = all(r.as_expected for r in results)
         verified = await _verify(service, out)
         print("", file=out)
@@ -350,7 +417,7 @@ def _print_table(results: list[DemoResult], out: TextIO) -> None:
         digits = "".join(str(k.get("digit", "")) for k in row.get("keys") or [])
         rows = ",".join(str(x) for x in row.get("policy_rows") or []) or "-"
         lines.append((
-            str(i), r.scenario.name[:44], r.scenario.caller, r.scenario.called,
+            str(i), r.scenario.name, r.scenario.caller, r.scenario.called,
             str(row.get("mode", "-")), rows, digits or "-", r.outcome,
             "yes" if r.as_expected else "NO",
         ))
@@ -360,14 +427,48 @@ def _print_table(results: list[DemoResult], out: TextIO) -> None:
     print("  ".join("-" * w for w in widths), file=out)
     for line in lines:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)), file=out)
+
+
+def _print_rows(results: list[DemoResult], out: TextIO, *, configured_db: bool) -> None:
+    """The ledger row of each call, as stored, with the full decision id."""
     print("", file=out)
+    print("ledger rows of this run (one per decision):", file=out)
     for i, r in enumerate(results, 1):
+        print("", file=out)
+        row = r.row
+        if row is None:
+            why = (
+                "the controller never saw this call"
+                if r.scenario.app != APP
+                else "no decision was stored for this call"
+            )
+            print(f"#{i} no ledger row: {why}", file=out)
+            continue
+        keys = " ".join(f"{k.get('digit', '')}@{k.get('at', '')}" for k in row["keys"]) or "-"
+        fields = (
+            ("decision", row["decision_id"]),
+            ("seq", row["seq"]),
+            ("decided_at", row["decided_at"]),
+            ("outcome", f"{row['outcome']} ({row['reason']})"),
+            ("mode", row["mode"]),
+            ("policy_rows", ",".join(row["policy_rows"]) or "-"),
+            ("keys", keys),
+            ("caller", f"{row['caller_number']} -> called {row['called_number']}"),
+            ("channel", f"{row['channel_name']} (uniqueid {row['uniqueid']})"),
+            ("recording", row["recording_path"] or "-"),
+        )
+        print(f"#{i} {fields[0][0]} {fields[0][1]}", file=out)
+        for name, value in fields[1:]:
+            print(f"   {name:<12} {value}", file=out)
         if r.variables.get("RECORDER_DECISION") == "record":
             print(
-                f"{i}: MixMonitor({r.variables['RECORDER_FILE']},"
+                f"   {'dialplan':<12} MixMonitor({r.variables['RECORDER_FILE']},"
                 f"{r.variables['RECORDER_MIXMON_OPTIONS']})",
                 file=out,
             )
+    same = " (with the same --config/--dsn as this demo)" if configured_db else ""
+    print("", file=out)
+    print(f"follow any decision: asterisk-recorder ledger show --call DECISION_ID{same}", file=out)
 
 
 async def _verify(service: Service, out: TextIO) -> bool:

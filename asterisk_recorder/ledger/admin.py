@@ -40,6 +40,7 @@ from asterisk_recorder.ledger.text import clean
 __all__ = [
     "EraseResult",
     "PurgeResult",
+    "count_older_than",
     "decision_view",
     "delete_recording",
     "erase_number",
@@ -351,6 +352,17 @@ async def erase_number(
     return EraseResult([str(r["decision_id"]) for r in rows], removed, recordings, seq)
 
 
+async def count_older_than(conn: asyncpg.Connection, older_than: float) -> int:
+    """How many decisions decided before ``older_than`` (epoch) still hold personal data."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM decisions d JOIN decision_personal p USING (decision_id) "
+            "WHERE d.decided_at < $1",
+            datetime.fromtimestamp(older_than, UTC),
+        )
+    )
+
+
 async def purge_older_than(
     conn: asyncpg.Connection,
     key: DigestKey,
@@ -367,13 +379,7 @@ async def purge_older_than(
     transaction with its own chained ``purge`` event; ``progress(done, total)`` after each.
     """
     cutoff = datetime.fromtimestamp(older_than, UTC)
-    total = int(
-        await conn.fetchval(
-            "SELECT count(*) FROM decisions d JOIN decision_personal p USING (decision_id) "
-            "WHERE d.decided_at < $1",
-            cutoff,
-        )
-    )
+    total = await count_older_than(conn, older_than)
     ids: list[str] = []
     removed_total = 0
     summary: dict[str, list[str]] = {}

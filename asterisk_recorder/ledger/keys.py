@@ -2,8 +2,9 @@
 
 This module owns ``spool_directory`` and ``load_digest_key``. The digest key is
 ``LedgerSettings.digest_key`` when set; otherwise ``<spool_dir>/digest.key`` (32 random bytes,
-hex, created once with mode 0600). Every process that writes or searches the same ledger must use
-the same key. It must not talk to PostgreSQL.
+hex, created once with mode 0600 in a spool directory created 0700, whatever the umask). Every
+process that writes or searches the same ledger must use the same key. It must not talk to
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asterisk_recorder.errors import LedgerError
+from asterisk_recorder.ledger.private import FILE_MODE, ensure_private_dir, make_private
 from asterisk_recorder.settings import LedgerSettings
 
 __all__ = ["KEY_FILE_NAME", "DigestKey", "default_spool_dir", "load_digest_key", "spool_directory"]
@@ -55,6 +58,13 @@ class DigestKey:
         return hmac.digest(self.secret, text.encode("utf-8"), "sha256")
 
 
+def _tighten(path: Path) -> None:
+    """Make an existing key file of ours 0600 (one written by an older release may be 0644)."""
+    info = path.stat()
+    if stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.geteuid():
+        os.chmod(path, FILE_MODE)
+
+
 def load_digest_key(settings: LedgerSettings) -> DigestKey:
     """The configured digest key, or the key file beside the spool (created on first use).
 
@@ -65,12 +75,13 @@ def load_digest_key(settings: LedgerSettings) -> DigestKey:
         return DigestKey(settings.digest_key.value.encode("utf-8"))
     path = spool_directory(settings) / KEY_FILE_NAME
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except FileExistsError:
-            pass
+            _tighten(path)
         else:
+            make_private(fd)
             with os.fdopen(fd, "w") as out:
                 out.write(secrets.token_hex(32) + "\n")
                 out.flush()

@@ -8,6 +8,7 @@ To replay, the file is renamed to ``decisions.<ns>.replay.jsonl`` under an ``flo
 that do not parse or whose checksum does not match (a crash mid-write) are moved to
 ``quarantine.jsonl`` with the reason, never dropped. Every create, rename, replace and removal
 in the directory is followed by an ``fsync`` of the directory itself, so a crash cannot undo it.
+The directory is created 0700 and every file 0600 whatever the umask (``ledger.private``).
 Blocking file I/O: call it from a thread. It must not talk to PostgreSQL.
 """
 
@@ -35,6 +36,7 @@ from asterisk_recorder.flow.decision import (
     PartyRecord,
 )
 from asterisk_recorder.flow.facts import LedgerFact
+from asterisk_recorder.ledger.private import ensure_private_dir, open_private, shared_mode
 from asterisk_recorder.policy.modes import Mode
 
 __all__ = [
@@ -264,17 +266,19 @@ class Spool:
         self.quarantine_path = self.directory / QUARANTINE_NAME
 
     def _ensure_dir(self) -> None:
-        if self.directory.is_dir():
-            return
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _fsync_directory(self.directory.parent)  # the new directory's own entry
+        if ensure_private_dir(self.directory):
+            _fsync_directory(self.directory.parent)  # the new directory's own entry
+
+    def shared_mode(self) -> int | None:
+        """The spool directory's mode when other users may enter or read it, else ``None``."""
+        return shared_mode(self.directory)
 
     @contextmanager
     def _locked_append_fd(self) -> Iterator[int]:
         """An fd of ``decisions.jsonl`` locked exclusively, reopened if a replay renamed it."""
         self._ensure_dir()
         while True:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 try:
@@ -359,9 +363,14 @@ class Spool:
                 # The replay file now holds only lines that parsed: a retry must not
                 # quarantine the same torn lines twice.
                 tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(b"".join(good))
-                with open(tmp, "rb") as handle:
-                    os.fsync(handle.fileno())
+                fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
+                try:
+                    kept = memoryview(b"".join(good))
+                    while kept:
+                        kept = kept[os.write(fd, kept) :]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.replace(tmp, path)
                 self._fsync_dir()  # the new quarantine file and the replaced replay file
             except OSError as exc:
@@ -373,7 +382,7 @@ class Spool:
 
     def _write_quarantine(self, lines: list[bytes]) -> None:
         self._ensure_dir()
-        fd = os.open(self.quarantine_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_private(self.quarantine_path, os.O_WRONLY | os.O_APPEND)
         try:
             fresh = os.fstat(fd).st_size == 0
             data = memoryview(b"".join(lines))

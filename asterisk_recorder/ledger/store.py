@@ -201,6 +201,14 @@ class Ledger:
         """Count the spool, try PostgreSQL once, and start the writer task."""
         status = await asyncio.to_thread(self.spool.status)
         self._spool_depth = status.pending
+        mode = await asyncio.to_thread(self.spool.shared_mode)
+        if mode is not None:
+            _log.warning(
+                "ledger.spool.not_private",
+                directory=str(self.spool.directory),
+                mode=f"{mode:04o}",
+                hint="spooled decisions hold caller numbers: chmod 0700 the directory",
+            )
         if status.quarantined:
             _log.warning(
                 "ledger.spool.quarantined",

@@ -38,9 +38,12 @@ class VerifyReport:
         rows: rows checked before the first break (all rows when ``ok``).
         head_seq / head_hash: the chain head (hex hash) as recorded; anchor it elsewhere.
         position: chain position of the first break.
-        entry_id: decision id (or fact id, or event id) at the break.
+        entry_id: decision id (or fact id, or event id) at the break; ``None`` when the break is
+            in the head (``at_head``), which is no row of its own.
         reason: what is wrong there.
         unchecked_personal: personal rows not checked because they were written with another key.
+        at_head: the rows all verify but ``ledger_head`` disagrees with where the chain ends.
+        last_entry_id: id of the last row that verified (``None`` when none did).
     """
 
     ok: bool
@@ -51,6 +54,8 @@ class VerifyReport:
     entry_id: str | None = None
     reason: str | None = None
     unchecked_personal: int = 0
+    at_head: bool = False
+    last_entry_id: str | None = None
 
 
 _DECISIONS = """
@@ -146,10 +151,19 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
         expected = 1
         running = GENESIS
         unchecked = 0
+        last_entry: str | None = None
 
         def broken(position: int, entry: str | None, reason: str) -> VerifyReport:
             return VerifyReport(
-                False, expected - 1, head_seq, head_hash, position, entry, reason, unchecked
+                False,
+                expected - 1,
+                head_seq,
+                head_hash,
+                position,
+                entry,
+                reason,
+                unchecked,
+                last_entry_id=last_entry,
             )
 
         async for kind, row in _merged(conn):
@@ -187,6 +201,7 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
                     )
             running = digest
             expected += 1
+            last_entry = entry
         last = expected - 1
         if head_seq != last or bytes.fromhex(head_hash) != running:
             return VerifyReport(
@@ -199,5 +214,9 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
                 f"the head records {head_seq} rows but the chain ends at {last} "
                 "(rows deleted at the end, or the head was edited)",
                 unchecked,
+                at_head=True,
+                last_entry_id=last_entry,
             )
-        return VerifyReport(True, last, head_seq, head_hash, unchecked_personal=unchecked)
+        return VerifyReport(
+            True, last, head_seq, head_hash, unchecked_personal=unchecked, last_entry_id=last_entry
+        )

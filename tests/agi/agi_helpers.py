@@ -18,7 +18,8 @@ from asterisk_recorder.testing.agi_peer import (
     load_transcript,
 )
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "asterisk-traces"
+TRACES = Path(__file__).resolve().parents[1] / "data" / "asterisk-traces"
+"""The recorded Asterisk traces (test data in the repository)."""
 
 
 @dataclasses.dataclass

@@ -72,9 +72,9 @@ class TestEnvironment:
         assert "AMI Probe" == env.get("calleridname")
 
     @pytest.mark.parametrize("name", ["agi-granted-ami-originate", "agi-optout-ari-originate"])
-    def test_real_asterisk_environment_blocks_parse(self, shared_dir: Path, name: str) -> None:
+    def test_real_asterisk_environment_blocks_parse(self, traces_dir: Path, name: str) -> None:
         """The environment blocks recorded from Asterisk 22.10.1 parse completely."""
-        transcript = load_transcript(shared_dir / "asterisk-traces" / f"{name}.agi.txt")
+        transcript = load_transcript(traces_dir / f"{name}.agi.txt")
         conn = AgiConnection()
         conn.receive_data(transcript.environment_bytes())
         env = conn.next_environment()

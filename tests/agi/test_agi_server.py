@@ -237,7 +237,7 @@ async def replay(
     return peer, server
 
 
-async def test_real_granted_conversation_replays_and_parses(shared_dir: Path) -> None:
+async def test_real_granted_conversation_replays_and_parses(traces_dir: Path) -> None:
     """The probe's commands against Asterisk's recorded replies parse as Asterisk meant."""
     replies: list[object] = []
 
@@ -253,7 +253,7 @@ async def test_real_granted_conversation_replays_and_parses(shared_dir: Path) ->
         replies.append(await channel.get_variable("CONSENT"))
 
     peer, server = await replay(
-        shared_dir / "asterisk-traces" / "agi-granted-ami-originate.agi.txt", probe
+        traces_dir / "agi-granted-ami-originate.agi.txt", probe
     )
 
     assert peer.mismatch is None
@@ -261,7 +261,7 @@ async def test_real_granted_conversation_replays_and_parses(shared_dir: Path) ->
     assert 1 == server.stats.completed
 
 
-async def test_real_opt_out_conversation_replays_with_key_1(shared_dir: Path) -> None:
+async def test_real_opt_out_conversation_replays_with_key_1(traces_dir: Path) -> None:
     """``200 result=49 endpos=4160`` from Asterisk is key 1 during STREAM FILE."""
     replies: list[object] = []
 
@@ -272,21 +272,21 @@ async def test_real_opt_out_conversation_replays_with_key_1(shared_dir: Path) ->
         replies.append(await channel.get_variable("CONSENT"))
 
     peer, _ = await replay(
-        shared_dir / "asterisk-traces" / "agi-optout-ari-originate.agi.txt", probe
+        traces_dir / "agi-optout-ari-originate.agi.txt", probe
     )
 
     assert peer.mismatch is None
     assert [AgiReply(49, endpos=4160), "optout"] == replies
 
 
-async def test_transcript_peer_reports_a_command_that_differs(shared_dir: Path) -> None:
+async def test_transcript_peer_reports_a_command_that_differs(traces_dir: Path) -> None:
     """A program that sends another command than the recording fails the replay."""
 
     async def wrong(channel: AgiChannel, env: AgiEnvironment) -> None:
         await channel.command("HANGUP")
 
     with pytest.raises(PeerMismatch, match="expected 'ANSWER', got 'HANGUP'"):
-        await replay(shared_dir / "asterisk-traces" / "agi-optout-ari-originate.agi.txt", wrong)
+        await replay(traces_dir / "agi-optout-ari-originate.agi.txt", wrong)
 
 
 async def test_reaction_is_the_time_from_a_reply_to_the_next_command() -> None:

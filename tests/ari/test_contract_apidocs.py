@@ -28,17 +28,17 @@ from asterisk_recorder.testing import FakeAsterisk
 RESOURCE_FILES = ("channels.json", "playbacks.json", "applications.json", "asterisk.json")
 
 
-def _load(shared_dir: Path, name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((shared_dir / "ari-api-docs" / name).read_text())
+def _load(ari_api_docs: Path, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ari_api_docs / name).read_text())
     return data
 
 
 @pytest.fixture
-def swagger_models(shared_dir: Path) -> dict[str, dict[str, Any]]:
+def swagger_models(ari_api_docs: Path) -> dict[str, dict[str, Any]]:
     """Every model of the api-docs, by name."""
     out: dict[str, dict[str, Any]] = {}
     for name in (*RESOURCE_FILES, "events.json"):
-        out.update(_load(shared_dir, name)["models"])
+        out.update(_load(ari_api_docs, name)["models"])
     return out
 
 
@@ -152,10 +152,10 @@ def test_event_model_fields_match_events_json(
 # --- REST --------------------------------------------------------------------------------
 
 
-def _operations(shared_dir: Path) -> list[tuple[str, re.Pattern[str], dict[str, Any]]]:
+def _operations(ari_api_docs: Path) -> list[tuple[str, re.Pattern[str], dict[str, Any]]]:
     ops = []
     for name in RESOURCE_FILES:
-        for api in _load(shared_dir, name)["apis"]:
+        for api in _load(ari_api_docs, name)["apis"]:
             regex = re.compile("/ari" + re.sub(r"\{[^}]+\}", "[^/]+", api["path"]))
             for op in api["operations"]:
                 ops.append((op["httpMethod"], regex, op))
@@ -215,7 +215,7 @@ async def _drive_every_client_method(ari: AriClient, fake: FakeAsterisk) -> set[
 
 
 async def test_every_client_request_exists_in_the_api_docs(
-    ari: AriClient, fake: FakeAsterisk, shared_dir: Path
+    ari: AriClient, fake: FakeAsterisk, ari_api_docs: Path
 ) -> None:
     """Every path, method, query and body parameter the client sends is declared by Asterisk."""
     called = await _drive_every_client_method(ari, fake)
@@ -224,7 +224,7 @@ async def test_every_client_request_exists_in_the_api_docs(
         for name, fn in inspect.getmembers(AriClient, inspect.iscoroutinefunction)
         if not name.startswith("_") and name not in {"close", "request"}
     }
-    ops = _operations(shared_dir)
+    ops = _operations(ari_api_docs)
     problems: list[str] = []
     for req in fake.requests:
         matches = [

@@ -24,18 +24,18 @@ from asterisk_recorder.ari.models import Channel, parse_channel
 from asterisk_recorder.errors import AriProtocolError
 
 
-def _trace_frames(shared_dir: Path) -> list[dict[str, Any]]:
+def _trace_frames(traces_dir: Path) -> list[dict[str, Any]]:
     frames = []
-    for path in sorted((shared_dir / "asterisk-traces").glob("*.jsonl")):
+    for path in sorted(traces_dir.glob("*.jsonl")):
         if path.name.endswith(".rest.jsonl"):
             continue
         frames += [json.loads(line) for line in path.read_text().splitlines() if line]
     return frames
 
 
-def test_every_traced_frame_parses_into_its_model(shared_dir: Path) -> None:
+def test_every_traced_frame_parses_into_its_model(traces_dir: Path) -> None:
     """All frames of all traces parse; modelled types give their class, others UnknownEvent."""
-    frames = _trace_frames(shared_dir)
+    frames = _trace_frames(traces_dir)
     parsed = [parse_event(raw) for raw in frames]
     kinds = {type(e).__name__ for e in parsed}
     unknown = {e.type for e in parsed if isinstance(e, UnknownEvent)}
@@ -48,12 +48,12 @@ def test_every_traced_frame_parses_into_its_model(shared_dir: Path) -> None:
             assert raw["type"] == event.type
 
 
-def test_no_traced_field_of_a_modelled_event_is_dropped(shared_dir: Path) -> None:
+def test_no_traced_field_of_a_modelled_event_is_dropped(traces_dir: Path) -> None:
     """Every key Asterisk sent in a modelled event (and in its channel) is a model field."""
     event_lost: set[str] = set()
     channel_lost: set[str] = set()
     channel_fields = {f.name for f in dataclasses.fields(Channel)}
-    for raw in _trace_frames(shared_dir):
+    for raw in _trace_frames(traces_dir):
         cls = EVENT_TYPES.get(raw["type"])
         if cls is None:
             continue
@@ -67,9 +67,9 @@ def test_no_traced_field_of_a_modelled_event_is_dropped(shared_dir: Path) -> Non
     assert set() == channel_lost
 
 
-def test_stasis_start_from_the_trace_is_fully_typed(shared_dir: Path) -> None:
+def test_stasis_start_from_the_trace_is_fully_typed(traces_dir: Path) -> None:
     """The consent-recorder StasisStart of ``no-dtmf`` gives caller, dialplan and state."""
-    line = (shared_dir / "asterisk-traces" / "no-dtmf.jsonl").read_text().splitlines()[0]
+    line = (traces_dir / "no-dtmf.jsonl").read_text().splitlines()[0]
     event = parse_event(json.loads(line))
 
     assert isinstance(event, StasisStart)
@@ -196,9 +196,9 @@ def test_arbitrary_json_never_raises_anything_but_a_protocol_error(
         assert kind == getattr(outcome, "type", None)
 
 
-def test_every_traced_event_is_hashable(shared_dir: Path) -> None:
+def test_every_traced_event_is_hashable(traces_dir: Path) -> None:
     """Frozen events can be put in sets and used as keys (mapping fields are left out of hash)."""
-    parsed = [parse_event(raw) for raw in _trace_frames(shared_dir)]
+    parsed = [parse_event(raw) for raw in _trace_frames(traces_dir)]
 
     assert len({hash(e) for e in parsed}) > 1
     assert parsed[0] in set(parsed)

@@ -3,7 +3,7 @@
 This module owns the pieces the e2e tests share: where the Asterisk under test is
 (``AriTarget``, from ``ASTERISK_RECORDER_E2E_*``), the caller simulator (``CallerSim``, an ARI
 application of its own that originates Local channels and sends DTMF exactly as in
-../shared/asterisk-traces), the controller process (``RecorderProcess``, ``asterisk-recorder
+tests/data/asterisk-traces), the controller process (``RecorderProcess``, ``asterisk-recorder
 serve`` started as a subprocess) and ledger look-ups over plain SQL. It must not import the code
 under test for the caller side: the simulator speaks raw ARI so that a bug in
 ``asterisk_recorder.ari`` cannot hide itself.

@@ -1,6 +1,6 @@
 """End-to-end consent scenarios against a real Asterisk 22 and a real ``asterisk-recorder serve``.
 
-Each call is simulated as in ../shared/asterisk-traces: ``POST /channels`` originates
+Each call is simulated as in tests/data/asterisk-traces: ``POST /channels`` originates
 ``Local/<policy>@e2e-in`` into the ``caller-sim`` app; the ``;2`` half runs the suite's dialplan,
 which ``Gosub``s into the project's ``dialplan/recorder.conf``; the caller presses keys with
 ``POST /channels/{;1}/dtmf``. Assertions cover the dialplan contract (``RECORDER_*`` variables,

@@ -207,6 +207,41 @@ def test_purge_rejects_a_bad_age_and_purges_old_decisions(
     assert "purged personal data of 1 decisions" in capsys.readouterr().out
 
 
+def test_purge_older_than_0d_needs_yes_off_a_terminal_then_purges_everything(
+    ledger_dsn: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--older-than 0d``: refused (exit 2) without --yes on piped stdin; with it, all goes."""
+    config = str(_config(workdir, ledger_dsn))
+    _store(ledger_dsn, workdir, [make_decision(recording_path=None) for _ in range(2)])
+
+    assert 2 == main(["ledger", "purge", "--config", config, "--older-than", "0d"])
+    assert "refusing to purge every decision (--older-than 0d) without --yes" in (
+        capsys.readouterr().err
+    )
+    assert 0 == main(["ledger", "purge", "--config", config, "--older-than", "0d", "--yes"])
+    assert "purged personal data of 2 decisions older than 0d" in capsys.readouterr().out
+    assert 0 == main(["ledger", "verify", "--config", config])
+
+
+def test_verify_names_the_head_and_the_last_good_row_when_the_head_disagrees(
+    ledger_dsn: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A break found at the ledger head says so and names the last row, never ``(id None)``."""
+    config = str(_config(workdir, ledger_dsn))
+    decisions = [make_decision() for _ in range(3)]
+    _store(ledger_dsn, workdir, decisions)
+    _sql(ledger_dsn, "UPDATE ledger_head SET seq = 7")
+
+    assert 1 == main(["ledger", "verify", "--config", config])
+    err = capsys.readouterr().err
+    assert "id None" not in err
+    assert "chain BROKEN at the head (the ledger_head row, which records 7 rows)" in err
+    assert f"(3 rows, the last is position 3, id {decisions[2].decision_id})" in err
+    assert 1 == main(["ledger", "verify", "--config", config, "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert (True, decisions[2].decision_id) == (report["at_head"], report["last_entry_id"])
+
+
 def test_show_finds_a_call_by_uniqueid_and_escapes_control_characters(
     ledger_dsn: str, workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

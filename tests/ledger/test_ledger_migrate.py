@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -84,3 +86,36 @@ async def test_database_migrated_by_a_newer_release_is_refused(pg_dsn: str) -> N
 
     with pytest.raises(MigrationError, match="9000_future"):
         await migrate(pg_dsn)
+
+
+async def test_owner_without_the_app_role_is_told_the_grant_to_run(
+    pg_dsn: str, pg_server_dsn: str
+) -> None:
+    """A plain owner not granted asterisk_recorder_app: migrate stops, naming the GRANT, at 0000."""
+    await migrate(pg_dsn)  # as the superuser: the cluster now has asterisk_recorder_app
+    name = f"t_owner_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server_dsn)
+    try:
+        await admin.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD 'owner-pw'")
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+    finally:
+        await admin.close()
+    server = urlsplit(pg_server_dsn)
+    host = server.netloc.rpartition("@")[2]
+    owner_dsn = urlunsplit(server._replace(netloc=f"{name}:owner-pw@{host}", path=f"/{name}"))
+    try:
+        with pytest.raises(MigrationError, match=rf"GRANT asterisk_recorder_app TO {name}") as err:
+            await migrate(owner_dsn)
+        assert "0000_roles" in str(err.value)
+        conn = await asyncpg.connect(owner_dsn)
+        try:
+            assert False is await conn.fetchval("SELECT to_regclass('decisions') IS NOT NULL")
+        finally:
+            await conn.close()
+    finally:
+        admin = await asyncpg.connect(pg_server_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+        finally:
+            await admin.close()

@@ -50,11 +50,16 @@ def test_progress_bar_is_drawn_only_on_a_terminal() -> None:
     assert " 50% 2/4" in terminal.getvalue()
 
 
-@pytest.mark.parametrize("text", ["90", "0d", "-1d", "90 days", "d", ""])
+@pytest.mark.parametrize("text", ["90", "0", "-1d", "90 days", "d", ""])
 def test_bad_age_is_refused(text: str) -> None:
-    """An age needs a positive number and a unit."""
+    """An age needs a whole number and a unit."""
     with pytest.raises(ValueError, match="not an age"):
         parse_age(text)
+
+
+def test_zero_age_means_everything_decided_before_now() -> None:
+    """``0d`` (any unit) is accepted as age 0: purge guards it with a confirmation instead."""
+    assert [0, 0, 0] == [parse_age(t) for t in ("0d", "0s", "0w")]
 
 
 def test_ages_convert_to_seconds() -> None:

@@ -1,6 +1,6 @@
 """Replay each real Asterisk 22.10.1 trace against FakeAsterisk and compare what comes back.
 
-For every scenario in ``shared/asterisk-traces`` the test drives the fake with the same REST
+For every scenario in ``tests/data/asterisk-traces`` the test drives the fake with the same REST
 requests in the same order (ids mapped), and plays the caller's side (DTMF, hang-up) where the
 trace did. It then compares, for the ``consent-recorder`` app, the REST status codes and body
 field names, and the WebSocket event types (in order) and field names (recursively).
@@ -102,8 +102,8 @@ def _when(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def _load(shared: Path, scenario: str, suffix: str) -> list[dict[str, Any]]:
-    text = (shared / "asterisk-traces" / f"{scenario}{suffix}").read_text()
+def _load(traces: Path, scenario: str, suffix: str) -> list[dict[str, Any]]:
+    text = (traces / f"{scenario}{suffix}").read_text()
     return [json.loads(line) for line in text.splitlines() if line]
 
 
@@ -162,9 +162,9 @@ class _Collector:
             await self._grew.wait_for(lambda: len(self.frames) >= count)
 
 
-async def _replay(fake: FakeAsterisk, shared: Path, scenario: str) -> Replay:
-    rest = sorted(_load(shared, scenario, ".rest.jsonl"), key=lambda r: _when(r["sent"]))
-    trace_all = [e for e in _load(shared, scenario, ".jsonl") if e.get("application") == APP]
+async def _replay(fake: FakeAsterisk, traces: Path, scenario: str) -> Replay:
+    rest = sorted(_load(traces, scenario, ".rest.jsonl"), key=lambda r: _when(r["sent"]))
+    trace_all = [e for e in _load(traces, scenario, ".jsonl") if e.get("application") == APP]
     trace_events = [e for e in trace_all if not _ignored(e)]
     notes = [f"{e['type']} {e.get('variable')}: ignored" for e in trace_all if _ignored(e)]
     start = next(e for e in trace_events if e["type"] == "StasisStart")
@@ -240,10 +240,10 @@ async def _replay(fake: FakeAsterisk, shared: Path, scenario: str) -> Replay:
 
 @pytest.mark.parametrize("scenario", REPLAYED)
 async def test_replayed_trace_gives_the_same_statuses_and_events(
-    fake: FakeAsterisk, shared_dir: Path, scenario: str
+    fake: FakeAsterisk, traces_dir: Path, scenario: str
 ) -> None:
     """Same REST statuses, event types in the same order, field names and key values."""
-    replay = await _replay(fake, shared_dir, scenario)
+    replay = await _replay(fake, traces_dir, scenario)
 
     expected = [(method, path, traced) for method, path, traced, _ in replay.statuses]
     actual = [(method, path, got) for method, path, _, got in replay.statuses]
@@ -259,19 +259,19 @@ async def test_replayed_trace_gives_the_same_statuses_and_events(
 
 
 @pytest.mark.parametrize("scenario", REPLAYED)
-def test_events_not_compared_all_belong_to_caller_sim(shared_dir: Path, scenario: str) -> None:
+def test_events_not_compared_all_belong_to_caller_sim(traces_dir: Path, scenario: str) -> None:
     """Every traced event left out of the comparison is caller-sim's (see ``CALLER_SIM``)."""
-    apps = {e.get("application") for e in _load(shared_dir, scenario, ".jsonl")}
+    apps = {e.get("application") for e in _load(traces_dir, scenario, ".jsonl")}
 
     assert {APP, "caller-sim"} == apps
     assert CALLER_SIM
 
 
-def test_every_trace_is_replayed_or_explained(shared_dir: Path) -> None:
+def test_every_trace_is_replayed_or_explained(traces_dir: Path) -> None:
     """Each scenario in the trace directory is either replayed or listed with its reason."""
     scenarios = {
         p.name.removesuffix(".rest.jsonl")
-        for p in (shared_dir / "asterisk-traces").glob("*.rest.jsonl")
+        for p in traces_dir.glob("*.rest.jsonl")
     } - {"startup"}
 
     assert scenarios == set(REPLAYED) | set(NOT_ARI)
@@ -280,11 +280,11 @@ def test_every_trace_is_replayed_or_explained(shared_dir: Path) -> None:
 
 @pytest.mark.parametrize("scenario", sorted(NOT_ARI))
 def test_unreplayed_trace_really_has_no_consent_recorder_traffic(
-    shared_dir: Path, scenario: str
+    traces_dir: Path, scenario: str
 ) -> None:
     """The stated reason holds: consent-recorder got no event and no request touched its calls."""
-    events = _load(shared_dir, scenario, ".jsonl")
-    rest = _load(shared_dir, scenario, ".rest.jsonl")
+    events = _load(traces_dir, scenario, ".jsonl")
+    rest = _load(traces_dir, scenario, ".rest.jsonl")
     caller_side = {"POST /channels", "POST /channels/*/dtmf", "DELETE /channels/*", "GET /channels"}
     kinds = set()
     for r in rest:
@@ -299,10 +299,10 @@ def test_unreplayed_trace_really_has_no_consent_recorder_traffic(
 
 
 async def test_startup_trace_matches_the_fakes_info_and_applications_shape(
-    shared_dir: Path,
+    traces_dir: Path,
 ) -> None:
     """``startup.rest.jsonl`` /asterisk/info and /applications keys are what the fake serves."""
-    rows = {r["path"]: r for r in _load(shared_dir, "startup", ".rest.jsonl")}
+    rows = {r["path"]: r for r in _load(traces_dir, "startup", ".rest.jsonl")}
     info_keys = _shape(rows["/ari/asterisk/info"]["body"])
     app_keys = _shape(rows["/ari/applications"]["body"][0])
 
