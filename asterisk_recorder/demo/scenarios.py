@@ -397,9 +397,11 @@ async def _collect(
             if scenario.app == APP:
                 for _ in range(300):  # the abandoned call's decision lands after the hang-up
                     rows = await show_call(conn, channel_id)
-                    if rows:
+                    if rows and rows[-1].get("facts"):  # the fate follows the hand-back
                         row = rows[-1]
                         break
+                    if rows:
+                        row = rows[-1]
                     await asyncio.sleep(0.02)
                 if row is not None and not outcome:
                     outcome = str(row["outcome"])
@@ -444,7 +446,14 @@ def _print_rows(results: list[DemoResult], out: TextIO, *, configured_db: bool) 
             )
             print(f"#{i} no ledger row: {why}", file=out)
             continue
-        keys = " ".join(f"{k.get('digit', '')}@{k.get('at', '')}" for k in row["keys"]) or "-"
+        keys = " ".join(_key_text(k) for k in row["keys"]) or "-"
+        facts = row.get("facts") or []
+        fates = "; ".join(
+            f"{f['kind']}: {f['payload'].get('fate', '')} told {f['payload'].get('told', '-')}"
+            .replace(":  told", ": told")
+            for f in facts
+        ) or "-"
+        effective = row.get("effective") or {}
         fields = (
             ("decision", row["decision_id"]),
             ("seq", row["seq"]),
@@ -456,6 +465,8 @@ def _print_rows(results: list[DemoResult], out: TextIO, *, configured_db: bool) 
             ("caller", f"{row['caller_number']} -> called {row['called_number']}"),
             ("channel", f"{row['channel_name']} (uniqueid {row['uniqueid']})"),
             ("recording", row["recording_path"] or "-"),
+            ("fate", fates),
+            ("effective", effective.get("summary") or effective.get("status") or "-"),
         )
         print(f"#{i} {fields[0][0]} {fields[0][1]}", file=out)
         for name, value in fields[1:]:
@@ -469,6 +480,19 @@ def _print_rows(results: list[DemoResult], out: TextIO, *, configured_db: bool) 
     same = " (with the same --config/--dsn as this demo)" if configured_db else ""
     print("", file=out)
     print(f"follow any decision: asterisk-recorder ledger show --call DECISION_ID{same}", file=out)
+
+
+def _key_text(key: dict[str, Any]) -> str:
+    """``1 at +0.412 s (during prompt: opt_out)`` from a ledger key."""
+    text = str(key.get("digit", ""))
+    offset = key.get("offset_ms")
+    if isinstance(offset, int | float):
+        text += f" at +{offset / 1000:.3f} s"
+    phase, effect = key.get("phase"), key.get("effect")
+    if phase or effect:
+        where = str(phase or "?").replace("_", " ")
+        text += f" ({where}: {effect or '?'})"
+    return text
 
 
 async def _verify(service: Service, out: TextIO) -> bool:
