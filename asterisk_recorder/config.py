@@ -5,9 +5,12 @@ overrides (in that order of precedence, last wins) into the frozen dataclasses o
 ``settings.py`` and ``flow/settings.py``, validated once. The accepted keys are derived from
 those dataclasses' fields, so the schema, the sample file and the reference cannot drift.
 Every problem is collected and raised together as one ``ConfigError``; each names the key, the
-bad value (never a secret's) and what is allowed. It also renders the effective configuration
-(secrets masked), the sample file and the reference tables. It must not start anything, open
-network connections or log: it only reads the one file it is given.
+bad value (never a secret's), what is allowed and where the value came from. Beyond its own
+per-key checks it runs the owners' validators (the flow's ``check_flow_settings``, the policy
+engine with its table), so what loads is what a call accepts. It also renders the effective
+configuration (secrets masked), the sample file and the reference tables. It must not start
+anything, open network connections or log: it only reads the file it is given and the policy
+table that file names.
 
 Layout: top-level ``instance_id``; ``[ari]`` is the ARI server named ``default`` and
 ``[ari.servers.<name>]`` adds more; ``[agi]``, ``[database]``, ``[ledger]``, ``[policy]``,
@@ -34,10 +37,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from asterisk_recorder.errors import ConfigError
+from asterisk_recorder.errors import ConfigError, PolicyError
+from asterisk_recorder.flow.machine import check_flow_settings
 from asterisk_recorder.flow.settings import FlowSettings, PromptSettings, RecordingSettings
 from asterisk_recorder.logs import LEVELS, MASK, mask_url_password
+from asterisk_recorder.policy.engine import PolicyEngine
 from asterisk_recorder.policy.modes import Mode
+from asterisk_recorder.policy.table import default_table, load_table_file, merge_tables
 from asterisk_recorder.settings import (
     AgiSettings,
     AriServerSettings,
@@ -76,9 +82,11 @@ _RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|E2E_.*)\Z")
 """Variables of the test suite, ignored by the configuration."""
 
 FILE_FORMATS: tuple[str, ...] = (
-    "wav", "wav49", "WAV", "gsm", "sln", "sln16", "ulaw", "alaw", "g722",
+    "wav", "wav49", "gsm", "sln", "sln16", "ulaw", "alaw", "g722",
 )
-"""Recording file formats ``recording.file_format`` accepts."""
+"""Recording file formats ``recording.file_format`` accepts: lowercase Asterisk format names,
+each also the file's extension (``wav49`` is GSM in a WAV container; the flow builds
+``{decision_id}.{file_format}``, so upper-case ``WAV`` is not offered)."""
 
 _LOG_FORMATS: tuple[str, ...] = ("auto", "json", "console")
 _RESYNC_ACTIONS: tuple[str, ...] = ("handback", "resume")
@@ -334,6 +342,7 @@ def _read_file(path: Path, gather: _Gather) -> None:
         return
     base = path.resolve().parent
     where = f"in {path}"
+    source = str(path)
 
     def unknown(key: str) -> None:
         gather.problems.append(f"{key}: unknown key {where}{_suggest(key, _all_key_names())}")
@@ -345,7 +354,7 @@ def _read_file(path: Path, gather: _Gather) -> None:
             if name in subtables:
                 subtables[name](key, value)
             elif name in allowed:
-                gather.values[allowed[name].key] = _Raw(value, "", False, base)
+                gather.values[allowed[name].key] = _Raw(value, source, False, base)
             else:
                 unknown(key)
 
@@ -380,7 +389,7 @@ def _read_file(path: Path, gather: _Gather) -> None:
                 gather.servers.append(name)
             for kname, kvalue in table.items():
                 if kname in _ARI_KEYS:
-                    gather.values[f"{skey}.{kname}"] = _Raw(kvalue, "", False, base)
+                    gather.values[f"{skey}.{kname}"] = _Raw(kvalue, source, False, base)
                 else:
                     unknown(f"{skey}.{kname}")
 
@@ -572,6 +581,15 @@ def _non_negative(v: float) -> str | None:
     return None if v >= 0 else f"{v:g} must be zero or a positive number of seconds (>= 0)"
 
 
+def _seconds_up_to(high: float) -> _Check:
+    def check(v: float) -> str | None:
+        if 0 < v <= high:
+            return None
+        return f"{v:g} must be a number of seconds above 0 and at most {high:g}"
+
+    return check
+
+
 def _at_least(low: int, high: int | None = None) -> _Check:
     def check(v: int) -> str | None:
         if v < low or (high is not None and v > high):
@@ -609,8 +627,10 @@ def _dtmf(v: str) -> str | None:
 
 
 _HOST = _pattern(r"[A-Za-z0-9.:_\[\]-]{1,253}", "a host name or IP address")
-_SOUND = re.compile(r"[A-Za-z0-9_./-]{1,200}")
-_LANGUAGE = re.compile(r"[A-Za-z]{2,8}([_-][A-Za-z0-9]{2,8}){0,2}")
+_SOUND = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
+"""A sound id as the flow accepts it: relative, not starting with '.', '-' or '/'."""
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8}){0,2}")
+"""A language code as the flow accepts it: 2-3 letters, then up to two ``_``/``-`` parts."""
 
 
 def _sound(required: bool) -> _Check:
@@ -619,11 +639,16 @@ def _sound(required: bool) -> _Check:
             return "must name a sound (an Asterisk sound id such as recorder/consent)" \
                 if required else None
         if not _SOUND.fullmatch(v) or ".." in PurePosixPath(v).parts:
-            return (f"{_show(v)} is not a sound id (letters, digits, '_', '.', '/', '-'; "
-                    "no '..')")
+            return (f"{_show(v)} is not a sound id (letters, digits, '_', '.', '/', '-', "
+                    "starting with a letter, digit or '_'; relative, no '..', no extension; "
+                    "at most 200 characters)")
         return None
 
     return check
+
+
+_LANGUAGE_RULE = ("2-3 letters, then up to two '_' or '-' parts of 2-8 letters or digits, such "
+                  "as en, fr_CA, pt_BR")
 
 
 def _languages(v: tuple[str, ...]) -> str | None:
@@ -631,13 +656,14 @@ def _languages(v: tuple[str, ...]) -> str | None:
         return "must list at least one language (e.g. [\"en\"])"
     for lang in v:
         if not _LANGUAGE.fullmatch(lang):
-            return f"{_show(lang)} is not a language code (such as en, fr_CA, pt_BR)"
+            return f"{_show(lang)} is not a language code ({_LANGUAGE_RULE})"
     return None
 
 
 def _language(v: str) -> str | None:
-    return None if _LANGUAGE.fullmatch(v) else \
-        f"{_show(v)} is not a language code (such as en, fr_CA, pt_BR)"
+    if _LANGUAGE.fullmatch(v):
+        return None
+    return f"{_show(v)} is not a language code ({_LANGUAGE_RULE})"
 
 
 def _abs_dir(v: str) -> str | None:
@@ -758,9 +784,9 @@ _CHECKS: dict[str, _Check] = {
     "flow.opt_out_key": _dtmf,
     "flow.opt_in_accept_key": _dtmf,
     "flow.opt_in_decline_key": _dtmf,
-    "flow.input_timeout": _positive,
+    "flow.input_timeout": _seconds_up_to(3600),
     "flow.max_retries": _at_least(0, 10),
-    "flow.guard_timeout": _positive,
+    "flow.guard_timeout": _seconds_up_to(3600),
     "flow.prompts.opt_in": _sound(True),
     "flow.prompts.opt_out": _sound(True),
     "flow.prompts.announce": _sound(True),
@@ -883,12 +909,71 @@ def _build(gather: _Gather) -> Settings:
                                    prompts=prompts, recording=recording)
 
     _cross_checks(gather, servers, sections, flow, flow_ok)
-    return Settings(
+    settings = Settings(
         ari=tuple(server for _p, server, _ok in servers),
         flow=flow,
         **top,  # type: ignore[arg-type]
         **sections,
     )
+    _owner_checks(gather, settings)
+    return settings
+
+
+def _origin_of(gather: _Gather, key: str) -> str:
+    """`` [from SOURCE]`` of the value given for ``key``, or empty for a default."""
+    raw = gather.values.get(key)
+    return _origin(raw) if raw is not None else ""
+
+
+_FLOW_KEY = re.compile(r"flow\.[a-z_.]+")
+
+
+def _flow_problem_key(message: str) -> str:
+    """The configuration key a ``check_flow_settings`` message is about."""
+    if "flow.opt_in_decline_key must differ" in message:
+        return "flow.opt_in_decline_key"  # where the config's own check reports it
+    match = _FLOW_KEY.match(message)
+    key = match.group(0).rstrip(".") if match else "flow"
+    if key.startswith("flow.recording."):
+        key = key.removeprefix("flow.")
+    if key == "flow.prompts":
+        key = "flow.prompts.languages"
+    return key
+
+
+def _owner_checks(gather: _Gather, settings: Settings) -> None:
+    """Run the validators of the parts that use the settings, so load refuses what they would.
+
+    Bad values were replaced by defaults already, so these report only what the per-key
+    checks above let through (a test walks the schema to keep that empty). The policy engine
+    is built too, because only it knows which jurisdictions its table covers.
+    """
+    problems = gather.problems
+    reported = {problem.split(":", 1)[0] for problem in problems}
+    for message in check_flow_settings(settings.flow):
+        key = _flow_problem_key(message)
+        if key in reported or ("must differ" in message and "flow.opt_in_accept_key" in reported):
+            continue
+        problems.append(f"{key}: refused by the consent flow: {message}"
+                        f"{_origin_of(gather, key)}")
+    policy = settings.policy
+    table = default_table()
+    if policy.table_file:
+        try:
+            table = merge_tables(table, load_table_file(policy.table_file))
+        except PolicyError as exc:
+            problems.append(f"policy.table_file: {exc}{_origin_of(gather, 'policy.table_file')}")
+    try:
+        PolicyEngine(table, policy, cache_size=1)
+    except PolicyError as exc:
+        key, _sep, text = str(exc).partition(" ")
+        if key == "policy.site_jurisdiction":
+            text = (f"{_show(policy.site_jurisdiction)} is not a jurisdiction the policy table "
+                    "knows (a country such as US, GB, DE, a subdivision such as US-NY or CA-ON, "
+                    "or a row of policy.table_file)")
+        elif key != "policy.default_region":
+            key, text = "policy", str(exc)
+        problems.append(f"{key}: {text}{_origin_of(gather, key)}")
 
 
 def _cross_checks(gather: _Gather, servers: list[tuple[str, AriServerSettings, dict[str, bool]]],
@@ -924,18 +1009,23 @@ def _cross_checks(gather: _Gather, servers: list[tuple[str, AriServerSettings, d
     if database.pool_min > database.pool_max:
         problems.append(
             f"database.pool_min: {database.pool_min} is greater than database.pool_max "
-            f"({database.pool_max}); pool_min must be <= pool_max")
+            f"({database.pool_max}); pool_min must be <= pool_max"
+            f"{_origin_of(gather, 'database.pool_min')}")
     if (flow_ok.get("opt_in_accept_key", True) and flow_ok.get("opt_in_decline_key", True)
             and flow.opt_in_accept_key == flow.opt_in_decline_key):
+        # Name the key that was set (the decline key when both or neither were).
+        bad, other = "flow.opt_in_decline_key", "flow.opt_in_accept_key"
+        if bad not in gather.values and other in gather.values:
+            bad, other = other, bad
         problems.append(
-            f"flow.opt_in_decline_key: {_show(flow.opt_in_decline_key)} is also "
-            "flow.opt_in_accept_key; accept and decline must be different keys")
+            f"{bad}: {_show(flow.opt_in_decline_key)} is also {other}; accept and decline "
+            f"must be different keys{_origin_of(gather, bad)}")
     agi: AgiSettings = sections["agi"]
     http: HttpSettings = sections["http"]
     if agi.enabled and http.enabled and agi.port == http.port and agi.host == http.host:
         problems.append(
             f"http.port: {http.port} is also agi.port on {agi.host}; the two servers need "
-            "different ports")
+            f"different ports{_origin_of(gather, 'http.port')}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def test_bad_port_alone_exits_2(tmp_path: Path) -> None:
     result = check_config("--config", str(path))
 
     assert 2 == result.returncode
-    assert ["configuration error: http.port: 70000 is not a valid port (1-65535)"] \
+    assert [f"configuration error: http.port: 70000 is not a valid port (1-65535) [from {path}]"] \
         == result.stderr.splitlines()
 
 
@@ -69,7 +69,7 @@ def test_typo_bad_port_and_missing_password_give_three_messages(tmp_path: Path) 
     assert 2 == result.returncode
     assert [
         f"configuration error: agi.prot: unknown key in {path}; did you mean agi.port?",
-        "configuration error: http.port: 70000 is not a valid port (1-65535)",
+        f"configuration error: http.port: 70000 is not a valid port (1-65535) [from {path}]",
         'configuration error: ari.password: missing; ARI server "default" is enabled and needs '
         'the password of ARI user "asterisk-recorder": set [ari] password in the config file '
         "or ASTERISK_RECORDER_ARI_PASSWORD (or set ari.enabled = false)",
@@ -160,3 +160,14 @@ def test_broken_policy_table_fails_the_check(tmp_path: Path) -> None:
     assert 2 == result.returncode
     [line] = result.stderr.splitlines()
     assert line.startswith(f"configuration error: policy.table_file: policy table {table}")
+
+
+def test_uppercase_wav_from_the_environment_is_refused() -> None:
+    """RECORDING_FILE_FORMAT=WAV (which the flow refuses at the first call) fails the check."""
+    result = check_config(env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw",
+                               "ASTERISK_RECORDER_RECORDING_FILE_FORMAT": "WAV"})
+
+    assert (2, "") == (result.returncode, result.stdout)
+    assert ['configuration error: recording.file_format: "WAV" is not allowed (one of: wav, '
+            "wav49, gsm, sln, sln16, ulaw, alaw, g722) "
+            "[from ASTERISK_RECORDER_RECORDING_FILE_FORMAT]"] == result.stderr.splitlines()

@@ -195,8 +195,8 @@ def test_unknown_override_key_is_an_error() -> None:
         ("[agi]\nport = 4573.5", "agi.port: expected an integer, got a number 4573.5"),
         ('[agi]\nenabled = "yes"', 'agi.enabled: expected a boolean (true or false), got a '
          'string "yes"'),
-        ("[flow]\ninput_timeout = 0", "flow.input_timeout: 0 must be a positive number of "
-         "seconds (> 0)"),
+        ("[flow]\ninput_timeout = 0", "flow.input_timeout: 0 must be a number of seconds "
+         "above 0 and at most 3600"),
         ("[flow]\ninput_timeout = nan", "flow.input_timeout: nan is not a finite number"),
         ("[flow]\nmax_retries = 11", "flow.max_retries: 11 is out of range (0-10)"),
         ('[flow]\nopt_out_key = "12"', 'flow.opt_out_key: "12" is not a DTMF key (one '
@@ -225,7 +225,7 @@ def test_unknown_override_key_is_an_error() -> None:
         ('[recording]\ndirectory = "/srv/rec ${X}"', 'recording.directory: "/srv/rec ${X}" '
          "may only contain letters, digits, '/', '.', '_' and '-'"),
         ('[recording]\nfile_format = "mp3"', 'recording.file_format: "mp3" is not allowed '
-         '(one of: wav, wav49, WAV, gsm, sln, sln16, ulaw, alaw, g722)'),
+         '(one of: wav, wav49, gsm, sln, sln16, ulaw, alaw, g722)'),
         ('[ari]\nurl = "ftp://x"', 'ari.url: "ftp://x" is not an http:// or https:// URL '
          'with a host'),
         ('[ari]\nurl = "http://h:8088/ari"', 'ari.url: "http://h:8088/ari" should be the '
@@ -237,8 +237,9 @@ def test_unknown_override_key_is_an_error() -> None:
         ('[flow.prompts]\nlanguages = ["en", 3]', 'flow.prompts.languages: expected an array '
          'of strings, got an integer 3 in it'),
         ('[flow.prompts]\nopt_in = "../../etc/passwd"', 'flow.prompts.opt_in: '
-         '"../../etc/passwd" is not a sound id (letters, digits, \'_\', \'.\', \'/\', \'-\'; '
-         "no '..')"),
+         '"../../etc/passwd" is not a sound id (letters, digits, \'_\', \'.\', \'/\', \'-\', '
+         "starting with a letter, digit or '_'; relative, no '..', no extension; at most 200 "
+         "characters)"),
         ('[ledger]\nspool_dir = "spool"', 'ledger.spool_dir: "spool" must be an absolute path '
          '(or empty for the default)'),
         ('[controller]\nresync_action = "retry"', 'controller.resync_action: "retry" is not '
@@ -259,12 +260,15 @@ def test_unknown_override_key_is_an_error() -> None:
 def test_each_bad_value_names_key_value_and_what_is_allowed(
     tmp_path: Path, toml: str, expected: str
 ) -> None:
-    """Each bad value gives exactly one message: key, bad value, what is allowed."""
+    """Each bad value gives exactly one message: key, bad value, what is allowed, the file."""
     text = toml if "[ari]" in toml else toml + '\n[ari]\npassword = "pw"\n'
     if "[ari]" in toml and "password" not in toml:
         text = toml.replace("[ari]\n", '[ari]\npassword = "pw"\n')
 
-    assert [expected] == problems_of(write(tmp_path, text))
+    path = write(tmp_path, text)
+    origin = "" if toml.startswith(("agi = 3", "[ari.servers.default]")) else f" [from {path}]"
+
+    assert [expected + origin] == problems_of(path)
 
 
 @pytest.mark.parametrize(
@@ -349,7 +353,7 @@ def test_agi_and_http_on_same_port_conflict() -> None:
     env = {"ASTERISK_RECORDER_ARI_PASSWORD": "pw", "ASTERISK_RECORDER_HTTP_PORT": "4573"}
 
     assert ["http.port: 4573 is also agi.port on 127.0.0.1; the two servers need different "
-            "ports"] == problems_of(env=env)
+            "ports [from ASTERISK_RECORDER_HTTP_PORT]"] == problems_of(env=env)
 
 
 def test_ari_url_with_credentials_is_rejected_without_showing_them() -> None:
@@ -379,8 +383,8 @@ def test_secret_of_wrong_type_is_not_shown(tmp_path: Path) -> None:
     path = write(tmp_path, "[ari]\npassword = 98765432\n[ledger]\ndigest_key = [12345678]\n")
     problems = problems_of(path)
 
-    assert "ari.password: expected a string, got an integer" in problems
-    assert "ledger.digest_key: expected a string, got an array" in problems
+    assert f"ari.password: expected a string, got an integer [from {path}]" in problems
+    assert f"ledger.digest_key: expected a string, got an array [from {path}]" in problems
     assert not any("98765432" in p or "12345678" in p for p in problems)
 
 
@@ -401,7 +405,7 @@ def test_table_file_is_resolved_relative_to_the_config_file(tmp_path: Path) -> N
 
     assert str(tmp_path.resolve() / "rules.toml") == config.load(good, env={}).policy.table_file
     assert [f'policy.table_file: "{tmp_path.resolve() / "gone.toml"}" does not exist or is '
-            "not a file"] == problems_of(bad)
+            f"not a file [from {bad}]"] == problems_of(bad)
 
 
 def test_effective_rendering_round_trips(tmp_path: Path) -> None:
