@@ -171,3 +171,24 @@ def test_uppercase_wav_from_the_environment_is_refused() -> None:
     assert ['configuration error: recording.file_format: "WAV" is not allowed (one of: wav, '
             "wav49, gsm, sln, sln16, ulaw, alaw, g722) "
             "[from ASTERISK_RECORDER_RECORDING_FILE_FORMAT]"] == result.stderr.splitlines()
+
+
+def test_every_problem_is_reported_at_once_under_its_own_key(tmp_path: Path) -> None:
+    """A bad site jurisdiction shows with the other problems, under policy.site_jurisdiction."""
+    (tmp_path / "rules.toml").write_text("[[[", encoding="utf-8")
+    path = write(tmp_path, '[ari]\npassword = "pw"\n[http]\nport = 70000\n'
+                           '[policy]\nsite_jurisdiction = "US-ZZ"\ntable_file = "rules.toml"\n'
+                           '[flow.prompts]\nlanguages = ["engl"]\n')
+    result = check_config("--config", str(path),
+                          env={"ASTERISK_RECORDER_RECORDING_FILE_FORMAT": "WAV"})
+    lines = result.stderr.splitlines()
+
+    assert (2, "") == (result.returncode, result.stdout)
+    assert ["http.port", "flow.prompts.languages", "recording.file_format", "policy.table_file",
+            "policy.site_jurisdiction"] == [
+        line.removeprefix("configuration error: ").split(":", 1)[0] for line in lines]
+    assert lines[-1] == (
+        'configuration error: policy.site_jurisdiction: "US-ZZ" is not a jurisdiction the '
+        "policy table knows (a country such as US, GB, DE, a subdivision such as US-NY or "
+        f"CA-ON, or a row of policy.table_file) [from {path}]")
+    assert lines[3].endswith(f"[from {path}]")
