@@ -35,7 +35,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from asterisk_recorder.errors import ConfigError, PolicyError
 from asterisk_recorder.flow.machine import check_flow_settings
@@ -63,6 +63,7 @@ __all__ = [
     "FILE_FORMATS",
     "KeyInfo",
     "add_config_arguments",
+    "is_placeholder_secret",
     "load",
     "render_effective",
     "render_reference",
@@ -122,7 +123,8 @@ _HELP: dict[str, str] = {
     "ari.url": "Base URL of Asterisk's HTTP server (http:// or https://; `/ari` is added); "
     "no credentials in it.",
     "ari.username": "ARI user from ari.conf.",
-    "ari.password": "Password of that ARI user (secret; required while the server is enabled).",
+    "ari.password": "Password of that ARI user (secret; required while the server is enabled; "
+    "placeholders such as the sample's `change-me` are refused).",
     "ari.app": "Stasis application name dialplan hands calls to.",
     "ari.request_timeout": "Seconds any single ARI REST request may take.",
     "ari.heartbeat": "WebSocket ping interval in seconds.",
@@ -145,8 +147,8 @@ _HELP: dict[str, str] = {
     "ledger.ack_timeout": "Seconds PostgreSQL has to commit a decision before it is spooled.",
     "ledger.batch_interval": "Group-commit window in seconds (0 commits at once).",
     "ledger.batch_max": "Most decisions per group commit.",
-    "ledger.digest_key": "Key of the keyed digests of personal fields (secret); empty creates "
-    "a key file beside the spool.",
+    "ledger.digest_key": "Key of the keyed digests of personal fields (secret; placeholders are "
+    "refused); empty creates a key file beside the spool.",
     "policy.site_jurisdiction": "Your own jurisdiction, counted as a party: a country code "
     "(`US`, `GB`, `DE`) or country-subdivision (`US-CA`).",
     "policy.unknown_mode": "Mode for unknown or withheld numbers: never, opt_in, opt_out, "
@@ -725,6 +727,50 @@ def _username(v: str) -> str | None:
     return None
 
 
+_PLACEHOLDERS = frozenset({
+    "changeme", "change", "changeit", "changethis", "replaceme", "replace", "password",
+    "passwd", "passw0rd", "pass", "pwd", "secret", "placeholder", "example", "sample", "todo",
+    "fixme", "tbd", "default", "none", "null", "empty", "xxx", "yourpassword", "mypassword",
+    "yoursecret", "mysecret", "secretkey", "digestkey", "key", "dsn", "admin", "letmein",
+    "123456", "12345678", "qwerty",
+})
+_PLACEHOLDER_PREFIXES = ("changeme", "replaceme", "changethis", "yourpassword", "yoursecret",
+                         "insert", "putyour", "setme", "fillme")
+
+
+def is_placeholder_secret(text: str) -> bool:
+    """Whether ``text`` is an obvious stand-in rather than a real secret.
+
+    The sample's ``change-me`` and its spellings (``CHANGE_ME``, ``<changeme>``,
+    ``change-me-to-a-long-random-secret``), words such as ``password`` or ``secret``, a value
+    with no letter or digit (blank, ``********``) and one character repeated (``xxxxxxxx``).
+    """
+    normalized = re.sub(r"[^a-z0-9]", "", text.lower())
+    return (
+        normalized == ""
+        or normalized in _PLACEHOLDERS
+        or normalized.startswith(_PLACEHOLDER_PREFIXES)
+        or (len(normalized) >= 3 and len(set(normalized)) == 1)
+    )
+
+
+_PLACEHOLDER_RULE = ("is a placeholder, not a real value (hidden; see \"Secrets\" in "
+                     "docs/configuration.md)")
+
+
+def _dsn_password(text: str) -> str | None:
+    """The password a DSN carries, in its authority or as ``?password=``."""
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+    except ValueError:
+        return None
+    if password is not None:
+        return password
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return query.get("password")
+
+
 def _dsn(v: Secret) -> str | None:
     text = v.value
     if text == "":
@@ -735,6 +781,16 @@ def _dsn(v: Secret) -> str | None:
     if scheme not in ("postgresql", "postgres"):
         return ("must be a postgresql:// or postgres:// URL, or empty for the embedded "
                 "PostgreSQL (value hidden)")
+    password = _dsn_password(text)
+    if password is not None and is_placeholder_secret(password):
+        return "the DSN's password " + _PLACEHOLDER_RULE + "; set the database user's password"
+    return None
+
+
+def _digest_key(v: Secret) -> str | None:
+    if v.value and is_placeholder_secret(v.value):
+        return (_PLACEHOLDER_RULE + "; set a long random key (e.g. openssl rand -hex 32), or "
+                "leave it empty to create a key file beside the spool")
     return None
 
 
@@ -771,6 +827,7 @@ _CHECKS: dict[str, _Check] = {
     "agi.max_sessions": _at_least(1),
     "agi.read_timeout": _positive,
     "database.dsn": _dsn,
+    "ledger.digest_key": _digest_key,
     "database.embedded_data_dir": _abs_dir,
     "database.pool_min": _at_least(0),
     "database.pool_max": _at_least(1),
@@ -997,6 +1054,11 @@ def _cross_checks(gather: _Gather, servers: list[tuple[str, AriServerSettings, d
                 f"{prefix}.password: missing; ARI server \"{server.name}\" is enabled and needs "
                 f"the password of ARI user {_show(server.username)}: set {where} "
                 f"(or set {prefix}.enabled = false)")
+        if (server.password and gather.require_ari_password and ok.get("password", True)
+                and is_placeholder_secret(server.password.value)):
+            problems.append(
+                f"{prefix}.password: {_PLACEHOLDER_RULE}; set the password of ARI user "
+                f"{_show(server.username)} from ari.conf{_origin_of(gather, prefix + '.password')}")
         if ok.get("url", True) and ok.get("app", True):
             ident = (server.url.rstrip("/"), server.app)
             if ident in seen:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 SAMPLE = Path(__file__).resolve().parents[2] / "etc" / "asterisk-recorder.toml"
+REAL = {"ASTERISK_RECORDER_ARI_PASSWORD": "a-real-ari-password"}
+"""The environment an operator adds to the sample: the real ARI password."""
 
 
 def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -114,11 +116,45 @@ def test_bad_flag_value_exits_2(tmp_path: Path) -> None:
 
 
 def test_config_file_from_environment_variable() -> None:
-    """ASTERISK_RECORDER_CONFIG names the file; the shipped sample checks clean."""
-    result = check_config(env={"ASTERISK_RECORDER_CONFIG": str(SAMPLE)})
+    """ASTERISK_RECORDER_CONFIG names the file; the sample checks clean with a real password."""
+    result = check_config(env={"ASTERISK_RECORDER_CONFIG": str(SAMPLE), **REAL})
 
     assert (0, "") == (result.returncode, result.stderr)
-    assert "change-me" not in result.stdout
+    assert "a-real-ari-password" not in result.stdout
+
+
+def test_sample_as_is_fails_on_its_placeholder_password_without_showing_it() -> None:
+    """The sample's ari.password = "change-me" fails the check (exit 2), never printed."""
+    result = check_config("--config", str(SAMPLE))
+
+    assert (2, "") == (result.returncode, result.stdout)
+    assert [
+        'configuration error: ari.password: is a placeholder, not a real value (hidden; see '
+        '"Secrets" in docs/configuration.md); set the password of ARI user "asterisk-recorder" '
+        f"from ari.conf [from {SAMPLE}]"] == result.stderr.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "key"),
+    [
+        ("ASTERISK_RECORDER_ARI_PASSWORD", "changeme", "ari.password"),
+        ("ASTERISK_RECORDER_ARI_PASSWORD", "   ", "ari.password"),
+        ("ASTERISK_RECORDER_DATABASE_DSN", "postgresql://rec:Password@db/ledger", "database.dsn"),
+        ("ASTERISK_RECORDER_LEDGER_DIGEST_KEY", "passwd", "ledger.digest_key"),
+    ],
+)
+def test_placeholder_secrets_fail_the_check_without_being_shown(
+    var: str, value: str, key: str
+) -> None:
+    """Placeholder ARI password, DSN password or digest key: exit 2, the value never printed."""
+    result = check_config(env={**REAL, var: value})
+    [line] = result.stderr.splitlines()
+
+    assert (2, "") == (result.returncode, result.stdout)
+    assert line.startswith(f"configuration error: {key}: ")
+    assert "placeholder" in line
+    assert f"[from {var}]" in line
+    assert value not in line
 
 
 def test_unknown_environment_variable_exits_2() -> None:
@@ -144,7 +180,7 @@ def test_sample_flag_prints_a_loadable_sample(tmp_path: Path) -> None:
     """check-config --sample prints the commented sample, which itself checks clean."""
     sample = check_config("--sample")
     path = write(tmp_path, sample.stdout)
-    result = check_config("--config", str(path))
+    result = check_config("--config", str(path), env=REAL)
 
     assert (0, 0) == (sample.returncode, result.returncode)
     assert SAMPLE.read_text(encoding="utf-8") == sample.stdout
