@@ -59,6 +59,7 @@ from asterisk_recorder.settings import (
 
 __all__ = [
     "CONFIG_ENV",
+    "DATABASE_COMMANDS",
     "ENV_PREFIX",
     "FILE_FORMATS",
     "KeyInfo",
@@ -135,8 +136,12 @@ _HELP: dict[str, str] = {
     "agi.port": "TCP port of the FastAGI server (1-65535).",
     "agi.max_sessions": "Most AGI sessions served at once; more are refused.",
     "agi.read_timeout": "Seconds to wait for Asterisk's answer to an AGI command.",
-    "database.dsn": "PostgreSQL DSN (postgresql://user:password@host/db, secret); empty starts "
-    "the embedded PostgreSQL.",
+    "database.dsn": "PostgreSQL DSN (postgresql://user:password@host/db, secret). Required by "
+    "serve and check-config unless database.embedded = true; the demo and db commands start the "
+    "embedded PostgreSQL when it is empty.",
+    "database.embedded": "Run the embedded PostgreSQL (under the user data directory, or "
+    "embedded_data_dir) when dsn is empty: for a test or demo install only. Ignored when dsn "
+    "is set.",
     "database.embedded_data_dir": "Absolute data directory of the embedded PostgreSQL; empty "
     "means the user data directory.",
     "database.pool_min": "Fewest pooled connections kept open.",
@@ -293,6 +298,7 @@ class _Gather:
     servers: list[str] = dataclasses.field(default_factory=list)  # named ARI servers, in order
     file_failed: bool = False  # the file could not be read: checks of absent keys are moot
     require_ari_password: bool = True  # False for commands that never talk to ARI
+    require_database: bool = False  # True for production commands (serve): no silent embedded
 
 
 def _show(value: object, limit: int = 80) -> str:
@@ -1068,6 +1074,12 @@ def _cross_checks(gather: _Gather, servers: list[tuple[str, AriServerSettings, d
             else:
                 seen[ident] = prefix
     database: DatabaseSettings = sections["database"]
+    if gather.require_database and not database.dsn and not database.embedded \
+            and not gather.file_failed:
+        problems.append(
+            "database.dsn: is empty: set it ([database] dsn in the config file or "
+            f"{_env_name('database.dsn')}), or set database.embedded = true for a test/demo "
+            "install (an embedded PostgreSQL under the service user's data directory)")
     if database.pool_min > database.pool_max:
         problems.append(
             f"database.pool_min: {database.pool_min} is greater than database.pool_max "
@@ -1101,6 +1113,7 @@ def load(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, object] | None = None,
     require_ari_password: bool = True,
+    require_database: bool = False,
 ) -> Settings:
     """Load, merge and validate the configuration.
 
@@ -1113,12 +1126,16 @@ def load(
             applied last; strings are parsed like environment values.
         require_ari_password: demand a password for every enabled ARI server (False for
             commands that never talk to ARI: ``ledger``, ``db``, ``policy``, ``agi``).
+        require_database: demand a real database: an empty ``database.dsn`` is a problem
+            unless ``database.embedded`` is true (for ``serve`` and ``check-config``; the
+            demo leaves it False and keeps the embedded default).
 
     Raises:
         ConfigError: listing every problem found, one line each.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
-    gather = _Gather(problems=[], require_ari_password=require_ari_password)
+    gather = _Gather(problems=[], require_ari_password=require_ari_password,
+                     require_database=require_database)
     if path is None or str(path) == "":
         path = environ.get(CONFIG_ENV) or None
     if path is not None:
@@ -1172,19 +1189,32 @@ def _dest(key: str) -> str:
     return "config_override_" + key.replace(".", "_")
 
 
+DATABASE_COMMANDS: frozenset[str] = frozenset({"serve", "check-config"})
+"""Commands that need a real database (or an explicit ``database.embedded = true``)."""
+
+
 def settings_from_args(
-    args: argparse.Namespace, *, require_ari_password: bool = True
+    args: argparse.Namespace, *, require_ari_password: bool = True,
+    require_database: bool | None = None,
 ) -> Settings:
-    """Load the configuration named by ``args.config`` with the flags' overrides applied."""
+    """Load the configuration named by ``args.config`` with the flags' overrides applied.
+
+    Args:
+        require_database: see ``load``; ``None`` (the default) means "when ``args.command``
+            is one of ``DATABASE_COMMANDS``" (``serve``, ``check-config``).
+    """
     overrides: dict[str, object] = {}
     for _flag, key, _metavar, _text in _FLAGS:
         value = getattr(args, _dest(key), None)
         if value is not None:
             overrides[key] = value
+    if require_database is None:
+        require_database = getattr(args, "command", None) in DATABASE_COMMANDS
     return load(
         getattr(args, "config", None),
         overrides=overrides,
         require_ari_password=require_ari_password,
+        require_database=require_database,
     )
 
 

@@ -85,13 +85,18 @@ class DatabaseSettings:
     """Where the ledger lives.
 
     Attributes:
-        dsn: a ``postgresql://`` DSN; empty means "start the embedded PostgreSQL".
+        dsn: a ``postgresql://`` DSN; empty means "start the embedded PostgreSQL" where that
+            is allowed (the demo; ``serve`` only with ``embedded``).
+        embedded: the operator's explicit "yes, run the embedded PostgreSQL" for a test or
+            demo install: without it and without a DSN, ``serve`` refuses to start (loading
+            with ``require_database=True`` reports it). Ignored when ``dsn`` is set.
         embedded_data_dir: PGDATA of the embedded server; empty means the user data dir.
         pool_min / pool_max: asyncpg pool size.
         connect_timeout: seconds to wait for a connection.
     """
 
     dsn: Secret = field(default_factory=lambda: Secret(""))
+    embedded: bool = False
     embedded_data_dir: str = ""
     pool_min: int = 1
     pool_max: int = 4

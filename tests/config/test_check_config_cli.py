@@ -14,9 +14,15 @@ REAL = {"ASTERISK_RECORDER_ARI_PASSWORD": "a-real-ari-password"}
 """The environment an operator adds to the sample: the real ARI password."""
 
 
-def check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m asterisk_recorder check-config ARGS`` with only PATH (plus ``env``) set."""
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(env or {})}
+EMBEDDED = {"ASTERISK_RECORDER_DATABASE_EMBEDDED": "true"}
+"""check-config checks for serve, which needs a DSN or this explicit test/demo choice."""
+
+
+def check_config(*args: str, env: dict[str, str] | None = None,
+                 database: dict[str, str] = EMBEDDED) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m asterisk_recorder check-config ARGS`` with only PATH, ``database``
+    (default: the embedded database allowed) and ``env`` set."""
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **database, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "asterisk_recorder", "check-config", *args],
         capture_output=True, text=True, env=clean, check=False, timeout=60,
@@ -228,3 +234,26 @@ def test_every_problem_is_reported_at_once_under_its_own_key(tmp_path: Path) -> 
         "policy table knows (a country such as US, GB, DE, a subdivision such as US-NY or "
         f"CA-ON, or a row of policy.table_file) [from {path}]")
     assert lines[3].endswith(f"[from {path}]")
+
+
+def test_empty_dsn_without_embedded_is_refused_with_what_to_do() -> None:
+    """No DSN and no database.embedded: exit 2, saying to set the DSN or opt in to embedded."""
+    result = check_config(env=REAL, database={})
+
+    assert (2, "") == (result.returncode, result.stdout)
+    assert ["configuration error: database.dsn: is empty: set it ([database] dsn in the config "
+            "file or ASTERISK_RECORDER_DATABASE_DSN), or set database.embedded = true for a "
+            "test/demo install (an embedded PostgreSQL under the service user's data "
+            "directory)"] == result.stderr.splitlines()
+
+
+@pytest.mark.parametrize(
+    "database",
+    [EMBEDDED, {"ASTERISK_RECORDER_DATABASE_DSN": "postgresql://rec:db-pw-5678@db/ledger"}],
+    ids=["embedded", "dsn"],
+)
+def test_a_dsn_or_the_explicit_embedded_choice_passes(database: dict[str, str]) -> None:
+    """A real DSN, or database.embedded = true, satisfies the database requirement."""
+    result = check_config(env=REAL, database=database)
+
+    assert (0, "") == (result.returncode, result.stderr)

@@ -507,3 +507,39 @@ def test_overrides_accept_typed_values_and_secrets() -> None:
 
     assert (Secret("pw"), 4600, ("de",), False) == (
         s.ari[0].password, s.agi.port, s.flow.prompts.languages, s.http.enabled)
+
+
+def test_serve_needs_a_dsn_or_the_explicit_embedded_choice() -> None:
+    """require_database: an empty DSN is refused unless database.embedded = true."""
+    env = {"ASTERISK_RECORDER_ARI_PASSWORD": "pw"}
+    with pytest.raises(ConfigError) as info:
+        config.load(env=env, require_database=True)
+    embedded = config.load(env={**env, "ASTERISK_RECORDER_DATABASE_EMBEDDED": "yes"},
+                           require_database=True)
+
+    assert ["database.dsn"] == [p.split(":", 1)[0] for p in info.value.problems]
+    assert "database.embedded = true" in info.value.problems[0]
+    assert (True, "") == (embedded.database.embedded, embedded.database.dsn.value)
+    assert not config.load(env=env).database.embedded  # the demo's load: embedded by default
+
+
+@pytest.mark.parametrize(("command", "refused"),
+                         [("serve", True), ("check-config", True), ("demo", False),
+                          ("db", False), ("ledger", False)])
+def test_settings_from_args_requires_a_database_for_serve_and_check_config(
+    command: str, refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """settings_from_args keys the database requirement on the command being run."""
+    import argparse
+
+    monkeypatch.setenv("ASTERISK_RECORDER_ARI_PASSWORD", "pw")
+    monkeypatch.delenv("ASTERISK_RECORDER_DATABASE_DSN", raising=False)
+    monkeypatch.delenv("ASTERISK_RECORDER_CONFIG", raising=False)
+    args = argparse.Namespace(command=command, config=None)
+    try:
+        config.settings_from_args(args)
+        problems: list[str] = []
+    except ConfigError as exc:
+        problems = exc.problems
+
+    assert refused == any(p.startswith("database.dsn: is empty") for p in problems)

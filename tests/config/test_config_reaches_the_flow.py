@@ -58,6 +58,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "database.dsn": (["postgresql://rec:db-pw-5678@db/ledger", "postgresql://rec@db/ledger"],
                      ["mysql://x", "postgresql://rec:change-me@db/ledger",
                       "postgresql://rec@db/ledger?password=changeme"]),
+    "database.embedded": (["true", "false"], ["maybe"]),
     "database.embedded_data_dir": (["/srv/pg"], ["relative"]),
     "database.pool_min": (["0", "4"], ["-1"]),
     "database.pool_max": (["1", "16"], ["0"]),
