@@ -144,8 +144,6 @@ _HELP: dict[str, str] = {
     "is set.",
     "database.embedded_data_dir": "Absolute data directory of the embedded PostgreSQL; empty "
     "means the user data directory.",
-    "database.pool_min": "Fewest pooled connections kept open.",
-    "database.pool_max": "Most pooled connections (at least pool_min).",
     "database.connect_timeout": "Seconds to wait for a database connection.",
     "ledger.spool_dir": "Absolute directory of the local spool used while PostgreSQL is away; "
     "empty means the user data directory.",
@@ -198,6 +196,14 @@ _HELP: dict[str, str] = {
     "controller.resync_action": "What to do with channels found in Stasis after a reconnect: "
     "handback (not recorded) or resume.",
 }
+
+_REMOVED: dict[str, str] = {
+    "database.pool_min": "the ledger writes through a single connection, in hash-chain order, "
+    "so there is no pool to size",
+    "database.pool_max": "the ledger writes through a single connection, in hash-chain order, "
+    "so there is no pool to size",
+}
+"""Keys that were settings once, with why they are gone; naming one is an error that says so."""
 
 _SAMPLE_VALUES: dict[str, object] = {"ari.password": "change-me"}
 """Values the sample file shows instead of the default (placeholders for secrets)."""
@@ -353,6 +359,10 @@ def _read_file(path: Path, gather: _Gather) -> None:
     source = str(path)
 
     def unknown(key: str) -> None:
+        if key in _REMOVED:
+            gather.problems.append(f"{key}: no longer a setting ({_REMOVED[key]}); remove it "
+                                   f"{where}")
+            return
         gather.problems.append(f"{key}: unknown key {where}{_suggest(key, _all_key_names())}")
 
     def take_table(prefix: str, table: Mapping[str, Any], allowed: Mapping[str, KeyInfo],
@@ -451,6 +461,10 @@ def _read_env(env: Mapping[str, str], gather: _Gather) -> None:
             if key is not None:
                 gather.values[key] = _Raw(value, var, True)
                 continue
+        removed = next((k for k in _REMOVED if _env_name(k) == var), None)
+        if removed is not None:
+            gather.problems.append(f"{var}: no longer a setting ({_REMOVED[removed]}); unset it")
+            continue
         hint = _suggest(var, [*_BY_ENV, CONFIG_ENV]) or (
             "; see docs/configuration.md for the variables asterisk-recorder reads")
         gather.problems.append(f"{var}: unknown environment variable{hint}")
@@ -465,6 +479,9 @@ def _read_overrides(overrides: Mapping[str, object], gather: _Gather) -> None:
                 continue
             if parts[2] not in gather.servers:
                 gather.servers.append(parts[2])
+        elif key in _REMOVED:
+            gather.problems.append(f"{key}: no longer a setting ({_REMOVED[key]})")
+            continue
         elif key not in _BY_KEY:
             gather.problems.append(
                 f"{key}: unknown configuration key{_suggest(key, _all_key_names())}")
@@ -835,8 +852,6 @@ _CHECKS: dict[str, _Check] = {
     "database.dsn": _dsn,
     "ledger.digest_key": _digest_key,
     "database.embedded_data_dir": _abs_dir,
-    "database.pool_min": _at_least(0),
-    "database.pool_max": _at_least(1),
     "database.connect_timeout": _positive,
     "ledger.spool_dir": _abs_dir,
     "ledger.ack_timeout": _positive,
@@ -1080,11 +1095,6 @@ def _cross_checks(gather: _Gather, servers: list[tuple[str, AriServerSettings, d
             "database.dsn: is empty: set it ([database] dsn in the config file or "
             f"{_env_name('database.dsn')}), or set database.embedded = true for a test/demo "
             "install (an embedded PostgreSQL under the service user's data directory)")
-    if database.pool_min > database.pool_max:
-        problems.append(
-            f"database.pool_min: {database.pool_min} is greater than database.pool_max "
-            f"({database.pool_max}); pool_min must be <= pool_max"
-            f"{_origin_of(gather, 'database.pool_min')}")
     if (flow_ok.get("opt_in_accept_key", True) and flow_ok.get("opt_in_decline_key", True)
             and flow.opt_in_accept_key == flow.opt_in_decline_key):
         # Name the key that was set (the decline key when both or neither were).

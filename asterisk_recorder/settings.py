@@ -91,15 +91,12 @@ class DatabaseSettings:
             demo install: without it and without a DSN, ``serve`` refuses to start (loading
             with ``require_database=True`` reports it). Ignored when ``dsn`` is set.
         embedded_data_dir: PGDATA of the embedded server; empty means the user data dir.
-        pool_min / pool_max: asyncpg pool size.
         connect_timeout: seconds to wait for a connection.
     """
 
     dsn: Secret = field(default_factory=lambda: Secret(""))
     embedded: bool = False
     embedded_data_dir: str = ""
-    pool_min: int = 1
-    pool_max: int = 4
     connect_timeout: float = 5.0
 
 

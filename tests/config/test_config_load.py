@@ -28,8 +28,7 @@ port = 4600
 
 [database]
 dsn = "postgresql://rec:db-secret-pw@db.example/ledger"
-pool_min = 2
-pool_max = 8
+connect_timeout = 2.5
 
 [policy]
 site_jurisdiction = "us-ca"
@@ -97,7 +96,7 @@ def test_toml_file_values_reach_every_section(tmp_path: Path) -> None:
     assert "https://10.0.0.2:8089" == s.ari[1].url
     assert "consent-recorder" == s.ari[1].app  # named servers start from the defaults
     assert 4600 == s.agi.port
-    assert (2, 8) == (s.database.pool_min, s.database.pool_max)
+    assert 2.5 == s.database.connect_timeout
     assert "US-CA" == s.policy.site_jurisdiction
     assert Mode.OPT_OUT == s.policy.unknown_mode
     assert "#" == s.flow.opt_out_key
@@ -216,8 +215,6 @@ def test_unknown_override_key_is_an_error() -> None:
          '"USA-CALIFORNIA" is not a jurisdiction code (a country such as US, GB, DE, or US-CA)'),
         ('[policy]\ndefault_region = "ZZ"', 'policy.default_region: "ZZ" is not a region '
          'phonenumbers knows (two letters, such as US, GB, DE)'),
-        ("[database]\npool_min = 5\npool_max = 4", "database.pool_min: 5 is greater than "
-         "database.pool_max (4); pool_min must be <= pool_max"),
         ('[recording]\ndirectory = "recordings"', 'recording.directory: "recordings" must be '
          'an absolute directory'),
         ('[recording]\ndirectory = "/srv/../etc"', 'recording.directory: "/srv/../etc" must '
@@ -543,3 +540,15 @@ def test_settings_from_args_requires_a_database_for_serve_and_check_config(
         problems = exc.problems
 
     assert refused == any(p.startswith("database.dsn: is empty") for p in problems)
+
+
+def test_removed_pool_settings_are_refused_saying_why(tmp_path: Path) -> None:
+    """database.pool_min/pool_max (never used) now fail loading with the reason, not silently."""
+    path = write(tmp_path, '[ari]\npassword = "pw"\n[database]\npool_min = 1\npool_max = 4\n')
+    reason = ("no longer a setting (the ledger writes through a single connection, in "
+              "hash-chain order, so there is no pool to size)")
+
+    assert [f"database.pool_min: {reason}; remove it in {path}",
+            f"database.pool_max: {reason}; remove it in {path}"] == problems_of(path)
+    assert [f"ASTERISK_RECORDER_DATABASE_POOL_MAX: {reason}; unset it"] == problems_of(
+        env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw", "ASTERISK_RECORDER_DATABASE_POOL_MAX": "9"})

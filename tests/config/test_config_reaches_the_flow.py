@@ -60,8 +60,6 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                       "postgresql://rec@db/ledger?password=changeme"]),
     "database.embedded": (["true", "false"], ["maybe"]),
     "database.embedded_data_dir": (["/srv/pg"], ["relative"]),
-    "database.pool_min": (["0", "4"], ["-1"]),
-    "database.pool_max": (["1", "16"], ["0"]),
     "database.connect_timeout": (["0.5"], ["0"]),
     "ledger.spool_dir": (["/srv/spool"], ["spool"]),
     "ledger.ack_timeout": (["2"], ["0"]),
