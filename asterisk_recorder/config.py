@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import difflib
 import enum
+import ipaddress
 import json
 import math
 import os
@@ -119,8 +120,9 @@ _SECTIONS: tuple[tuple[str, type[Any], frozenset[str], str], ...] = (
 )
 
 _HELP: dict[str, str] = {
-    "instance_id": "Name of this process in the ledger and logs (letters, digits, `.`, `_`, `-`; "
-    "at most 64); empty means the host name.",
+    "instance_id": "Name of this controller in the ledger and logs (letters, digits, `.`, `_`, "
+    "`-`; at most 64). Keep it stable across restarts and unique per controller; empty derives "
+    "one from the host name.",
     "ari.url": "Base URL of Asterisk's HTTP server (http:// or https://; `/ari` is added); "
     "no credentials in it.",
     "ari.username": "ARI user from ari.conf.",
@@ -136,6 +138,9 @@ _HELP: dict[str, str] = {
     "agi.port": "TCP port of the FastAGI server (1-65535).",
     "agi.max_sessions": "Most AGI sessions served at once; more are refused.",
     "agi.read_timeout": "Seconds to wait for Asterisk's answer to an AGI command.",
+    "agi.allowed_peers": "IP addresses or networks (`10.0.0.5`, `10.0.0.0/24`, `::1`) FastAGI "
+    "clients may connect from; anyone else is refused and logged (AGI has no authentication). "
+    "Default: this host only. In the environment, comma-separated.",
     "database.dsn": "PostgreSQL DSN (postgresql://user:password@host/db, secret). Required by "
     "serve and check-config unless database.embedded = true; the demo and db commands start the "
     "embedded PostgreSQL when it is empty.",
@@ -181,6 +186,9 @@ _HELP: dict[str, str] = {
     "flow.prompts.languages": "Languages the sounds exist in (e.g. `en`, `fr_CA`); in the "
     "environment, comma-separated.",
     "flow.prompts.fallback_language": "Language used when the caller's is not available.",
+    "flow.prompts.opt_in_accept_after": "Seconds into the opt_in disclosure after which the "
+    "accept key counts as consent (where the prompt has named the key; 0-3600), or `end` for "
+    "the end of the prompt. Keys pressed earlier are not consent.",
     "recording.directory": "Absolute directory Asterisk writes recordings into (letters, "
     "digits, `/`, `.`, `_`, `-`).",
     "recording.file_format": "Recording format: " + ", ".join(FILE_FORMATS) + ".",
@@ -575,6 +583,21 @@ def _convert(info: KeyInfo, raw: _Raw) -> object:
             return Mode(value.strip().lower().replace("-", "_"))
         except ValueError:
             raise _Bad(f"{shown} is not a mode (allowed: {allowed})") from None
+    if kind == float | None:
+        if isinstance(value, str) and value.strip().lower() == "end":
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif raw.text and isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise _Bad(f'{shown} is not a number of seconds or "end"') from None
+        else:
+            raise _Bad(f'expected a number of seconds or "end", got {_type_name(value)} {shown}')
+        if not math.isfinite(number):
+            raise _Bad(f"{shown} is not a finite number")
+        return number
     if typing.get_origin(kind) is tuple:
         items: list[object]
         if raw.text and isinstance(value, str):
@@ -587,8 +610,28 @@ def _convert(info: KeyInfo, raw: _Raw) -> object:
         if bad:
             raise _Bad(f"expected an array of strings, got {_type_name(bad[0])} "
                        f"{_show(bad[0])} in it")
-        return tuple(typing.cast(list[str], items))
+        strings = tuple(typing.cast(list[str], items))
+        if typing.get_args(kind)[0] is str:
+            return strings
+        return tuple(_network(item) for item in strings)
     raise _Bad(f"unsupported setting type {kind!r}")  # pragma: no cover - schema bug
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An address (``10.0.0.5``: one host) or network (``10.0.0.0/24``), strictly."""
+    rule = "an IP address or network such as 127.0.0.1, 10.0.0.0/24 or ::1"
+    if len(text) > 64 or _CONTROL.search(text):
+        raise _Bad(f"{_show(text)} is not {rule}")
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise _Bad(f"{_show(text)} is not {rule}") from None
+    raise _Bad(f"{_show(text)} has host bits set; the network is {loose} (or give the single "
+               f"address {text.split('/', 1)[0]})")
 
 
 _Check = Callable[[Any], "str | None"]
@@ -689,6 +732,19 @@ def _language(v: str) -> str | None:
     if _LANGUAGE.fullmatch(v):
         return None
     return f"{_show(v)} is not a language code ({_LANGUAGE_RULE})"
+
+
+def _peers(v: tuple[object, ...]) -> str | None:
+    if not v:
+        return ("must list at least one address or network (to run no FastAGI server, set "
+                "agi.enabled = false)")
+    return None
+
+
+def _accept_after(v: float | None) -> str | None:
+    if v is None or 0 <= v <= 3600:
+        return None
+    return f'{v:g} must be a number of seconds from 0 to 3600, or "end"'
 
 
 def _abs_dir(v: str) -> str | None:
@@ -849,6 +905,7 @@ _CHECKS: dict[str, _Check] = {
     "agi.port": _port,
     "agi.max_sessions": _at_least(1),
     "agi.read_timeout": _positive,
+    "agi.allowed_peers": _peers,
     "database.dsn": _dsn,
     "ledger.digest_key": _digest_key,
     "database.embedded_data_dir": _abs_dir,
@@ -872,6 +929,7 @@ _CHECKS: dict[str, _Check] = {
     "flow.prompts.none": _sound(False),
     "flow.prompts.languages": _languages,
     "flow.prompts.fallback_language": _language,
+    "flow.prompts.opt_in_accept_after": _accept_after,
     "recording.directory": _recording_dir,
     "recording.file_format": _one_of(FILE_FORMATS),
     "recording.mixmonitor_options": _mixmonitor,
@@ -1249,6 +1307,10 @@ def secret_values(settings: Settings) -> tuple[str, ...]:
 
 
 def _toml(value: object) -> str:
+    if value is None:  # the one optional key, flow.prompts.opt_in_accept_after: "end"
+        return '"end"'
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return _toml(str(value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, enum.Enum):
@@ -1361,7 +1423,11 @@ def _type_label(info: KeyInfo) -> str:
         return "string (secret)"
     if info.type is Mode:
         return "mode"
+    if info.type == float | None:
+        return 'number or "end"'
     if typing.get_origin(info.type) is tuple:
+        if typing.get_args(info.type)[0] is not str:
+            return "list of IP addresses/networks"
         return "list of strings"
     return {str: "string", int: "integer", float: "number", bool: "boolean"}[info.type]
 

@@ -8,11 +8,13 @@ or the environment. Secrets are kept as ``Secret`` so that ``repr`` and logs nev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from asterisk_recorder.flow.settings import FlowSettings
 from asterisk_recorder.policy.modes import Mode
 
 __all__ = [
+    "LOOPBACK_PEERS",
     "AgiSettings",
     "AriServerSettings",
     "ControllerSettings",
@@ -69,15 +71,29 @@ class AriServerSettings:
     enabled: bool = True
 
 
+LOOPBACK_PEERS: tuple[IPv4Network | IPv6Network, ...] = (
+    ip_network("127.0.0.1/32"), ip_network("::1/128"),
+)
+"""The default FastAGI peer allowlist: this host only."""
+
+
 @dataclass(frozen=True, slots=True)
 class AgiSettings:
-    """The FastAGI server run by ``serve`` (and the classic ``agi`` command)."""
+    """The FastAGI server run by ``serve`` (and the classic ``agi`` command).
+
+    Attributes:
+        allowed_peers: the networks a FastAGI client may connect from (AGI has no
+            authentication); anyone else is refused before a byte is read. An IPv4 peer
+            that arrives as an IPv4-mapped IPv6 address (``::ffff:10.0.0.5``) should be
+            matched by its IPv4 form.
+    """
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 4573
     max_sessions: int = 200
     read_timeout: float = 10.0
+    allowed_peers: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK_PEERS
 
 
 @dataclass(frozen=True, slots=True)

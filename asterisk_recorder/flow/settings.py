@@ -20,6 +20,10 @@ class PromptSettings:
         languages: languages the sounds exist in; the flow picks the caller's language through
             the fallback chain ``fr_CA`` -> ``fr`` -> ``fallback_language``.
         fallback_language: the last resort, always assumed to exist.
+        opt_in_accept_after: seconds into the opt_in disclosure after which the accept key
+            counts as consent (the point where the prompt has named the key); ``None`` means
+            the end of the prompt. Keys before it are not consent (config: a number >= 0 or
+            ``"end"``, validated at load).
     """
 
     opt_in: str = "recorder/consent-opt-in"
@@ -29,6 +33,7 @@ class PromptSettings:
     none: str = ""
     languages: tuple[str, ...] = ("en",)
     fallback_language: str = "en"
+    opt_in_accept_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ password = "pbx2-secret-pw"
 
 [agi]
 port = 4600
+allowed_peers = ["10.0.0.0/24", "::1"]
 
 [database]
 dsn = "postgresql://rec:db-secret-pw@db.example/ledger"
@@ -40,6 +41,7 @@ input_timeout = 7
 
 [flow.prompts]
 languages = ["en", "fr_CA"]
+opt_in_accept_after = 4.5
 
 [recording]
 directory = "/srv/recordings"
@@ -552,3 +554,74 @@ def test_removed_pool_settings_are_refused_saying_why(tmp_path: Path) -> None:
             f"database.pool_max: {reason}; remove it in {path}"] == problems_of(path)
     assert [f"ASTERISK_RECORDER_DATABASE_POOL_MAX: {reason}; unset it"] == problems_of(
         env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw", "ASTERISK_RECORDER_DATABASE_POOL_MAX": "9"})
+
+
+def test_allowed_peers_parse_to_networks_and_default_to_loopback(tmp_path: Path) -> None:
+    """agi.allowed_peers: addresses and networks become ipaddress networks; default loopback."""
+    import ipaddress
+
+    path = write(tmp_path, '[ari]\npassword = "pw"\n[agi]\n'
+                           'allowed_peers = ["10.0.0.5", "192.168.10.0/24", "fd00::/8"]\n')
+    from_env = config.load(env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw",
+                                "ASTERISK_RECORDER_AGI_ALLOWED_PEERS": "10.1.2.3, ::1"})
+
+    assert (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("192.168.10.0/24"),
+            ipaddress.ip_network("fd00::/8")) == config.load(path, env={}).agi.allowed_peers
+    assert (ipaddress.ip_network("10.1.2.3/32"), ipaddress.ip_network("::1/128")) \
+        == from_env.agi.allowed_peers
+    assert (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")) \
+        == config.load(env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw"}).agi.allowed_peers
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('allowed_peers = ["10.0.0.1/8"]', 'agi.allowed_peers: "10.0.0.1/8" has host bits set; '
+         "the network is 10.0.0.0/8 (or give the single address 10.0.0.1)"),
+        ('allowed_peers = ["pbx.example"]', 'agi.allowed_peers: "pbx.example" is not an IP '
+         "address or network such as 127.0.0.1, 10.0.0.0/24 or ::1"),
+        ("allowed_peers = []", "agi.allowed_peers: must list at least one address or network "
+         "(to run no FastAGI server, set agi.enabled = false)"),
+        ("allowed_peers = [10]", "agi.allowed_peers: expected an array of strings, got an "
+         "integer 10 in it"),
+    ],
+)
+def test_bad_allowed_peers_are_refused_at_load(tmp_path: Path, toml: str, expected: str) -> None:
+    """A peer entry that is not an address or network fails loading, naming it and the file."""
+    path = write(tmp_path, f'[ari]\npassword = "pw"\n[agi]\n{toml}\n')
+
+    assert [f"{expected} [from {path}]"] == problems_of(path)
+
+
+@pytest.mark.parametrize(("value", "expected"),
+                         [('"end"', None), ('"End"', None), ("0", 0.0), ("2.5", 2.5), ("3", 3.0)])
+def test_opt_in_accept_after_takes_seconds_or_end(
+    tmp_path: Path, value: str, expected: float | None
+) -> None:
+    """flow.prompts.opt_in_accept_after: a number of seconds, or "end" (None)."""
+    path = write(tmp_path, f'[ari]\npassword = "pw"\n[flow.prompts]\n'
+                           f"opt_in_accept_after = {value}\n")
+
+    assert expected == config.load(path, env={}).flow.prompts.opt_in_accept_after
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("-1", '-1 must be a number of seconds from 0 to 3600, or "end"'),
+     ('"later"', 'expected a number of seconds or "end", got a string "later"'),
+     ("true", 'expected a number of seconds or "end", got a boolean true')],
+)
+def test_bad_opt_in_accept_after_is_refused(tmp_path: Path, value: str, expected: str) -> None:
+    """A negative, textual or boolean opt_in_accept_after fails loading with what is allowed."""
+    path = write(tmp_path, f'[ari]\npassword = "pw"\n[flow.prompts]\n'
+                           f"opt_in_accept_after = {value}\n")
+
+    assert [f"flow.prompts.opt_in_accept_after: {expected} [from {path}]"] == problems_of(path)
+
+
+def test_opt_in_accept_after_defaults_to_the_end_of_the_prompt() -> None:
+    """Unset, the accept key counts only from the end of the opt-in prompt (None)."""
+    settings = config.load(env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw"})
+
+    assert settings.flow.prompts.opt_in_accept_after is None
+    assert 'opt_in_accept_after = "end"' in config.render_effective(settings)
