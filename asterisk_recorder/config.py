@@ -36,7 +36,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asterisk_recorder.errors import ConfigError, PolicyError
 from asterisk_recorder.flow.machine import check_flow_settings
@@ -845,7 +845,7 @@ def _dsn_password(text: str) -> str | None:
     except ValueError:
         return None
     if password is not None:
-        return password
+        return unquote(password)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     return query.get("password")
 
@@ -861,7 +861,7 @@ def _dsn(v: Secret) -> str | None:
         return ("must be a postgresql:// or postgres:// URL, or empty for the embedded "
                 "PostgreSQL (value hidden)")
     password = _dsn_password(text)
-    if password is not None and is_placeholder_secret(password):
+    if password and is_placeholder_secret(password):  # "user:@": no password (trust, .pgpass)
         return "the DSN's password " + _PLACEHOLDER_RULE + "; set the database user's password"
     return None
 
