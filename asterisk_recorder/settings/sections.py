@@ -1,8 +1,10 @@
-"""The shape of asterisk-recorder's configuration: frozen dataclasses with shipped defaults.
+"""The shape of asterisk-recorder's configuration: frozen dataclasses with shipped defaults,
+one per configuration section (the flow's own live in ``flow/settings.py``).
 
 This module owns the settings *types* only. Loading (TOML file, ``ASTERISK_RECORDER_*``
-environment, CLI flags), validation and masking live in ``config.py``. It must not read files
-or the environment. Secrets are kept as ``Secret`` so that ``repr`` and logs never show them.
+environment, CLI flags), validation and masking live in the sibling modules (``loader``,
+``checks``, ``render``). It must not read files or the environment. Secrets are kept as
+``Secret`` so that ``repr`` and logs never show them.
 """
 
 from __future__ import annotations
