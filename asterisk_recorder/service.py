@@ -400,7 +400,11 @@ class Service:
             clock=self._clock,
         )
         server = FastAgiServer(
-            self.settings.agi, handler, on_reaction=self.metrics.reaction_seconds.observe
+            self.settings.agi,
+            handler,
+            on_reaction=self.metrics.reaction_seconds.observe,
+            allowed_peers=self.settings.agi.allowed_peers,
+            on_refused=lambda host: self.metrics.agi_peers_refused.inc(),
         )
         await server.start()
         self.agi = server

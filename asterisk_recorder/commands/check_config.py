@@ -1,10 +1,10 @@
 """``asterisk-recorder check-config``: validate the configuration and show what is in effect.
 
 This module owns the command's arguments and output only; loading and validation are
-``config.load``'s. It must never print a secret: the effective configuration is rendered with
-passwords, keys and the DSN's password masked. The policy table named by the settings is loaded
-as well, so a broken ``policy.table_file`` fails the check. Exit codes: 0 valid, 2 any problem
-(each printed on its own line on stderr by ``cli.main``).
+``config.load``'s (which also runs the flow's and the policy's own checks and loads the policy
+table, so what passes here passes at the first call). It must never print a secret: the
+effective configuration is rendered with passwords, keys and the DSN's password masked. Exit
+codes: 0 valid, 2 any problem (each printed on its own line on stderr by ``cli.main``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import sys
 from typing import Any
 
 from asterisk_recorder import config
-from asterisk_recorder.errors import ConfigError, PolicyError
-from asterisk_recorder.policy import PolicyEngine
 
 __all__ = ["register", "run"]
 
@@ -36,18 +34,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate and print the effective configuration; ``ConfigError`` propagates (exit 2).
-
-    Beyond ``config.load``, the policy table the settings name is loaded too, so a broken
-    ``policy.table_file`` fails the check rather than the first call.
-    """
+    """Validate and print the effective configuration; ``ConfigError`` propagates (exit 2)."""
     if getattr(args, "sample", False):
         sys.stdout.write(config.render_sample())
         return 0
     settings = config.settings_from_args(args)
-    try:
-        PolicyEngine.from_settings(settings.policy)
-    except PolicyError as exc:
-        raise ConfigError([f"policy.table_file: {exc}"]) from exc
     sys.stdout.write(config.render_effective(settings))
     return 0

@@ -1,7 +1,8 @@
 """Settings of the consent flow and of the recording it hands to dialplan.
 
-This module owns the flow's own, validated-elsewhere settings (``config.py`` builds them from
-TOML/env/CLI). Pure standard library; no I/O. Defaults are what ships.
+This module owns the flow's own, validated-elsewhere settings (``asterisk_recorder.settings``
+builds them from TOML/env/CLI and runs ``check_flow_settings`` on them at load). Pure standard
+library; no I/O. Defaults are what ships.
 """
 
 from __future__ import annotations

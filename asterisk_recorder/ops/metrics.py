@@ -374,6 +374,8 @@ class RecorderMetrics:
         calls_crashed: calls ended fail-closed by an unexpected error, by error type.
         call_fates: what happened to channels after their decision, by fate and driver
             (``hand_back_failed`` means a caller was left for the sweep).
+        agi_peers_refused: FastAGI connections refused by the peer allowlist (no label: a
+            scan must not create a series per address).
     """
 
     def __init__(self) -> None:
@@ -422,6 +424,10 @@ class RecorderMetrics:
             "asterisk_recorder_call_fates_total",
             "What happened to channels after their decision, by fate and driver.",
             ("fate", "driver"),
+        )
+        self.agi_peers_refused = self.registry.counter(
+            "asterisk_recorder_agi_peers_refused_total",
+            "FastAGI connections refused because the peer is not in agi.allowed_peers.",
         )
 
     def observe_decision(

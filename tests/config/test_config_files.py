@@ -5,17 +5,32 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
 from regen_config_files import DOCS, SAMPLE, docs_with_reference
 
 from asterisk_recorder import config
+from asterisk_recorder.errors import ConfigError
 from asterisk_recorder.settings import AriServerSettings, Secret, Settings
 
+REAL = {"ASTERISK_RECORDER_ARI_PASSWORD": "a-real-ari-password"}
+"""The environment an operator adds to the sample: the real ARI password."""
 
-def test_sample_file_loads_without_error() -> None:
-    """etc/asterisk-recorder.toml loads as is, with a clean environment."""
-    settings = config.load(SAMPLE, env={})
 
-    assert Secret("change-me") == settings.ari[0].password
+def test_sample_file_loads_once_the_placeholder_password_is_replaced() -> None:
+    """etc/asterisk-recorder.toml loads once the real ARI password comes from the environment."""
+    settings = config.load(SAMPLE, env=REAL)
+
+    assert Secret("a-real-ari-password") == settings.ari[0].password
+
+
+def test_sample_file_as_is_is_refused_for_its_placeholder_password() -> None:
+    """The sample's change-me is a placeholder: loading the sample alone fails on it."""
+    with pytest.raises(ConfigError) as info:
+        config.load(SAMPLE, env={})
+
+    assert ["ari.password"] == [p.split(":", 1)[0] for p in info.value.problems]
+    assert "placeholder" in info.value.problems[0]
+    assert "change-me" not in info.value.problems[0]
 
 
 def test_sample_file_holds_every_key() -> None:
@@ -35,9 +50,9 @@ def test_sample_file_holds_every_key() -> None:
 
 def test_sample_file_values_are_the_shipped_defaults() -> None:
     """The sample changes nothing but the ARI password placeholder."""
-    expected = Settings(ari=(AriServerSettings(password=Secret("change-me")),))
+    expected = Settings(ari=(AriServerSettings(password=Secret("a-real-ari-password")),))
 
-    assert expected == config.load(SAMPLE, env={})
+    assert expected == config.load(SAMPLE, env=REAL)
 
 
 def test_sample_file_is_the_generated_one() -> None:

@@ -25,11 +25,11 @@ password = "pbx2-secret-pw"
 
 [agi]
 port = 4600
+allowed_peers = ["10.0.0.0/24", "::1"]
 
 [database]
 dsn = "postgresql://rec:db-secret-pw@db.example/ledger"
-pool_min = 2
-pool_max = 8
+connect_timeout = 2.5
 
 [policy]
 site_jurisdiction = "us-ca"
@@ -41,6 +41,7 @@ input_timeout = 7
 
 [flow.prompts]
 languages = ["en", "fr_CA"]
+opt_in_accept_after = 4.5
 
 [recording]
 directory = "/srv/recordings"
@@ -97,7 +98,7 @@ def test_toml_file_values_reach_every_section(tmp_path: Path) -> None:
     assert "https://10.0.0.2:8089" == s.ari[1].url
     assert "consent-recorder" == s.ari[1].app  # named servers start from the defaults
     assert 4600 == s.agi.port
-    assert (2, 8) == (s.database.pool_min, s.database.pool_max)
+    assert 2.5 == s.database.connect_timeout
     assert "US-CA" == s.policy.site_jurisdiction
     assert Mode.OPT_OUT == s.policy.unknown_mode
     assert "#" == s.flow.opt_out_key
@@ -195,8 +196,8 @@ def test_unknown_override_key_is_an_error() -> None:
         ("[agi]\nport = 4573.5", "agi.port: expected an integer, got a number 4573.5"),
         ('[agi]\nenabled = "yes"', 'agi.enabled: expected a boolean (true or false), got a '
          'string "yes"'),
-        ("[flow]\ninput_timeout = 0", "flow.input_timeout: 0 must be a positive number of "
-         "seconds (> 0)"),
+        ("[flow]\ninput_timeout = 0", "flow.input_timeout: 0 must be a number of seconds "
+         "above 0 and at most 3600"),
         ("[flow]\ninput_timeout = nan", "flow.input_timeout: nan is not a finite number"),
         ("[flow]\nmax_retries = 11", "flow.max_retries: 11 is out of range (0-10)"),
         ('[flow]\nopt_out_key = "12"', 'flow.opt_out_key: "12" is not a DTMF key (one '
@@ -216,8 +217,6 @@ def test_unknown_override_key_is_an_error() -> None:
          '"USA-CALIFORNIA" is not a jurisdiction code (a country such as US, GB, DE, or US-CA)'),
         ('[policy]\ndefault_region = "ZZ"', 'policy.default_region: "ZZ" is not a region '
          'phonenumbers knows (two letters, such as US, GB, DE)'),
-        ("[database]\npool_min = 5\npool_max = 4", "database.pool_min: 5 is greater than "
-         "database.pool_max (4); pool_min must be <= pool_max"),
         ('[recording]\ndirectory = "recordings"', 'recording.directory: "recordings" must be '
          'an absolute directory'),
         ('[recording]\ndirectory = "/srv/../etc"', 'recording.directory: "/srv/../etc" must '
@@ -225,7 +224,7 @@ def test_unknown_override_key_is_an_error() -> None:
         ('[recording]\ndirectory = "/srv/rec ${X}"', 'recording.directory: "/srv/rec ${X}" '
          "may only contain letters, digits, '/', '.', '_' and '-'"),
         ('[recording]\nfile_format = "mp3"', 'recording.file_format: "mp3" is not allowed '
-         '(one of: wav, wav49, WAV, gsm, sln, sln16, ulaw, alaw, g722)'),
+         '(one of: wav, wav49, gsm, sln, sln16, ulaw, alaw, g722)'),
         ('[ari]\nurl = "ftp://x"', 'ari.url: "ftp://x" is not an http:// or https:// URL '
          'with a host'),
         ('[ari]\nurl = "http://h:8088/ari"', 'ari.url: "http://h:8088/ari" should be the '
@@ -237,8 +236,9 @@ def test_unknown_override_key_is_an_error() -> None:
         ('[flow.prompts]\nlanguages = ["en", 3]', 'flow.prompts.languages: expected an array '
          'of strings, got an integer 3 in it'),
         ('[flow.prompts]\nopt_in = "../../etc/passwd"', 'flow.prompts.opt_in: '
-         '"../../etc/passwd" is not a sound id (letters, digits, \'_\', \'.\', \'/\', \'-\'; '
-         "no '..')"),
+         '"../../etc/passwd" is not a sound id (letters, digits, \'_\', \'.\', \'/\', \'-\', '
+         "starting with a letter, digit or '_'; relative, no '..', no extension; at most 200 "
+         "characters)"),
         ('[ledger]\nspool_dir = "spool"', 'ledger.spool_dir: "spool" must be an absolute path '
          '(or empty for the default)'),
         ('[controller]\nresync_action = "retry"', 'controller.resync_action: "retry" is not '
@@ -259,12 +259,15 @@ def test_unknown_override_key_is_an_error() -> None:
 def test_each_bad_value_names_key_value_and_what_is_allowed(
     tmp_path: Path, toml: str, expected: str
 ) -> None:
-    """Each bad value gives exactly one message: key, bad value, what is allowed."""
+    """Each bad value gives exactly one message: key, bad value, what is allowed, the file."""
     text = toml if "[ari]" in toml else toml + '\n[ari]\npassword = "pw"\n'
     if "[ari]" in toml and "password" not in toml:
         text = toml.replace("[ari]\n", '[ari]\npassword = "pw"\n')
 
-    assert [expected] == problems_of(write(tmp_path, text))
+    path = write(tmp_path, text)
+    origin = "" if toml.startswith(("agi = 3", "[ari.servers.default]")) else f" [from {path}]"
+
+    assert [expected + origin] == problems_of(path)
 
 
 @pytest.mark.parametrize(
@@ -349,7 +352,7 @@ def test_agi_and_http_on_same_port_conflict() -> None:
     env = {"ASTERISK_RECORDER_ARI_PASSWORD": "pw", "ASTERISK_RECORDER_HTTP_PORT": "4573"}
 
     assert ["http.port: 4573 is also agi.port on 127.0.0.1; the two servers need different "
-            "ports"] == problems_of(env=env)
+            "ports [from ASTERISK_RECORDER_HTTP_PORT]"] == problems_of(env=env)
 
 
 def test_ari_url_with_credentials_is_rejected_without_showing_them() -> None:
@@ -379,8 +382,8 @@ def test_secret_of_wrong_type_is_not_shown(tmp_path: Path) -> None:
     path = write(tmp_path, "[ari]\npassword = 98765432\n[ledger]\ndigest_key = [12345678]\n")
     problems = problems_of(path)
 
-    assert "ari.password: expected a string, got an integer" in problems
-    assert "ledger.digest_key: expected a string, got an array" in problems
+    assert f"ari.password: expected a string, got an integer [from {path}]" in problems
+    assert f"ledger.digest_key: expected a string, got an array [from {path}]" in problems
     assert not any("98765432" in p or "12345678" in p for p in problems)
 
 
@@ -401,7 +404,7 @@ def test_table_file_is_resolved_relative_to_the_config_file(tmp_path: Path) -> N
 
     assert str(tmp_path.resolve() / "rules.toml") == config.load(good, env={}).policy.table_file
     assert [f'policy.table_file: "{tmp_path.resolve() / "gone.toml"}" does not exist or is '
-            "not a file"] == problems_of(bad)
+            f"not a file [from {bad}]"] == problems_of(bad)
 
 
 def test_effective_rendering_round_trips(tmp_path: Path) -> None:
@@ -503,3 +506,122 @@ def test_overrides_accept_typed_values_and_secrets() -> None:
 
     assert (Secret("pw"), 4600, ("de",), False) == (
         s.ari[0].password, s.agi.port, s.flow.prompts.languages, s.http.enabled)
+
+
+def test_serve_needs_a_dsn_or_the_explicit_embedded_choice() -> None:
+    """require_database: an empty DSN is refused unless database.embedded = true."""
+    env = {"ASTERISK_RECORDER_ARI_PASSWORD": "pw"}
+    with pytest.raises(ConfigError) as info:
+        config.load(env=env, require_database=True)
+    embedded = config.load(env={**env, "ASTERISK_RECORDER_DATABASE_EMBEDDED": "yes"},
+                           require_database=True)
+
+    assert ["database.dsn"] == [p.split(":", 1)[0] for p in info.value.problems]
+    assert "database.embedded = true" in info.value.problems[0]
+    assert (True, "") == (embedded.database.embedded, embedded.database.dsn.value)
+    assert not config.load(env=env).database.embedded  # the demo's load: embedded by default
+
+
+@pytest.mark.parametrize(("command", "refused"),
+                         [("serve", True), ("check-config", True), ("demo", False),
+                          ("db", False), ("ledger", False)])
+def test_settings_from_args_requires_a_database_for_serve_and_check_config(
+    command: str, refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """settings_from_args keys the database requirement on the command being run."""
+    import argparse
+
+    monkeypatch.setenv("ASTERISK_RECORDER_ARI_PASSWORD", "pw")
+    monkeypatch.delenv("ASTERISK_RECORDER_DATABASE_DSN", raising=False)
+    monkeypatch.delenv("ASTERISK_RECORDER_CONFIG", raising=False)
+    args = argparse.Namespace(command=command, config=None)
+    try:
+        config.settings_from_args(args)
+        problems: list[str] = []
+    except ConfigError as exc:
+        problems = exc.problems
+
+    assert refused == any(p.startswith("database.dsn: is empty") for p in problems)
+
+
+def test_removed_pool_settings_are_refused_saying_why(tmp_path: Path) -> None:
+    """database.pool_min/pool_max (never used) now fail loading with the reason, not silently."""
+    path = write(tmp_path, '[ari]\npassword = "pw"\n[database]\npool_min = 1\npool_max = 4\n')
+    reason = ("no longer a setting (the ledger writes through a single connection, in "
+              "hash-chain order, so there is no pool to size)")
+
+    assert [f"database.pool_min: {reason}; remove it in {path}",
+            f"database.pool_max: {reason}; remove it in {path}"] == problems_of(path)
+    assert [f"ASTERISK_RECORDER_DATABASE_POOL_MAX: {reason}; unset it"] == problems_of(
+        env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw", "ASTERISK_RECORDER_DATABASE_POOL_MAX": "9"})
+
+
+def test_allowed_peers_parse_to_networks_and_default_to_loopback(tmp_path: Path) -> None:
+    """agi.allowed_peers: addresses and networks become ipaddress networks; default loopback."""
+    import ipaddress
+
+    path = write(tmp_path, '[ari]\npassword = "pw"\n[agi]\n'
+                           'allowed_peers = ["10.0.0.5", "192.168.10.0/24", "fd00::/8"]\n')
+    from_env = config.load(env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw",
+                                "ASTERISK_RECORDER_AGI_ALLOWED_PEERS": "10.1.2.3, ::1"})
+
+    assert (ipaddress.ip_network("10.0.0.5/32"), ipaddress.ip_network("192.168.10.0/24"),
+            ipaddress.ip_network("fd00::/8")) == config.load(path, env={}).agi.allowed_peers
+    assert (ipaddress.ip_network("10.1.2.3/32"), ipaddress.ip_network("::1/128")) \
+        == from_env.agi.allowed_peers
+    assert (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")) \
+        == config.load(env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw"}).agi.allowed_peers
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('allowed_peers = ["10.0.0.1/8"]', 'agi.allowed_peers: "10.0.0.1/8" has host bits set; '
+         "the network is 10.0.0.0/8 (or give the single address 10.0.0.1)"),
+        ('allowed_peers = ["pbx.example"]', 'agi.allowed_peers: "pbx.example" is not an IP '
+         "address or network such as 127.0.0.1, 10.0.0.0/24 or ::1"),
+        ("allowed_peers = []", "agi.allowed_peers: must list at least one address or network "
+         "(to run no FastAGI server, set agi.enabled = false)"),
+        ("allowed_peers = [10]", "agi.allowed_peers: expected an array of strings, got an "
+         "integer 10 in it"),
+    ],
+)
+def test_bad_allowed_peers_are_refused_at_load(tmp_path: Path, toml: str, expected: str) -> None:
+    """A peer entry that is not an address or network fails loading, naming it and the file."""
+    path = write(tmp_path, f'[ari]\npassword = "pw"\n[agi]\n{toml}\n')
+
+    assert [f"{expected} [from {path}]"] == problems_of(path)
+
+
+@pytest.mark.parametrize(("value", "expected"),
+                         [('"end"', None), ('"End"', None), ("0", 0.0), ("2.5", 2.5), ("3", 3.0)])
+def test_opt_in_accept_after_takes_seconds_or_end(
+    tmp_path: Path, value: str, expected: float | None
+) -> None:
+    """flow.prompts.opt_in_accept_after: a number of seconds, or "end" (None)."""
+    path = write(tmp_path, f'[ari]\npassword = "pw"\n[flow.prompts]\n'
+                           f"opt_in_accept_after = {value}\n")
+
+    assert expected == config.load(path, env={}).flow.prompts.opt_in_accept_after
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("-1", '-1 must be a number of seconds from 0 to 3600, or "end"'),
+     ('"later"', 'expected a number of seconds or "end", got a string "later"'),
+     ("true", 'expected a number of seconds or "end", got a boolean true')],
+)
+def test_bad_opt_in_accept_after_is_refused(tmp_path: Path, value: str, expected: str) -> None:
+    """A negative, textual or boolean opt_in_accept_after fails loading with what is allowed."""
+    path = write(tmp_path, f'[ari]\npassword = "pw"\n[flow.prompts]\n'
+                           f"opt_in_accept_after = {value}\n")
+
+    assert [f"flow.prompts.opt_in_accept_after: {expected} [from {path}]"] == problems_of(path)
+
+
+def test_opt_in_accept_after_defaults_to_the_end_of_the_prompt() -> None:
+    """Unset, the accept key counts only from the end of the opt-in prompt (None)."""
+    settings = config.load(env={"ASTERISK_RECORDER_ARI_PASSWORD": "pw"})
+
+    assert settings.flow.prompts.opt_in_accept_after is None
+    assert 'opt_in_accept_after = "end"' in config.render_effective(settings)

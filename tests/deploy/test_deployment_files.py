@@ -88,12 +88,16 @@ def test_compose_bind_mounts_point_at_files_in_the_repository() -> None:
     assert "../etc/ari.conf" in mounts
 
 
+DOTENV_ARI = {"ASTERISK_RECORDER_ARI_PASSWORD": "a-real-ari-password"}
+"""The real ARI password an operator puts in docker/.env (the samples' placeholder is refused)."""
+
+
 def test_compose_controller_password_matches_the_sample_ari_conf() -> None:
     """The default ARI password and user of the controller are those of etc/ari.conf."""
     controller = compose_services()["asterisk-recorder"]
     match = re.search(r"ASTERISK_RECORDER_ARI_PASSWORD: \$\{ARI_PASSWORD:-([^}]+)\}", controller)
     assert match is not None
-    settings = config.load(REPO / "etc" / "asterisk-recorder.toml", env={})
+    settings = config.load(REPO / "etc" / "asterisk-recorder.toml", env=DOTENV_ARI)
     user = settings.ari[0].username
     ari = ari_conf(REPO / "etc" / "ari.conf")
     assert "user" == ari.get(user, "type")
@@ -110,10 +114,12 @@ def test_compose_controller_shares_asterisk_network_and_checks_readyz() -> None:
 
 
 def test_compose_environment_is_accepted_by_the_configuration_loader() -> None:
-    """The ASTERISK_RECORDER_* variables compose sets are real configuration keys."""
+    """The ASTERISK_RECORDER_* variables compose sets (with docker/.env's secrets) load clean."""
     controller = compose_services()["asterisk-recorder"]
     env = dict(re.findall(r"^\s+(ASTERISK_RECORDER_[A-Z_]+): (.+)$", controller, re.M))
-    env = {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", v) for k, v in env.items()}
+    dotenv = {"ARI_PASSWORD": "a-real-ari-password", "POSTGRES_PASSWORD": "0123456789abcdef"}
+    env = {k: re.sub(r"\$\{([A-Z_]+):-([^}]*)\}", lambda m: dotenv.get(m[1], m[2]), v)
+           for k, v in env.items()}
     env.pop("ASTERISK_RECORDER_CONFIG")
     settings = config.load(REPO / "etc" / "asterisk-recorder.toml", env=env)
     assert "0.0.0.0" == settings.http.host

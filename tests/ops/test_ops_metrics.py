@@ -240,6 +240,7 @@ class TestRecorderMetrics:
             ["asterisk_recorder_agi_sessions_active", "gauge"],
             ["asterisk_recorder_calls_crashed_total", "counter"],
             ["asterisk_recorder_call_fates_total", "counter"],
+            ["asterisk_recorder_agi_peers_refused_total", "counter"],
         ] == types
 
     def test_observe_decision_counts_and_times(self) -> None:

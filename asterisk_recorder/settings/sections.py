@@ -1,18 +1,22 @@
-"""The shape of asterisk-recorder's configuration: frozen dataclasses with shipped defaults.
+"""The shape of asterisk-recorder's configuration: frozen dataclasses with shipped defaults,
+one per configuration section (the flow's own live in ``flow/settings.py``).
 
 This module owns the settings *types* only. Loading (TOML file, ``ASTERISK_RECORDER_*``
-environment, CLI flags), validation and masking live in ``config.py``. It must not read files
-or the environment. Secrets are kept as ``Secret`` so that ``repr`` and logs never show them.
+environment, CLI flags), validation and masking live in the sibling modules (``loader``,
+``checks``, ``render``). It must not read files or the environment. Secrets are kept as
+``Secret`` so that ``repr`` and logs never show them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from asterisk_recorder.flow.settings import FlowSettings
 from asterisk_recorder.policy.modes import Mode
 
 __all__ = [
+    "LOOPBACK_PEERS",
     "AgiSettings",
     "AriServerSettings",
     "ControllerSettings",
@@ -75,15 +79,29 @@ class AriServerSettings:
     max_connections: int = 20
 
 
+LOOPBACK_PEERS: tuple[IPv4Network | IPv6Network, ...] = (
+    ip_network("127.0.0.1/32"), ip_network("::1/128"),
+)
+"""The default FastAGI peer allowlist: this host only."""
+
+
 @dataclass(frozen=True, slots=True)
 class AgiSettings:
-    """The FastAGI server run by ``serve`` (and the classic ``agi`` command)."""
+    """The FastAGI server run by ``serve`` (and the classic ``agi`` command).
+
+    Attributes:
+        allowed_peers: the networks a FastAGI client may connect from (AGI has no
+            authentication); anyone else is refused before a byte is read. An IPv4 peer
+            that arrives as an IPv4-mapped IPv6 address (``::ffff:10.0.0.5``) should be
+            matched by its IPv4 form.
+    """
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 4573
     max_sessions: int = 200
     read_timeout: float = 10.0
+    allowed_peers: tuple[IPv4Network | IPv6Network, ...] = LOOPBACK_PEERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +109,18 @@ class DatabaseSettings:
     """Where the ledger lives.
 
     Attributes:
-        dsn: a ``postgresql://`` DSN; empty means "start the embedded PostgreSQL".
+        dsn: a ``postgresql://`` DSN; empty means "start the embedded PostgreSQL" where that
+            is allowed (the demo; ``serve`` only with ``embedded``).
+        embedded: the operator's explicit "yes, run the embedded PostgreSQL" for a test or
+            demo install: without it and without a DSN, ``serve`` refuses to start (loading
+            with ``require_database=True`` reports it). Ignored when ``dsn`` is set.
         embedded_data_dir: PGDATA of the embedded server; empty means the user data dir.
-        pool_min / pool_max: asyncpg pool size.
         connect_timeout: seconds to wait for a connection.
     """
 
     dsn: Secret = field(default_factory=lambda: Secret(""))
+    embedded: bool = False
     embedded_data_dir: str = ""
-    pool_min: int = 1
-    pool_max: int = 4
     connect_timeout: float = 5.0
 
 
