@@ -21,6 +21,7 @@ from typing import Any, TextIO, cast
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from asterisk_recorder.redaction import LEVELS, MASK, mask_url_password
 from asterisk_recorder.settings import LoggingSettings
 
 __all__ = [
@@ -34,46 +35,14 @@ __all__ = [
     "reset",
 ]
 
-MASK = "********"
-"""What a masked secret looks like in logs, errors and ``check-config`` output."""
-
-LEVELS: dict[str, int] = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
-"""Accepted ``logging.level`` names and the stdlib level each one stands for."""
-
 _SECRET_KEY = re.compile(
     r"password|passwd|passphrase|pwd|dsn|secret|token|digest_key|api_key|authorization"
     r"|credential",
     re.IGNORECASE,
 )
-# scheme://user:password@host -> keep scheme and user, mask the password. The password part is
-# greedy up to the last "@" of the whitespace-delimited token: over-masking is safe.
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@]*:)(?P<pw>[^\s]*)@")
-# password=..., api_key=..., token: ... in query strings, libpq key/value DSNs and messages.
-_PAIR_PASSWORD = re.compile(
-    r"(?P<head>\b(?:password|passwd|pwd|api_key|secret|token)\s*[=:]\s*)"
-    r"(?P<quote>['\"]?)(?P<pw>[^\s&;'\",)]+)",
-    re.IGNORECASE,
-)
-
 _lock = threading.Lock()
 _secrets: tuple[str, ...] = ()
 _handler: logging.Handler | None = None
-
-
-def mask_url_password(text: str) -> str:
-    """Return ``text`` with the password of every ``scheme://user:pass@host`` masked.
-
-    ``postgresql://app:s3cret@db/ledger`` becomes ``postgresql://app:********@db/ledger``;
-    ``password=...`` pairs (query strings, key/value DSNs) are masked too.
-    """
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{MASK}@", text)
-    return _PAIR_PASSWORD.sub(lambda m: f"{m.group('head')}{m.group('quote')}{MASK}", text)
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:

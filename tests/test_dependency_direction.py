@@ -20,10 +20,11 @@ BASE = frozenset({"errors", "logs", "settings", "config"})
 
 ALLOWED: Mapping[str, frozenset[str]] = {
     "errors": frozenset(),
+    "redaction": frozenset(),
     # Settings types assemble the sections that flow/ and policy/ own (their pure leaf modules).
-    "settings": frozenset({"errors", "flow", "policy"}),
-    "config": frozenset({"errors", "logs", "settings", "flow", "policy"}),
-    "logs": frozenset({"errors", "settings"}),
+    "settings": frozenset({"errors", "redaction", "flow", "policy"}),
+    "config": frozenset({"errors", "redaction", "logs", "settings", "flow", "policy"}),
+    "logs": frozenset({"errors", "redaction", "settings"}),
     # The pure core: the law as data, then the consent flow above it.
     "policy": frozenset({"errors", "settings"}),
     "flow": frozenset({"errors", "policy"}),

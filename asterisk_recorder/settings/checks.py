@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from asterisk_recorder.logs import LEVELS, mask_url_password
+from asterisk_recorder.redaction import LEVELS, mask_url_password
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,

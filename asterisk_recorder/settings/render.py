@@ -14,8 +14,8 @@ import ipaddress
 import json
 import typing
 
-from asterisk_recorder.logs import MASK, mask_url_password
 from asterisk_recorder.policy.modes import Mode
+from asterisk_recorder.redaction import MASK, mask_url_password
 from asterisk_recorder.settings.schema import SAMPLE_VALUES, SCHEMA, SECTIONS, KeyInfo
 from asterisk_recorder.settings.sections import (
     AriServerSettings,
