@@ -70,8 +70,10 @@ async def _callers_main(conn: Connection, calls: int, rate: float, hold: float) 
     continued = sum(1 for r in results if r is True)
     errors = [repr(r) for r in results if r is not True][:5]
     peak = max(len(fake.channels), 0)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     conn.send(
         {
+            "fake_cpu_s": usage.ru_utime + usage.ru_stime,
             "continued": continued,
             "errors": errors,
             "elapsed": time.monotonic() - started,
@@ -137,6 +139,7 @@ async def run(calls: int, rate: float, hold: float) -> dict[str, object]:
         "cpu_ms_per_call": round(cpu / calls * 1000, 3),
         "peak_rss_mb": round(cpu1.ru_maxrss / 1024, 1),
         "elapsed_s": round(float(summary["elapsed"]), 2),
+        "fake_cpu_ms_per_call": round(float(summary["fake_cpu_s"]) / calls * 1000, 3),
         "caller_errors": summary["errors"],
     }
 

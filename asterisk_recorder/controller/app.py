@@ -328,14 +328,18 @@ class AriController:
             )
 
     async def _sweep_loop(self) -> None:
-        """Every ``sweep_interval`` seconds: hand back what is parked without a live call.
+        """Every ``sweep_interval`` seconds, while a hand-back failed for good: hand it back.
 
         A hand-back that failed for good (Asterisk's HTTP sessions exhausted, say) leaves the
-        caller parked; this finds it without waiting for a reconnect.
+        caller parked; this finds it without waiting for a reconnect, and keeps trying until
+        Asterisk answers again.
         """
         while not self._stopped.is_set():
             await asyncio.sleep(self._sweep_interval)
-            if self.connected and not self._draining:
+            # Only while a caller is known to be left parked: listing every channel of a busy
+            # app every few seconds would load Asterisk for nothing (orphans of a restart are
+            # found at every (re)connect).
+            if self.connected and not self._draining and self._state.stuck:
                 await self._resync(dict(self._state.sessions), False)
 
     async def _sweep_soon(self) -> None:
