@@ -80,6 +80,9 @@ class FakeCore:
         self._unstalled = asyncio.Event()
         self._unstalled.set()
         self._changed = asyncio.Event()
+        self._keyed: dict[str, asyncio.Event] = {}
+        self._event_index: dict[str, list[int]] = {}
+        self._event_indexed = 0
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._counter = 0
@@ -96,15 +99,30 @@ class FakeCore:
             raise KeyError(channel_id)
         return ch
 
-    async def _wait(self, predicate: Callable[[], bool], within: float) -> None:
+    async def _wait(
+        self, predicate: Callable[[], bool], within: float, *, key: str | None = None
+    ) -> None:
+        """Wait until ``predicate()``; re-checked on every change, or only on ``key``'s.
+
+        A keyed wait (a channel id) wakes only when that channel changes, so ten thousand
+        calls waiting each for its own channel cost one wake-up per change, not ten thousand.
+        """
         async with asyncio.timeout(within):
             while not predicate():
-                changed = self._changed
+                if key is None:
+                    changed = self._changed
+                else:
+                    changed = self._keyed.get(key) or self._keyed.setdefault(key, asyncio.Event())
                 await changed.wait()
 
-    def _notify(self) -> None:
+    def _notify(self, key: str | None = None) -> None:
+        """Something changed (about channel ``key``, when given): wake who waits for it."""
         self._changed.set()
         self._changed = asyncio.Event()
+        if key is not None:
+            keyed = self._keyed.pop(key, None)
+            if keyed is not None:
+                keyed.set()
 
     def _authorised(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")

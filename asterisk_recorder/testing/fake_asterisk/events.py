@@ -82,12 +82,12 @@ class FakeEvents(FakeCore):
             self._send(owner, app, body)
         else:
             self.events.append(SentEvent(app, MappingProxyType(body), False, time.monotonic()))
-            self._notify()
+            self._notify(event_channel_id(body))
 
     def _send(self, conn: WsConn, app: str, body: dict[str, Any]) -> None:
         self.events.append(SentEvent(app, MappingProxyType(body), True, time.monotonic()))
         conn.out.put_nowait((json.dumps(body, separators=(",", ":")), WSMsgType.TEXT))
-        self._notify()
+        self._notify(event_channel_id(body))
 
     # --- WebSocket ----------------------------------------------------------------------
 

@@ -280,7 +280,7 @@ class FakeResources(FakeControl):
             channel.context, channel.extension = context, extension
             channel.priority = target if target is not None else 1
             channel.app_name = channel.app_data = ""
-            self._notify()
+            self._notify(channel.id)
 
         self._queue_async(ch, "continue", run)
         return web.Response(status=204)

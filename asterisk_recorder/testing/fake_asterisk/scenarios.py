@@ -201,7 +201,9 @@ class FakeScenarios(FakeControl):
 
     async def wait_for_continue(self, channel_id: str, within: float = 5.0) -> ContinueRecord:
         """Wait until ``channel_id`` was continued to dialplan; return where it went."""
-        await self._wait(lambda: self.channel(channel_id).continued is not None, within)
+        await self._wait(
+            lambda: self.channel(channel_id).continued is not None, within, key=channel_id
+        )
         record = self.channel(channel_id).continued
         assert record is not None
         return record
@@ -221,19 +223,35 @@ class FakeScenarios(FakeControl):
         """Wait for an emitted event of ``event_type`` (optionally about ``channel_id``)."""
 
         def find() -> Mapping[str, Any] | None:
+            if channel_id is not None:
+                for index in self._events_about(channel_id):
+                    if index >= since and self.events[index].event.get("type") == event_type:
+                        return self.events[index].event
+                return None
             for sent in self.events[since:]:
                 ev = sent.event
-                if ev.get("type") != event_type:
-                    continue
-                if channel_id is not None and event_channel_id(ev) != channel_id:
-                    continue
-                return ev
+                if ev.get("type") == event_type:
+                    return ev
             return None
 
-        await self._wait(lambda: find() is not None, within)
+        await self._wait(lambda: find() is not None, within, key=channel_id)
         found = find()
         assert found is not None
         return found
+
+    def _events_about(self, channel_id: str) -> list[int]:
+        """Indexes into ``events`` of the events about ``channel_id`` (kept up to date lazily)."""
+        index = self._event_index
+        done = self._event_indexed
+        if done > len(self.events):  # the list was cut by a test: index it again
+            index.clear()
+            done = 0
+        for position in range(done, len(self.events)):
+            about = event_channel_id(self.events[position].event)
+            if about is not None:
+                index.setdefault(about, []).append(position)
+        self._event_indexed = len(self.events)
+        return index.get(channel_id, [])
 
     async def wait_for_request(
         self, method: str, path: str, *, since: int = 0, within: float = 5.0
