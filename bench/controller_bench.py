@@ -24,11 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from asterisk_recorder.controller.app import AriController, ControllerHooks
-from asterisk_recorder.controller.service import settle_heap
 from asterisk_recorder.flow import ConsentFlow
 from asterisk_recorder.flow.settings import FlowSettings
 from asterisk_recorder.ledger.sink import MemorySink
 from asterisk_recorder.policy import PolicyEngine
+from asterisk_recorder.service import settle_heap
 from asterisk_recorder.settings import PolicySettings
 from asterisk_recorder.testing import FakeAsterisk
 

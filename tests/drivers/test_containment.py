@@ -1,4 +1,4 @@
-"""Containment: an error in one call ends that call fail-closed; the service and the others go on."""
+"""Containment: an error in one call ends that call fail-closed; the service and others go on."""
 
 from __future__ import annotations
 

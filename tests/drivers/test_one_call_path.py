@@ -237,7 +237,8 @@ async def test_ari_and_fastagi_decide_and_hand_back_the_same_way(scenario: Scena
     )
     assert _same_fields(ari.decided) == _same_fields(agi.decided)
     assert set(ari.decided) - TRANSPORT_FIELDS == set(agi.decided) - TRANSPORT_FIELDS
-    assert ari.report.fate is not None and agi.report.fate is not None
+    assert ari.report.fate is not None
+    assert agi.report.fate is not None
     assert (ari.report.fate.fate, ari.report.fate.told) == (
         agi.report.fate.fate, agi.report.fate.told
     )
