@@ -8,7 +8,7 @@ input wait, one call at a time, interleaved round by round so load drift hits ev
   ``dialplan/recorder.conf``;
 - ``agi``: the same service's FastAGI server (``Gosub(recorder-consent-agi,...)``);
 - ``mini``: a minimal hand-written ARI app (this file, aiohttp, its own child process):
-  answer, play, wait for the key or the end of the prompt plus the input wait, set one
+  play, wait for the key or the end of the prompt plus the input wait, set one
   variable, continue;
 - ``dialplan``: pure dialplan, ``Read()`` with the prompt and the input wait.
 
@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from e2e_harness import AriTarget, CallerSim  # noqa: E402 - after the sys.path tweak
+from e2e_harness import AriTarget, CallerSim, free_port  # noqa: E402 - after the sys.path tweak
 
 __all__ = ["main"]
 
@@ -142,6 +142,7 @@ async def one_call(
     nxt = await sim.wait_for(
         lambda e: (
             e.get("type") == "ChannelDialplan"
+            and e["_rx"] > step["_rx"]
             and _channel_id(e) == cid
             and e.get("dialplan_app") == "Set"
             and str(e.get("dialplan_app_data", "")).startswith(NEXT_STEP)
@@ -231,7 +232,7 @@ directory = {q(str(run_dir / "recordings"))}
 
 [http]
 host = "127.0.0.1"
-port = 0
+port = {free_port()}
 
 [logging]
 level = "info"
@@ -559,8 +560,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         mini_conn, mini_child = ctx.Pipe()
         mini = ctx.Process(target=_mini, args=(mini_child, target, args.input_wait), daemon=True)
         mini.start()
-        for conn, name in ((product_conn, "product"), (mini_conn, "mini app")):
-            reply = await asyncio.to_thread(conn.recv)
+        for conn, process, name in (
+            (product_conn, product, "product"),
+            (mini_conn, mini, "mini app"),
+        ):
+            while not await asyncio.to_thread(conn.poll, 0.2):
+                if not process.is_alive():
+                    raise SystemExit(f"{name} exited ({process.exitcode}); see {run_dir}")
+            reply = conn.recv()
             if "error" in reply:
                 raise SystemExit(f"{name} did not start: {reply['error']}")
 
