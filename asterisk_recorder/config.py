@@ -12,8 +12,9 @@ network connections or log: it only reads the one file it is given.
 Layout: top-level ``instance_id``; ``[ari]`` is the ARI server named ``default`` and
 ``[ari.servers.<name>]`` adds more; ``[agi]``, ``[database]``, ``[ledger]``, ``[policy]``,
 ``[flow]``, ``[flow.prompts]``, ``[recording]`` (``FlowSettings.recording``), ``[http]``,
-``[logging]``, ``[controller]``. Environment: ``ASTERISK_RECORDER_<SECTION>_<KEY>``
-(``ASTERISK_RECORDER_ARI_SERVERS_<NAME>_<KEY>`` for named servers; lists comma-separated),
+``[logging]``, ``[controller]``, ``[recordings]``. Environment:
+``ASTERISK_RECORDER_<SECTION>_<KEY>`` (``ASTERISK_RECORDER_ARI_SERVERS_<NAME>_<KEY>`` for named
+servers; lists comma-separated),
 ``ASTERISK_RECORDER_CONFIG`` names the file.
 """
 
@@ -47,6 +48,7 @@ from asterisk_recorder.settings import (
     LedgerSettings,
     LoggingSettings,
     PolicySettings,
+    RecordingsSettings,
     Secret,
     Settings,
 )
@@ -106,6 +108,9 @@ _SECTIONS: tuple[tuple[str, type[Any], frozenset[str], str], ...] = (
     ("logging", LoggingSettings, frozenset(), "Log level and format."),
     ("controller", ControllerSettings, frozenset(),
      "Behaviour of the ARI controller around failures and shutdown."),
+    ("recordings", RecordingsSettings, frozenset(),
+     "The recording lifecycle run by `asterisk-recorder sealer` on the Asterisk host: "
+     "closure, sealing at rest, quarantine."),
 )
 
 _HELP: dict[str, str] = {
@@ -190,6 +195,26 @@ _HELP: dict[str, str] = {
     "lives (then the sweep hands the caller back, not recorded).",
     "controller.resync_action": "What to do with channels found in Stasis after a reconnect: "
     "handback (not recorded) or resume.",
+    "recordings.sealed_dir": "Absolute directory the sealer writes sealed envelopes into "
+    "(not inside recording.directory).",
+    "recordings.quarantine_dir": "Absolute directory orphan, declined, replaced and empty "
+    "files are moved to (created 0700; same file system as recording.directory).",
+    "recordings.key_dir": "Absolute directory of the key-encryption PUBLIC keys the sealer "
+    "seals to (never the private keys).",
+    "recordings.retention_class": "Retention class whose current key seals new recordings "
+    "(letters, digits, `_`, `-`).",
+    "recordings.absent_after": "Seconds after a call ended recorded without any file before "
+    "its decision gets recording.absent.",
+    "recordings.scan_interval": "Seconds between full scans of recording.directory (inotify "
+    "covers the time between).",
+    "recordings.settle_after": "Seconds without a write after which a scan treats a file "
+    "nobody has open as closed.",
+    "recordings.orphan_after": "Seconds a file whose decision is not in the ledger yet waits "
+    "before it is quarantined as an orphan.",
+    "recordings.max_lag": "The sealer's /readyz fails when a closed file has waited this many "
+    "seconds to be sealed.",
+    "recordings.http_port": "TCP port of the sealer's /healthz, /readyz, /metrics (host and "
+    "enabled from [http]).",
 }
 
 _SAMPLE_VALUES: dict[str, object] = {"ari.password": "change-me"}
@@ -666,6 +691,12 @@ def _abs_dir(v: str) -> str | None:
     return None
 
 
+def _required_abs_dir(v: str) -> str | None:
+    if v == "":
+        return "must be an absolute directory (it has no default location when empty)"
+    return _abs_dir(v)
+
+
 def _recording_dir(v: str) -> str | None:
     if len(v) > 255:
         return f"{_show(v)} is too long (at most 255 characters)"
@@ -795,6 +826,18 @@ _CHECKS: dict[str, _Check] = {
     "controller.shutdown_grace": _non_negative,
     "controller.hand_back_retry": _non_negative,
     "controller.resync_action": _one_of(_RESYNC_ACTIONS),
+    "recordings.sealed_dir": _required_abs_dir,
+    "recordings.quarantine_dir": _required_abs_dir,
+    "recordings.key_dir": _required_abs_dir,
+    "recordings.retention_class": _pattern(r"[A-Za-z0-9_-]{1,32}",
+                                           "a retention class (letters, digits, '_', '-'; "
+                                           "at most 32)"),
+    "recordings.absent_after": _positive,
+    "recordings.scan_interval": _positive,
+    "recordings.settle_after": _positive,
+    "recordings.orphan_after": _non_negative,
+    "recordings.max_lag": _positive,
+    "recordings.http_port": _port,
 }
 
 _NORMALIZE: dict[str, Callable[[str], str]] = {
@@ -950,10 +993,38 @@ def _cross_checks(gather: _Gather, servers: list[tuple[str, AriServerSettings, d
             "flow.opt_in_accept_key; accept and decline must be different keys")
     agi: AgiSettings = sections["agi"]
     http: HttpSettings = sections["http"]
+    _recordings_checks(problems, sections["recordings"], flow.recording.directory, http, agi)
     if agi.enabled and http.enabled and agi.port == http.port and agi.host == http.host:
         problems.append(
             f"http.port: {http.port} is also agi.port on {agi.host}; the two servers need "
             "different ports")
+
+
+def _recordings_checks(problems: list[str], recordings: RecordingsSettings, directory: str,
+                       http: HttpSettings, agi: AgiSettings) -> None:
+    """The sealer's directories must be apart from each other and from the recordings."""
+    named = {
+        "recording.directory": directory,
+        "recordings.sealed_dir": recordings.sealed_dir,
+        "recordings.quarantine_dir": recordings.quarantine_dir,
+        "recordings.key_dir": recordings.key_dir,
+    }
+    paths = {key: PurePosixPath(value) for key, value in named.items() if value.startswith("/")}
+    keys = list(paths)
+    for i, first in enumerate(keys):
+        for second in keys[i + 1:]:
+            a, b = paths[first], paths[second]
+            if a == b or a in b.parents or b in a.parents:
+                problems.append(
+                    f"{second}: {_show(str(b))} overlaps {first} ({_show(str(a))}); the sealer "
+                    "needs four separate directories (recordings, sealed, quarantine, keys)")
+    if http.enabled and recordings.http_port == http.port:
+        problems.append(
+            f"recordings.http_port: {recordings.http_port} is also http.port; the sealer and "
+            "serve may run on one host and need different ports")
+    elif agi.enabled and recordings.http_port == agi.port:
+        problems.append(
+            f"recordings.http_port: {recordings.http_port} is also agi.port; choose another")
 
 
 # ---------------------------------------------------------------------------------------------
