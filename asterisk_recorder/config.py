@@ -74,7 +74,7 @@ ENV_PREFIX = "ASTERISK_RECORDER_"
 CONFIG_ENV = "ASTERISK_RECORDER_CONFIG"
 """Environment variable naming the TOML file when no path is given."""
 
-_RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|E2E_.*)\Z")
+_RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|TEST_SEALER_.*|E2E_.*)\Z")
 """Variables of the test suite, ignored by the configuration."""
 
 FILE_FORMATS: tuple[str, ...] = (
@@ -202,7 +202,7 @@ _HELP: dict[str, str] = {
     "recordings.key_dir": "Absolute directory of the key-encryption PUBLIC keys the sealer "
     "seals to (never the private keys).",
     "recordings.retention_class": "Retention class whose current key seals new recordings "
-    "(letters, digits, `_`, `-`).",
+    "(lowercase letters, digits, `_`).",
     "recordings.absent_after": "Seconds after a call ended recorded without any file before "
     "its decision gets recording.absent.",
     "recordings.scan_interval": "Seconds between full scans of recording.directory (inotify "
@@ -829,9 +829,9 @@ _CHECKS: dict[str, _Check] = {
     "recordings.sealed_dir": _required_abs_dir,
     "recordings.quarantine_dir": _required_abs_dir,
     "recordings.key_dir": _required_abs_dir,
-    "recordings.retention_class": _pattern(r"[A-Za-z0-9_-]{1,32}",
-                                           "a retention class (letters, digits, '_', '-'; "
-                                           "at most 32)"),
+    "recordings.retention_class": _pattern(r"[a-z][a-z0-9_]{0,31}",
+                                           "a retention class (a lowercase letter, then "
+                                           "lowercase letters, digits, '_'; at most 32)"),
     "recordings.absent_after": _positive,
     "recordings.scan_interval": _positive,
     "recordings.settle_after": _positive,
