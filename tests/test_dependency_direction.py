@@ -32,7 +32,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "ledger": frozenset({"errors", "logs", "settings", "flow", "policy", "embedded_pg"}),
     "ops": frozenset({"errors", "logs", "settings"}),
     # The recording lifecycle: keys, the sealed envelope, verify and open.
-    "recordings": frozenset({"errors", "logs", "settings", "flow", "ledger"}),
+    # (the sealer also serves its own /metrics and /readyz through ops)
+    "recordings": frozenset({"errors", "logs", "settings", "flow", "ledger", "ops"}),
     # The driver core and the transports over it.
     "drivers": frozenset({"errors", "logs", "flow", "policy"}),
     "ari": frozenset({"errors", "logs", "settings"}),

@@ -150,6 +150,7 @@ _RECORDING_FACTS = (
         "the file was sealed at rest and its plaintext removed (digests, key id)",
         {
             "file": FactField(_TEXT, required=True),
+            "recording_id": FactField(_TEXT),
             "plain_sha256": FactField(_TEXT, required=True),
             "sealed_sha256": FactField(_TEXT, required=True),
             "kek_id": FactField(_TEXT, required=True),

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 import asyncpg
 
 from asterisk_recorder.errors import DatabaseUnavailable
-from asterisk_recorder.ledger.database import CONNECTION_ERRORS, connect_app
+from asterisk_recorder.ledger.database import connect_app
 
-__all__ = ["AbsentCandidate", "Catalog", "DecisionFacts", "RECORDED_OUTCOMES"]
+__all__ = ["RECORDED_OUTCOMES", "AbsentCandidate", "Catalog", "DecisionFacts"]
 
 RECORDED_OUTCOMES = frozenset({"recorded_consented", "recorded_notified", "recorded_no_notice"})
 """Decision outcomes that told dialplan to record."""
@@ -81,7 +81,8 @@ class Catalog:
         conn = await self._connection()
         try:
             return list(await conn.fetch(query, *args, timeout=self._connect_timeout))
-        except CONNECTION_ERRORS as exc:
+        except (OSError, TimeoutError, asyncpg.InterfaceError,
+                asyncpg.exceptions.PostgresConnectionError) as exc:
             await self.close()
             raise DatabaseUnavailable(f"lost PostgreSQL while reading the ledger: {exc}") from exc
 
@@ -91,7 +92,7 @@ class Catalog:
         if conn is not None and not conn.is_closed():
             try:
                 await conn.close(timeout=2.0)
-            except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+            except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError):
                 conn.terminate()
 
     async def lookup(self, decision_id: str) -> DecisionFacts | None:

@@ -5,26 +5,33 @@ This module owns the few blocking file operations whose order makes the sealer c
 ``private_dir`` (0700 whatever the umask) and ``open_for_writing`` (a ``/proc`` look for another
 process writing a file). It also owns the sealer's test hooks: ``crash_point`` kills the process
 with SIGKILL at a named step when ``ASTERISK_RECORDER_TEST_SEALER_CRASH`` names it, and
-``injected_fault`` raises ``ENOSPC`` while ``ASTERISK_RECORDER_TEST_SEALER_FAULT=enospc:<n>``
-allows (the crash tests run the real sealer and restart it). It must not decide anything.
+``injected_fault`` raises ``ENOSPC`` in the sealed file's ``os.write`` (``create_output``) while
+``ASTERISK_RECORDER_TEST_SEALER_FAULT=enospc:<n>`` allows (the crash tests run the real sealer
+and restart it). It must not decide anything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import shutil
 import signal
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 __all__ = [
     "CRASH_ENV",
     "CRASH_POINTS",
     "FAULT_ENV",
     "crash_point",
+    "create_output",
     "durable_move",
     "durable_unlink",
     "fsync_dir",
@@ -67,6 +74,45 @@ def injected_fault(kind: str) -> None:
         return
     _faults_used[kind] = used + 1
     raise OSError(errno.ENOSPC, "No space left on device (injected by the test hook)")
+
+
+class _Output(io.RawIOBase):
+    """A new file written with ``os.write``; the disk-full test hook strikes here, mid-file."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        if self._written:  # after the first block: the file is half written when it strikes
+            injected_fault("enospc")
+        count = os.write(self._fd, data)
+        self._written += count
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self._fd)
+            finally:
+                super().close()
+
+
+def create_output(path: Path) -> io.BufferedWriter:
+    """Create ``path`` (it must not exist; mode 0600) as a buffered binary file.
+
+    Raises:
+        FileExistsError: ``path`` exists.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return io.BufferedWriter(_Output(fd), buffer_size=1 << 16)
 
 
 def fsync_file(path: Path) -> None:

@@ -13,6 +13,7 @@ overflows (``IN_Q_OVERFLOW``): ``overflowed`` tells, and the sealer scans again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -104,10 +105,8 @@ class CloseWatcher:
         fd, self._fd = self._fd, -1
         if fd < 0:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # no running loop any more
             asyncio.get_running_loop().remove_reader(fd)
-        except RuntimeError:  # no running loop any more
-            pass
         os.close(fd)
         self._watches.clear()
 

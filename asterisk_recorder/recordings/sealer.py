@@ -40,9 +40,9 @@ import structlog
 
 from asterisk_recorder.errors import (
     DatabaseUnavailable,
+    EnvelopeError,
     KeyUnavailable,
     LedgerError,
-    RecordingError,
 )
 from asterisk_recorder.flow.facts import LedgerFact, Scalar
 from asterisk_recorder.flow.recording import DECISION_ID_RE
@@ -53,7 +53,7 @@ from asterisk_recorder.recordings import files
 from asterisk_recorder.recordings.catalog import Catalog, DecisionFacts
 from asterisk_recorder.recordings.envelope import SealInfo, seal
 from asterisk_recorder.recordings.inotify import CloseWatcher, InotifyUnavailable
-from asterisk_recorder.recordings.keys import KeyStore
+from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore
 from asterisk_recorder.recordings.wav import RecordingProbe, probe
 from asterisk_recorder.settings import RecordingsSettings
 
@@ -173,16 +173,6 @@ def _month(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m")
 
 
-_SEAL_FIELDS = (
-    "recording_id", "plain_bytes", "plain_sha256", "sealed_bytes", "sealed_sha256", "kek_id",
-    "chunk_size", "chunks", "chunk_root",
-)
-
-
-def _seal_note(info: SealInfo) -> dict[str, object]:
-    return {name: getattr(info, name) for name in _SEAL_FIELDS}
-
-
 class _Retry(Exception):
     """This file cannot be finished now; keep it and try again later (reason in args)."""
 
@@ -222,6 +212,7 @@ class Sealer:
         self._waiting: dict[Path, float] = {}  # closed, not finished: path -> closed at
         self._ready: dict[Path, str] = {}  # reported closed, not processed yet: path -> source
         self._wake = asyncio.Event()
+        self._new_dirs: set[Path] = set()
         self._watcher: CloseWatcher | None = None
         self.last_problem = ""
         self.database_ok = True
@@ -239,9 +230,14 @@ class Sealer:
                 if time.monotonic() >= next_scan or self._overflowed():
                     await self.scan()
                     next_scan = time.monotonic() + self.settings.scan_interval
+                while self._new_dirs:
+                    found, _open = await asyncio.to_thread(
+                        self._closed_files, self._new_dirs.pop())
+                    for path in found:
+                        self._ready.setdefault(path, "scan")
                 await self.process_ready()
                 self._wake.clear()
-                if self._ready:
+                if self._ready or self._new_dirs:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -283,8 +279,8 @@ class Sealer:
             self._wake.set()
 
     def _new_directory(self, path: Path) -> None:
-        del path
-        self._wake.set()  # files may have landed before the watch: the next scan sees them
+        self._new_dirs.add(path)  # files may have landed before its watch: look at them
+        self._wake.set()
 
     def _ours(self, path: Path) -> bool:
         return not path.name.startswith(".")
@@ -320,11 +316,11 @@ class Sealer:
             notes.extend(Path(dirpath) / n for n in names if n.endswith(PENDING_SUFFIX))
         return sorted(notes)
 
-    def _closed_files(self) -> tuple[list[Path], int]:
+    def _closed_files(self, top: Path | None = None) -> tuple[list[Path], int]:
         now = self._clock()
         found: list[Path] = []
         still_open = 0
-        for dirpath, _dirs, names in os.walk(self.paths.recordings):
+        for dirpath, _dirs, names in os.walk(top or self.paths.recordings):
             for name in sorted(names):
                 path = Path(dirpath) / name
                 if not self._ours(path) or not path.is_file():
@@ -334,9 +330,10 @@ class Sealer:
                     age = now - path.stat().st_mtime
                 except OSError:
                     continue
-                if head.header_complete is True:
-                    found.append(path)
-                elif age >= self.settings.settle_after and not files.open_for_writing(path):
+                settled = age >= self.settings.settle_after
+                if head.header_complete is True or (
+                    settled and not files.open_for_writing(path)
+                ):
                     found.append(path)
                 else:
                     still_open += 1
@@ -389,7 +386,7 @@ class Sealer:
 
     async def _process(self, path: Path, source: str) -> None:
         try:
-            stat = path.stat()
+            stat = await asyncio.to_thread(path.stat)
         except FileNotFoundError:
             self._waiting.pop(path, None)
             return
@@ -530,9 +527,7 @@ class Sealer:
             info = await asyncio.to_thread(
                 self._seal_blocking, path, sealed, decision.decision_id, kek, digest, closed_at
             )
-        except KeyUnavailable:
-            raise
-        except RecordingError as exc:
+        except EnvelopeError as exc:
             now_digest = await asyncio.to_thread(_sha256, path)
             if now_digest != digest:
                 await self._quarantine(
@@ -548,24 +543,24 @@ class Sealer:
         path: Path,
         sealed: Path,
         decision_id: str,
-        kek: object,
+        kek: KekPublicKey,
         digest: str,
         closed_at: float,
     ) -> SealInfo:
         sealed.parent.mkdir(parents=True, exist_ok=True)
         temp = sealed.with_name(f".{sealed.name}.tmp")
         try:
-            files.injected_fault("enospc")
-            info = seal(path, temp, recording_id=decision_id, kek=kek,  # type: ignore[arg-type]
-                        plain_sha256=digest)
+            with open(path, "rb") as src, files.create_output(temp) as dst:
+                info = seal(src, dst, recording_id=decision_id, kek=kek, plain_sha256=digest)
+                dst.flush()
+                os.fsync(dst.fileno())
             if info.plain_sha256 != digest:
-                raise RecordingError(
+                raise EnvelopeError(
                     f"sealed plaintext SHA-256 {info.plain_sha256} is not {digest}")
-            files.fsync_file(temp)
             files.crash_point("temp")
             note = sealed.with_name(sealed.name + PENDING_SUFFIX)
             files.write_json_durably(note, {
-                **_seal_note(info),
+                **info.payload(),
                 "decision_id": decision_id,
                 "plain": self._relative(path),
                 "closed_at": closed_at,
@@ -584,12 +579,13 @@ class Sealer:
         self, path: Path, sealed: Path, info: SealInfo | dict[str, object], decision_id: str,
         closed_at: float,
     ) -> None:
-        fields = info if isinstance(info, dict) else _seal_note(info)
+        fields = info if isinstance(info, dict) else dict(info.payload())
         await asyncio.to_thread(files.durable_unlink, path)
         files.crash_point("unlinked")
         lag = max(0.0, self._clock() - closed_at)
         payload: dict[str, Scalar] = {
             "file": str(sealed.relative_to(self.paths.sealed)),
+            "recording_id": _text(fields.get("recording_id")),
             "plain_sha256": str(fields["plain_sha256"]),
             "sealed_sha256": str(fields["sealed_sha256"]),
             "kek_id": str(fields["kek_id"]),
@@ -602,7 +598,7 @@ class Sealer:
             "lag_s": round(lag, 3),
         }
         await self._fact("recording.sealed", decision_id,
-                         _fact_id("sealed", decision_id, payload["sealed_sha256"] or ""), payload)
+                         _fact_id("sealed", decision_id, str(fields["sealed_sha256"])), payload)
         files.crash_point("sealed")
         note = sealed.with_name(sealed.name + PENDING_SUFFIX)
         await asyncio.to_thread(files.durable_unlink, note)
@@ -618,7 +614,7 @@ class Sealer:
         """Finish a seal interrupted after its note was written (see the module docstring)."""
         sealed = note.with_name(note.name[: -len(PENDING_SUFFIX)])
         try:
-            fields = json.loads(note.read_text(encoding="ascii"))
+            fields = json.loads(await asyncio.to_thread(note.read_text, encoding="ascii"))
             decision_id = str(fields["decision_id"])
             plain = self.paths.recordings / str(fields["plain"])
             closed_at = float(fields["closed_at"])
@@ -688,7 +684,8 @@ class Sealer:
                            "reachable" if self.database_ok else "unreachable"),
             ReadinessCheck(
                 "seal_lag", not behind,
-                f"{len(self._waiting)} waiting, oldest {oldest:.0f} s (max {self.settings.max_lag:g} s)"
+                f"{len(self._waiting)} waiting, oldest {oldest:.0f} s "
+                f"(max {self.settings.max_lag:g} s)"
                 + (f"; last problem: {self.last_problem[:200]}" if behind and self.last_problem
                    else ""),
             ),
