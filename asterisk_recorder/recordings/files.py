@@ -46,7 +46,9 @@ CRASH_ENV = "ASTERISK_RECORDER_TEST_SEALER_CRASH"
 """Test hook: SIGKILL the sealer at this step (one of ``CRASH_POINTS``)."""
 FAULT_ENV = "ASTERISK_RECORDER_TEST_SEALER_FAULT"
 """Test hook: ``enospc:<n>`` makes the first n seal attempts fail with ENOSPC."""
-CRASH_POINTS = ("closed", "temp", "pending", "renamed", "unlinked", "sealed", "quarantine_fact")
+CRASH_POINTS = (
+    "closed", "midfile", "temp", "pending", "renamed", "unlinked", "sealed", "quarantine_fact",
+)
 """The steps of sealing a file, in order (``docs/recordings.md``)."""
 
 _faults_used: dict[str, int] = {}
@@ -93,6 +95,7 @@ class _Output(io.RawIOBase):
     def write(self, data: ReadableBuffer, /) -> int:
         if self._written:  # after the first block: the file is half written when it strikes
             injected_fault("enospc")
+            crash_point("midfile")
         count = os.write(self._fd, data)
         self._written += count
         return count
