@@ -37,11 +37,15 @@ def fact(kind: str = CALL_HANDED_BACK, **changes: Any) -> LedgerFact:
 
 
 def test_registry_holds_the_channel_fate_kinds_and_reserves_recording_kinds() -> None:
-    """call.* kinds are strict; the recording.* kinds are registered and accept any payload."""
+    """call.* and recording.key_* kinds are strict; other recording.* kinds accept any payload."""
     assert {CALL_HANDED_BACK, CALL_HAND_BACK_FAILED, CALL_FATE} <= set(FACT_KINDS)
-    recording = {k for k in FACT_KINDS if k.startswith("recording.")}
+    recording = {
+        k for k in FACT_KINDS if k.startswith("recording.") and not k.startswith("recording.key_")
+    }
     assert {"recording.closed", "recording.absent", "recording.sealed"} <= recording
     assert all(FACT_KINDS[k].fields is None for k in recording)
+    assert FACT_KINDS["recording.key_destroyed"].fields is not None
+    assert FACT_KINDS["recording.key_destroyed"].decision == "none"
     assert all(FACT_KINDS[k].fields is not None for k in FACT_KINDS if k.startswith("call."))
 
 
