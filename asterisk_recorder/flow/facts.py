@@ -34,6 +34,8 @@ __all__ = [
     "MAX_PAYLOAD_KEYS",
     "MAX_TEXT_CHARS",
     "QUARANTINE_REASONS",
+    "RECORDING_KEY_CREATED",
+    "RECORDING_KEY_DESTROYED",
     "TOLD",
     "Effective",
     "FactField",
@@ -50,6 +52,8 @@ Scalar = str | int | float | bool | None
 CALL_HANDED_BACK = "call.handed_back"
 CALL_HAND_BACK_FAILED = "call.hand_back_failed"
 CALL_FATE = "call.fate"
+RECORDING_KEY_CREATED = "recording.key_created"
+RECORDING_KEY_DESTROYED = "recording.key_destroyed"
 
 TOLD = ("record", "skip")
 """What dialplan can have been told (``RECORDER_DECISION``)."""
@@ -187,6 +191,13 @@ _RESERVED_RECORDING = (
     ("recording.hold_released", "a legal hold was released"),
 )
 
+_KEY_FIELDS = {
+    "kek_id": FactField(_TEXT, required=True),
+    "retention_class": FactField(_TEXT, required=True),
+    "month": FactField(_TEXT, required=True),
+    "fingerprint": FactField(_TEXT, required=True),
+}
+
 FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
     {
         kind.name: kind
@@ -227,6 +238,18 @@ FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
             ),
             *_RECORDING_FACTS,
             *(_kind(name, "optional", meaning) for name, meaning in _RESERVED_RECORDING),
+            _kind(
+                RECORDING_KEY_CREATED,
+                "none",
+                "a key-encryption key pair was created for a {retention class, month} bucket",
+                _KEY_FIELDS,
+            ),
+            _kind(
+                RECORDING_KEY_DESTROYED,
+                "none",
+                "a key-encryption private key was destroyed: its recordings are unreadable",
+                {**_KEY_FIELDS, "reason": FactField(_TEXT, required=True)},
+            ),
         )
     }
 )
