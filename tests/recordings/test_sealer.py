@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import stat
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -304,3 +305,40 @@ async def test_a_decision_recorded_without_any_file_gets_recording_absent(
     assert "no file appeared within 300 s" in facts[0][1]["reason"]
     assert await facts_of(env.dsn, kept.decision_id) == []
     assert not path.exists()
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True, check=False).returncode == 0
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    return _mount("-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where))
+
+
+def _umount(where: Path) -> None:
+    subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+async def test_a_really_full_sealed_disk_keeps_the_plaintext_until_there_is_room(
+    env: SealerEnv,
+) -> None:
+    """A 64 KiB tmpfs as the sealed directory: real ENOSPC, no half file; grown, it seals."""
+    if os.geteuid() != 0 or not _mount_tmpfs(env.paths.sealed, "64k"):
+        pytest.skip("mounting a tmpfs needs root (the os.write hook test covers ENOSPC)")
+    try:
+        env.create_key()
+        decision, path = await env.decision()
+        write_wav(path, tone_pcm(5.0))  # 80 kB > 64 KiB
+        async with sealer_for(env) as sealer:
+            await sealer.scan()
+            assert path.exists()
+            assert [p for p in env.paths.sealed.rglob("*") if p.is_file()] == []
+            assert sealer.metrics.failures.value(cause="disk") == 1
+            assert _mount("-o", "remount,size=1m", str(env.paths.sealed))
+            await sealer.scan()
+        assert kinds(await facts_of(env.dsn, decision.decision_id)) == [
+            "recording.closed", "recording.sealed"]
+        assert not path.exists()
+    finally:
+        _umount(env.paths.sealed)
