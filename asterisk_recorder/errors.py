@@ -27,6 +27,9 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │       ├── AriConflict             409, e.g. the channel is not in Stasis
     │       ├── AriPreconditionFailed   412
     │       └── AriServerError          5xx
+    ├── RecordingError                  a recording could not be sealed, verified or opened
+    │   ├── EnvelopeError               a sealed file is malformed or altered (``chunk`` says where)
+    │   └── KeyUnavailable              a key-encryption key is missing, destroyed or unreadable
     ├── AgiError
     │   ├── AgiProtocolError            malformed bytes from the AGI peer
     │   ├── AgiHangup                   the channel hung up (HANGUP line or result=-1)
@@ -65,11 +68,14 @@ __all__ = [
     "DatabaseStartError",
     "DatabaseUnavailable",
     "DriverError",
+    "EnvelopeError",
     "FlowError",
+    "KeyUnavailable",
     "LedgerError",
     "MigrationError",
     "PolicyError",
     "RecorderError",
+    "RecordingError",
     "SpoolError",
 ]
 
@@ -181,6 +187,34 @@ class AriPreconditionFailed(AriHttpError):
 
 class AriServerError(AriHttpError):
     """5xx: Asterisk failed internally."""
+
+
+class RecordingError(RecorderError):
+    """A recording could not be sealed, verified or opened (bad id, changed file, bad key)."""
+
+
+class EnvelopeError(RecordingError):
+    """A sealed recording is malformed or was altered.
+
+    Attributes:
+        chunk: the index of the first bad chunk (0-based), or ``None`` when the problem is in
+            the header, the trailer or the file as a whole.
+    """
+
+    def __init__(self, message: str, *, chunk: int | None = None) -> None:
+        self.chunk = chunk
+        super().__init__(message)
+
+
+class KeyUnavailable(RecordingError):
+    """A key-encryption key is missing, destroyed, unreadable or not the one a file needs.
+
+    ``kek_id`` names the key when it is known.
+    """
+
+    def __init__(self, message: str, *, kek_id: str | None = None) -> None:
+        self.kek_id = kek_id
+        super().__init__(message)
 
 
 class AgiError(RecorderError):

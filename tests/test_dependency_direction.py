@@ -32,6 +32,9 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "embedded_pg": frozenset({"errors"}),
     "ledger": frozenset({"errors", "logs", "settings", "flow", "policy", "embedded_pg"}),
     "ops": frozenset({"errors", "logs", "settings"}),
+    # The recording lifecycle: keys, the sealed envelope, verify and open.
+    # (the sealer also serves its own /metrics and /readyz through ops)
+    "recordings": frozenset({"errors", "logs", "settings", "flow", "ledger", "ops"}),
     # The driver core and the transports over it.
     "drivers": frozenset({"errors", "logs", "flow", "policy"}),
     "ari": frozenset({"errors", "logs", "settings"}),
@@ -40,16 +43,16 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     # The composition root, then the entry points.
     "service": frozenset({
         "errors", "logs", "settings", "config", "flow", "policy", "ledger", "ops", "embedded_pg",
-        "drivers", "ari", "agi", "controller",
+        "drivers", "ari", "agi", "controller", "recordings",
     }),
     "testing": frozenset({"errors", "logs", "settings", "ari", "agi"}),
     "demo": frozenset({
         "errors", "logs", "settings", "config", "flow", "policy", "ledger", "ari", "service",
-        "testing",
+        "testing", "recordings",
     }),
     "commands": frozenset({
         "errors", "logs", "settings", "config", "flow", "policy", "ledger", "ops", "embedded_pg",
-        "agi", "ari", "service", "demo", "",
+        "agi", "ari", "service", "demo", "recordings", "",
     }),
     "cli": frozenset({"errors", "logs", "settings", "config", "commands", ""}),
     "__main__": frozenset({"cli"}),

@@ -5,8 +5,11 @@ a DSN is configured), the shipped ``FakeAsterisk`` on loopback and the real ``Se
 handful of calls that cover the consent outcomes; prints what it changed in the configuration
 and why, a table of the calls, then the ledger row of every decision of this run with its full
 decision id (so ``asterisk-recorder ledger show --call ID`` follows each one), and verifies the
-hash chain. It must not take shortcuts around the product: calls go through ARI over real
-sockets, decisions through the real ledger. It must not change a setting silently.
+hash chain. With the fake Asterisk, each recorded call leaves a real WAV where MixMonitor would;
+the real sealer (in-process, throwaway key) seals it, the demo prints ``sealed <sha256>`` per
+recording, verifies each, and shows a tampered copy failing. It must not take shortcuts around
+the product: calls go through ARI over real sockets, decisions and facts through the real
+ledger. It must not change a setting silently.
 """
 
 from __future__ import annotations
@@ -14,9 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import shutil
 import sys
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from asterisk_recorder.ari.client import AriClient
@@ -27,9 +35,14 @@ from asterisk_recorder.ari.events import (
     StreamEvent,
 )
 from asterisk_recorder.ari.stream import EventStream
+from asterisk_recorder.errors import RecorderError
 from asterisk_recorder.ledger.admin import show_call
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.verify import verify_chain
+from asterisk_recorder.recordings import KekOpener, KeyStore, SealInfo, VerifyResult, verify
+from asterisk_recorder.recordings.catalog import Catalog
+from asterisk_recorder.recordings.runner import sealer_actor, sealer_paths
+from asterisk_recorder.recordings.sealer import Sealer
 from asterisk_recorder.service import Service, build
 from asterisk_recorder.settings import AgiSettings, AriServerSettings, HttpSettings, Settings
 from asterisk_recorder.testing import FakeAsterisk
@@ -108,6 +121,8 @@ DEMO_SITE = "US-NY"
 """The site jurisdiction the scenarios' expected outcomes are written for."""
 DEMO_INPUT_TIMEOUT = 1.5
 """The longest wait for a key the demo uses, so the opt-in timeout call ends quickly."""
+DEMO_RECORDING_SECONDS = 5.0
+"""Seconds of tone the fake MixMonitor writes per recorded call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +135,26 @@ class DemoChange:
     why: str
 
 
-def demo_settings(base: Settings, server: AriServerSettings) -> Settings:
+def demo_settings(
+    base: Settings, server: AriServerSettings, *, recording_dir: Path | None = None
+) -> Settings:
     """``base`` with ARI pointed at ``server``, listeners on free loopback ports, and the demo's
-    site and input timeout (each difference is listed by ``demo_changes``)."""
+    site and input timeout (each difference is listed by ``demo_changes``); with
+    ``recording_dir``, recordings go there (the fake Asterisk writes them, the sealer seals
+    them into its siblings ``sealed``, ``quarantine`` and ``kek-public``)."""
     flow = dataclasses.replace(
         base.flow, input_timeout=min(base.flow.input_timeout, DEMO_INPUT_TIMEOUT)
     )
+    recordings = base.recordings
+    if recording_dir is not None:
+        flow = dataclasses.replace(
+            flow, recording=dataclasses.replace(flow.recording, directory=str(recording_dir))
+        )
+        top = recording_dir.parent
+        recordings = dataclasses.replace(
+            recordings, sealed_dir=str(top / "sealed"), quarantine_dir=str(top / "quarantine"),
+            key_dir=str(top / "kek-public"), scan_interval=0.5, orphan_after=0.0,
+        )
     policy = dataclasses.replace(base.policy, site_jurisdiction=DEMO_SITE)
     return dataclasses.replace(
         base,
@@ -134,6 +163,7 @@ def demo_settings(base: Settings, server: AriServerSettings) -> Settings:
         http=HttpSettings(enabled=True, host="127.0.0.1", port=0),
         flow=flow,
         policy=policy,
+        recordings=recordings,
     )
 
 
@@ -151,6 +181,13 @@ def demo_changes(base: Settings, demo: Settings) -> list[DemoChange]:
         changes.append(DemoChange(
             "flow.input_timeout", f"{demo.flow.input_timeout:g} s",
             f"{base.flow.input_timeout:g} s", "so the opt-in timeout call ends quickly",
+        ))
+    if base.flow.recording.directory != demo.flow.recording.directory:
+        changes.append(DemoChange(
+            "recording.directory", demo.flow.recording.directory,
+            base.flow.recording.directory,
+            "the fake Asterisk writes the demo's recordings into a temporary directory; the "
+            "sealer seals them there with a throwaway key (removed at the end)",
         ))
     if base.agi.enabled != demo.agi.enabled:
         changes.append(DemoChange(
@@ -200,6 +237,9 @@ async def _place(fake: FakeAsterisk, scenario: Scenario) -> tuple[str, str, dict
         await fake.wait_for_event("PlaybackFinished", channel_id=ch.id)
         await fake.send_dtmf(ch.id, scenario.keys_after)
     record = await fake.wait_for_continue(ch.id, within=30.0)
+    if record.variables.get("RECORDER_DECISION") == "record":
+        await asyncio.sleep(0.05)
+        await fake.hangup(ch.id)  # the hangup handler's StopMixMonitor closes the file
     return ch.id, record.variables.get("RECORDER_OUTCOME", ""), dict(record.variables)
 
 
@@ -219,19 +259,26 @@ async def run_demo(
             ``dialplan/recorder.conf`` and ``dialplan/recorder-demo.conf``.
     """
     fake: FakeAsterisk | None = None
+    workdir: Path | None = None
     if real_asterisk is None:
-        fake = FakeAsterisk(time_scale=time_scale)
+        fake = FakeAsterisk(time_scale=time_scale, mixmonitor_seconds=DEMO_RECORDING_SECONDS)
         await fake.start()
         server = fake.settings(APP, name="demo")
+        workdir = Path(tempfile.mkdtemp(prefix="asterisk-recorder-demo-"))
     else:
         server = real_asterisk
-    settings = demo_settings(base, server)
+    settings = demo_settings(
+        base, server, recording_dir=workdir / "rec" if workdir is not None else None
+    )
     service = build(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
     caller: RealAsteriskCaller | None = None
+    sealing: DemoSealer | None = None
     try:
         await _wait_started(service, task)
+        if workdir is not None:
+            sealing = await DemoSealer.start(settings, service, workdir)
         where = fake.url if fake is not None else f"real Asterisk at {server.url}"
         print(f"Asterisk: {where}; controller instance {service.instance_id}", file=out)
         print(f"ledger: {'configured DSN' if base.database.dsn else 'embedded PostgreSQL'}",
@@ -250,22 +297,126 @@ async def run_demo(
             configured_db=bool(base.database.dsn or base.database.embedded_data_dir),
         )
         ok = all(r.as_expected for r in results)
+        recordings = "not sealed here (run asterisk-recorder sealer on the Asterisk host)"
+        sealed_ok = True
+        if sealing is not None:
+            recorded = [r for r in results if r.variables.get("RECORDER_DECISION") == "record"]
+            sealed_ok = await sealing.report(service, recorded, out)
+            recordings = f"{len(recorded)} sealed, verify {'OK' if sealed_ok else 'FAILED'}"
         verified = await _verify(service, out)
         print("", file=out)
         print(
             f"{sum(r.as_expected for r in results)}/{len(results)} scenarios as expected; "
-            f"ledger verify: {'OK' if verified else 'BROKEN'}",
+            f"ledger verify: {'OK' if verified else 'BROKEN'}; recordings: {recordings}",
             file=out,
         )
-        return 0 if ok and verified else 1
+        return 0 if ok and verified and sealed_ok else 1
     finally:
         if caller is not None:
             await caller.close()
+        if sealing is not None:
+            await sealing.close()
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 30)
         if fake is not None:
             await fake.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+class DemoSealer:
+    """The sealer of the demo, in-process on the service's ledger, with a throwaway key."""
+
+    def __init__(self, sealer: Sealer, keys: KeyStore, task: asyncio.Task[None],
+                 stop: asyncio.Event, catalog: Catalog, workdir: Path) -> None:
+        self.sealer = sealer
+        self.keys = keys
+        self._task = task
+        self._stop = stop
+        self._catalog = catalog
+        self.workdir = workdir
+
+    @classmethod
+    async def start(cls, settings: Settings, service: Service, workdir: Path) -> DemoSealer:
+        """Create this month's key and run the sealer on ``settings``' directories."""
+        assert service.dsn is not None
+        assert service.ledger is not None
+        paths = sealer_paths(settings)
+        paths.recordings.mkdir(parents=True, exist_ok=True)
+        keys = KeyStore(paths.keys, workdir / "kek-private")
+        month = time.strftime("%Y-%m", time.gmtime())
+        await asyncio.to_thread(keys.create, settings.recordings.retention_class, month)
+        catalog = Catalog(service.dsn)
+        sealer = Sealer(settings.recordings, paths, service.ledger, catalog,
+                        actor=sealer_actor(settings))
+        stop = asyncio.Event()
+        task = asyncio.create_task(sealer.run(stop), name="demo-sealer")
+        return cls(sealer, keys, task, stop, catalog, workdir)
+
+    async def close(self) -> None:
+        """Stop the sealer."""
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._task, 30)
+        await self._catalog.close()
+
+    async def report(self, service: Service, recorded: list[DemoResult], out: TextIO) -> bool:
+        """Wait for every recorded call's seal; print and verify each, and one tampered copy."""
+        ids = [str((r.row or {}).get("decision_id", "")) for r in recorded]
+        async with asyncio.timeout(60):
+            while self.sealer.metrics.sealed.value() < len(ids):
+                if self._task.done():
+                    self._task.result()
+                await asyncio.sleep(0.05)
+        assert service.dsn is not None
+        conn = await connect_app(service.dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT decision_id::text AS id, payload FROM ledger_facts "
+                "WHERE kind = 'recording.sealed' AND decision_id::text = ANY($1::text[]) "
+                "ORDER BY seq", ids)
+        finally:
+            await conn.close()
+        print("", file=out)
+        print("recordings (written by the fake MixMonitor, sealed by the sealer, plaintext "
+              "removed):", file=out)
+        ok = len(rows) == len(ids)
+        opener = self.keys.opener()
+        first: tuple[Path, SealInfo] | None = None
+        for row in rows:
+            payload = json.loads(row["payload"])
+            info = SealInfo(**{name: payload[name] for name in SealInfo.__slots__})
+            path = self.sealer.paths.sealed / payload["file"]
+            try:
+                result = await asyncio.to_thread(_verify_file, path, info, opener)
+                verdict = (f"verify OK ({result.chunks} chunk{'s' if result.chunks != 1 else ''}"
+                           ", every tag and the SHA-256 checked)")
+            except RecorderError as exc:
+                ok, verdict = False, f"verify FAILED: {exc}"
+            print(f"  sealed {payload['sealed_sha256']}  decision {row['id']}  {verdict}",
+                  file=out)
+            first = first or (path, info)
+        if first is not None:
+            tampered = self.workdir / f"tampered-{first[0].name}"
+            data = bytearray(first[0].read_bytes())
+            data[len(data) // 2] ^= 0x01
+            tampered.write_bytes(bytes(data))
+            try:
+                await asyncio.to_thread(_verify_file, tampered, first[1], opener)
+            except RecorderError as exc:
+                print(f"  tampered copy {tampered.name} (one bit flipped): verify FAILED, as it "
+                      f"must: {exc}", file=out)
+            else:
+                ok = False
+                print(f"  tampered copy {tampered.name}: verify PASSED - this is a bug",
+                      file=out)
+        return ok
+
+
+def _verify_file(path: Path, info: SealInfo, opener: KekOpener) -> VerifyResult:
+    with open(path, "rb") as handle:
+        return verify(handle, expected=info, opener=opener)
 
 
 class RealAsteriskCaller:

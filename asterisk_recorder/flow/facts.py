@@ -8,8 +8,9 @@ driver supplies the time, and the ledger assigns a fact id when the driver gives
 
 A fact is linked to the decision it is about by ``decision_id``. The ``call.*`` kinds are the
 channel's fate after the decision (``call.handed_back``, ``call.hand_back_failed``,
-``call.fate``); the ``recording.*`` kinds are reserved for the recording lifecycle and accept
-any well-formed payload until that lifecycle defines theirs.
+``call.fate``); the ``recording.*`` kinds belong to the recording lifecycle: ``closed``,
+``absent``, ``sealed`` and ``quarantined`` have strict payloads (the sealer writes them), the
+others are reserved and accept any well-formed payload until that lifecycle defines theirs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ __all__ = [
     "MAX_ACTOR_CHARS",
     "MAX_PAYLOAD_KEYS",
     "MAX_TEXT_CHARS",
+    "QUARANTINE_REASONS",
+    "RECORDING_KEY_CREATED",
+    "RECORDING_KEY_DESTROYED",
     "TOLD",
     "Effective",
     "FactField",
@@ -48,6 +52,8 @@ Scalar = str | int | float | bool | None
 CALL_HANDED_BACK = "call.handed_back"
 CALL_HAND_BACK_FAILED = "call.hand_back_failed"
 CALL_FATE = "call.fate"
+RECORDING_KEY_CREATED = "recording.key_created"
+RECORDING_KEY_DESTROYED = "recording.key_destroyed"
 
 TOLD = ("record", "skip")
 """What dialplan can have been told (``RECORDER_DECISION``)."""
@@ -111,18 +117,86 @@ def _kind(
     )
 
 
+QUARANTINE_REASONS = ("orphan", "declined", "replaced", "empty", "duplicate", "misplaced")
+"""Why the sealer moved a file to quarantine (``recording.quarantined`` ``reason``)."""
+
+_RECORDING_FACTS = (
+    _kind(
+        "recording.closed",
+        "required",
+        "MixMonitor closed the file (name, bytes, duration, format, rate, digest at close)",
+        {
+            "file": FactField(_TEXT, required=True),
+            "bytes": FactField(_INT, required=True),
+            "sha256": FactField(_TEXT, required=True),
+            "format": FactField(_TEXT, required=True),
+            "duration_s": FactField(_NUMBER),
+            "sample_rate": FactField(_INT),
+            "channels": FactField(_INT),
+            "empty": FactField((bool,)),
+            "header_complete": FactField((bool,)),
+            "source": FactField(_TEXT, choices=("inotify", "scan")),
+        },
+    ),
+    _kind(
+        "recording.absent",
+        "required",
+        "a decision said record but no usable file appeared (reason)",
+        {
+            "reason": FactField(_TEXT, required=True),
+            "file": FactField(_TEXT),
+            "waited_s": FactField(_NUMBER),
+        },
+    ),
+    _kind(
+        "recording.sealed",
+        "required",
+        "the file was sealed at rest and its plaintext removed (digests, key id)",
+        {
+            "file": FactField(_TEXT, required=True),
+            "recording_id": FactField(_TEXT),
+            "plain_sha256": FactField(_TEXT, required=True),
+            "sealed_sha256": FactField(_TEXT, required=True),
+            "kek_id": FactField(_TEXT, required=True),
+            "plain_bytes": FactField(_INT),
+            "sealed_bytes": FactField(_INT),
+            "chunk_size": FactField(_INT),
+            "chunks": FactField(_INT),
+            "chunk_root": FactField(_TEXT),
+            "retention_class": FactField(_TEXT),
+            "lag_s": FactField(_NUMBER),
+        },
+    ),
+    _kind(
+        "recording.quarantined",
+        "optional",
+        "a file was moved to quarantine instead of sealed (orphan, declined, replaced, empty)",
+        {
+            "file": FactField(_TEXT, required=True),
+            "reason": FactField(_TEXT, required=True, choices=QUARANTINE_REASONS),
+            "detail": FactField(_TEXT),
+            "bytes": FactField(_INT),
+            "sha256": FactField(_TEXT),
+            "moved_to": FactField(_TEXT),
+        },
+    ),
+)
+
 _RESERVED_RECORDING = (
-    ("recording.closed", "MixMonitor closed the file (name, bytes, duration, format, rate)"),
-    ("recording.absent", "a decision said record but no file appeared (reason)"),
-    ("recording.sealed", "the file was sealed at rest (digests, key id)"),
     ("recording.paused", "recording paused (who, why)"),
     ("recording.resumed", "recording resumed (who)"),
     ("recording.accessed", "someone opened the recording (who, why)"),
     ("recording.disposed", "the recording was destroyed (how)"),
     ("recording.hold_placed", "a legal hold was placed on the recording"),
     ("recording.hold_released", "a legal hold was released"),
-    ("recording.quarantined", "a file was quarantined (orphan, replaced, empty)"),
 )
+
+_KEY_FIELDS = {
+    "kek_id": FactField(_TEXT, required=True),
+    "retention_class": FactField(_TEXT, required=True),
+    "month": FactField(_TEXT, required=True),
+    "fingerprint": FactField(_TEXT, required=True),
+}
 
 FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
     {
@@ -162,7 +236,20 @@ FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
                     "attempts": FactField(_INT),
                 },
             ),
+            *_RECORDING_FACTS,
             *(_kind(name, "optional", meaning) for name, meaning in _RESERVED_RECORDING),
+            _kind(
+                RECORDING_KEY_CREATED,
+                "none",
+                "a key-encryption key pair was created for a {retention class, month} bucket",
+                _KEY_FIELDS,
+            ),
+            _kind(
+                RECORDING_KEY_DESTROYED,
+                "none",
+                "a key-encryption private key was destroyed: its recordings are unreadable",
+                {**_KEY_FIELDS, "reason": FactField(_TEXT, required=True)},
+            ),
         )
     }
 )
@@ -345,8 +432,8 @@ def effective_outcome(outcome: str, facts: Iterable[tuple[str, Mapping[str, obje
     fate: tuple[str, str] | None = None
     handed: tuple[bool, str] | None = None  # (told record, detail) of the last hand-back fact
     for kind, payload in facts:
-        if kind in _EXISTS:
-            exists = True
+        if kind in _EXISTS and payload.get("empty") is not True:
+            exists = True  # an empty (header-only) file is no recording
         elif kind == "recording.absent":
             absent = _text(payload.get("reason"))
         elif kind == CALL_HANDED_BACK:

@@ -21,6 +21,7 @@ from asterisk_recorder.settings.sections import (
     LedgerSettings,
     LoggingSettings,
     PolicySettings,
+    RecordingsSettings,
     Secret,
     Settings,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "LedgerSettings",
     "LoggingSettings",
     "PolicySettings",
+    "RecordingsSettings",
     "Secret",
     "Settings",
 ]

@@ -144,6 +144,12 @@ def _accept_after(v: float | None) -> str | None:
     return f'{v:g} must be a number of seconds from 0 to 3600, or "end"'
 
 
+def _required_abs_dir(v: str) -> str | None:
+    if v == "":
+        return "must be an absolute directory (it has no default location when empty)"
+    return _abs_dir(v)
+
+
 def _abs_dir(v: str) -> str | None:
     if v == "":
         return None
@@ -337,6 +343,18 @@ CHECKS: dict[str, _Check] = {
     "logging.format": _one_of(LOG_FORMATS),
     "controller.shutdown_grace": _non_negative,
     "controller.hand_back_retry": _non_negative,
+    "recordings.sealed_dir": _required_abs_dir,
+    "recordings.quarantine_dir": _required_abs_dir,
+    "recordings.key_dir": _required_abs_dir,
+    "recordings.retention_class": _pattern(r"[a-z][a-z0-9_]{0,31}",
+                                           "a retention class (a lowercase letter, then "
+                                           "lowercase letters, digits, '_'; at most 32)"),
+    "recordings.absent_after": _positive,
+    "recordings.scan_interval": _positive,
+    "recordings.settle_after": _positive,
+    "recordings.orphan_after": _non_negative,
+    "recordings.max_lag": _positive,
+    "recordings.http_port": _port,
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
 }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +36,7 @@ from asterisk_recorder.settings.sections import (
     AriServerSettings,
     DatabaseSettings,
     HttpSettings,
+    RecordingsSettings,
     Settings,
 )
 from asterisk_recorder.settings.sources import Gather, read_env, read_file, read_overrides
@@ -244,10 +245,38 @@ def _cross_checks(gather: Gather, servers: list[tuple[str, AriServerSettings, di
             f"must be different keys{_origin_of(gather, bad)}")
     agi: AgiSettings = sections["agi"]
     http: HttpSettings = sections["http"]
+    _recordings_checks(problems, sections["recordings"], flow.recording.directory, http, agi)
     if agi.enabled and http.enabled and agi.port == http.port and agi.host == http.host:
         problems.append(
             f"http.port: {http.port} is also agi.port on {agi.host}; the two servers need "
             f"different ports{_origin_of(gather, 'http.port')}")
+
+
+def _recordings_checks(problems: list[str], recordings: RecordingsSettings, directory: str,
+                       http: HttpSettings, agi: AgiSettings) -> None:
+    """The sealer's directories must be apart from each other and from the recordings."""
+    named = {
+        "recording.directory": directory,
+        "recordings.sealed_dir": recordings.sealed_dir,
+        "recordings.quarantine_dir": recordings.quarantine_dir,
+        "recordings.key_dir": recordings.key_dir,
+    }
+    paths = {key: PurePosixPath(value) for key, value in named.items() if value.startswith("/")}
+    keys = list(paths)
+    for i, first in enumerate(keys):
+        for second in keys[i + 1:]:
+            a, b = paths[first], paths[second]
+            if a == b or a in b.parents or b in a.parents:
+                problems.append(
+                    f"{second}: {show(str(b))} overlaps {first} ({show(str(a))}); the sealer "
+                    "needs four separate directories (recordings, sealed, quarantine, keys)")
+    if http.enabled and recordings.http_port == http.port:
+        problems.append(
+            f"recordings.http_port: {recordings.http_port} is also http.port; the sealer and "
+            "serve may run on one host and need different ports")
+    elif agi.enabled and recordings.http_port == agi.port:
+        problems.append(
+            f"recordings.http_port: {recordings.http_port} is also agi.port; choose another")
 
 
 def load(

@@ -30,6 +30,7 @@ from asterisk_recorder.settings.sections import (
     LedgerSettings,
     LoggingSettings,
     PolicySettings,
+    RecordingsSettings,
     Secret,
     Settings,
 )
@@ -63,7 +64,7 @@ ENV_PREFIX = "ASTERISK_RECORDER_"
 CONFIG_ENV = "ASTERISK_RECORDER_CONFIG"
 """Environment variable naming the TOML file when no path is given."""
 
-RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|E2E_.*)\Z")
+RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|TEST_SEALER_.*|E2E_.*)\Z")
 """Variables of the test suite, ignored by the configuration."""
 
 FILE_FORMATS: tuple[str, ...] = (
@@ -96,6 +97,9 @@ SECTIONS: tuple[tuple[str, type[Any], frozenset[str], str], ...] = (
     ("logging", LoggingSettings, frozenset(), "Log level and format."),
     ("controller", ControllerSettings, frozenset(),
      "Behaviour of the ARI controller around failures and shutdown."),
+    ("recordings", RecordingsSettings, frozenset(),
+     "The recording lifecycle run by `asterisk-recorder sealer` on the Asterisk host: "
+     "closure, sealing at rest, quarantine."),
 )
 
 _HELP: dict[str, str] = {
@@ -187,6 +191,26 @@ _HELP: dict[str, str] = {
     "lives (then the sweep hands the caller back, not recorded).",
     "controller.resync_action": "What to do with channels found in Stasis after a reconnect: "
     "handback (not recorded) or resume.",
+    "recordings.sealed_dir": "Absolute directory the sealer writes sealed envelopes into "
+    "(not inside recording.directory).",
+    "recordings.quarantine_dir": "Absolute directory orphan, declined, replaced and empty "
+    "files are moved to (created 0700; same file system as recording.directory).",
+    "recordings.key_dir": "Absolute directory of the key-encryption PUBLIC keys the sealer "
+    "seals to (never the private keys).",
+    "recordings.retention_class": "Retention class whose current key seals new recordings "
+    "(lowercase letters, digits, `_`).",
+    "recordings.absent_after": "Seconds after a call ended recorded without any file before "
+    "its decision gets recording.absent.",
+    "recordings.scan_interval": "Seconds between full scans of recording.directory (inotify "
+    "covers the time between).",
+    "recordings.settle_after": "Seconds without a write after which a scan treats a file "
+    "nobody has open as closed.",
+    "recordings.orphan_after": "Seconds a file whose decision is not in the ledger yet waits "
+    "before it is quarantined as an orphan.",
+    "recordings.max_lag": "The sealer's /readyz fails when a closed file has waited this many "
+    "seconds to be sealed.",
+    "recordings.http_port": "TCP port of the sealer's /healthz, /readyz, /metrics (host and "
+    "enabled from [http]).",
 }
 
 REMOVED: dict[str, str] = {

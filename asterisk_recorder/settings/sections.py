@@ -25,6 +25,7 @@ __all__ = [
     "LedgerSettings",
     "LoggingSettings",
     "PolicySettings",
+    "RecordingsSettings",
     "Secret",
     "Settings",
 ]
@@ -200,6 +201,42 @@ class ControllerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingsSettings:
+    """The recording lifecycle run by ``asterisk-recorder sealer`` on the Asterisk host.
+
+    The directory watched is ``recording.directory`` (where the controller tells MixMonitor to
+    write): one setting, so the sealer can never watch another place than the files land in.
+
+    Attributes:
+        sealed_dir: where sealed envelopes go (same ``YYYY/MM/DD`` layout).
+        quarantine_dir: where orphan, declined, replaced and empty files go (kept 0700).
+        key_dir: directory of the key-encryption public keys (the private halves live elsewhere).
+        retention_class: the retention class whose current key seals new recordings.
+        absent_after: seconds after a ``call.fate`` ``recorded`` fact without any file before
+            the decision gets ``recording.absent``.
+        scan_interval: seconds between full scans of the directory (inotify covers the rest).
+        settle_after: seconds without a write after which a scan treats a file nobody has open
+            as closed (covers closes missed while the sealer was down).
+        orphan_after: seconds a file whose decision is not (yet) in the ledger waits before it is
+            quarantined (a controller may still be replaying its spool).
+        max_lag: ``/readyz`` fails when a closed file has waited this long to be sealed.
+        http_port: TCP port of the sealer's own ``/healthz``, ``/readyz``, ``/metrics``
+            (host and enabled come from ``[http]``).
+    """
+
+    sealed_dir: str = "/var/lib/asterisk-recorder/sealed"
+    quarantine_dir: str = "/var/lib/asterisk-recorder/quarantine"
+    key_dir: str = "/etc/asterisk-recorder/kek"
+    retention_class: str = "standard"
+    absent_after: float = 300.0
+    scan_interval: float = 60.0
+    settle_after: float = 30.0
+    orphan_after: float = 600.0
+    max_lag: float = 300.0
+    http_port: int = 8091
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole, validated configuration of one asterisk-recorder process."""
 
@@ -213,3 +250,4 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
+    recordings: RecordingsSettings = field(default_factory=RecordingsSettings)

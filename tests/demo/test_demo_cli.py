@@ -3,7 +3,8 @@
 This module owns running the demo command (fake Asterisk, the suite's real PostgreSQL) as a user
 would and checking its output: the settings it uses instead of the configured ones are printed
 with the configured value, scenario names are whole, every decision's full id is printed and
-``asterisk-recorder ledger show --call ID`` finds each one in the same database.
+``asterisk-recorder ledger show --call ID`` finds each one in the same database; each recorded
+call ends sealed and verified, and a tampered copy fails verification.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def test_demo_prints_its_changes_every_row_and_ids_ledger_show_finds(
     assert expected == [number for number, _ in found]
     assert "#8 no ledger row: the controller never saw this call" in out
     assert "8/8 scenarios as expected; ledger verify: OK" in out
+    recorded = [s for s in SCENARIOS if s.expect.startswith("recorded")]
+    sealed = re.findall(r"^  sealed ([0-9a-f]{64})  decision \S+  verify OK", out, re.M)
+    assert len(sealed) == len(recorded), "one sealed line per recorded call, each verified"
+    assert re.search(r"^  tampered copy \S+ \(one bit flipped\): verify FAILED, as it must: "
+                     r"chunk \d+", out, re.M)
+    assert f"recordings: {len(recorded)} sealed, verify OK" in out
     for number, decision_id in found:
         expect = SCENARIOS[int(number) - 1].expect
         assert 0 == main(["ledger", "show", "--call", decision_id, "--dsn", pg_dsn])

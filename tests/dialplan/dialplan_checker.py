@@ -577,7 +577,8 @@ def check_subroutines_return(plan: Dialplan) -> list[str]:
 
 
 def check_hangup_handler_closes_recording(plan: Dialplan) -> list[str]:
-    """A started recording pushes a hangup handler that stops it, then reports RecordingClosed."""
+    """A started recording pushes a hangup handler that stops it, then reports RecordingClosed
+    without STAT() (the sealer measures the closed file)."""
     problems = []
     for prio in plan.priorities():
         if prio.app.lower() == "mixmonitor" and "i(RECORDER_MMID)" not in prio.args:
@@ -602,8 +603,10 @@ def check_hangup_handler_closes_recording(plan: Dialplan) -> list[str]:
             if "stopmixmonitor" in apps and not closed:
                 problems.append(f"[{handler}]: StopMixMonitor without UserEvent(RecordingClosed)")
             for i in closed:
-                if "Size: ${STAT(s," not in path[i].prio.args:
-                    problems.append(f"[{handler}]: RecordingClosed does not carry the size")
+                if "STAT(" in path[i].prio.args.upper():
+                    problems.append(
+                        f"[{handler}]: RecordingClosed reads STAT(), which Asterisk blocks as a "
+                        "dangerous function on the ARI path (an ERROR per call)")
     return problems
 
 

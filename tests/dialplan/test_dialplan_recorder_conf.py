@@ -327,6 +327,14 @@ class TestCheckerCatchesDefects:
                 id="closed-before-stop",
             ),
             pytest.param(
+                "MixMonitorID: ${RECORDER_MMID})\n same => n(done)",
+                "MixMonitorID: ${RECORDER_MMID},Size: ${STAT(s,${RECORDER_MMFILE})})\n"
+                " same => n(done)",
+                check_hangup_handler_closes_recording,
+                "RecordingClosed reads STAT()",
+                id="closed-reads-stat",
+            ),
+            pytest.param(
                 "i(RECORDER_MMID))",
                 ")",
                 check_hangup_handler_closes_recording,

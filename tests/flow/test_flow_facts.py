@@ -36,13 +36,38 @@ def fact(kind: str = CALL_HANDED_BACK, **changes: Any) -> LedgerFact:
     return LedgerFact(**base)
 
 
+SEALER_KINDS = ("recording.closed", "recording.absent", "recording.sealed",
+                "recording.quarantined")
+
+
 def test_registry_holds_the_channel_fate_kinds_and_reserves_recording_kinds() -> None:
-    """call.* kinds are strict; the recording.* kinds are registered and accept any payload."""
+    """call.*, recording.key_* and the sealer's kinds are strict; other recording.* kinds
+    (paused, accessed, disposed, holds) accept any payload until their lifecycle defines it."""
     assert {CALL_HANDED_BACK, CALL_HAND_BACK_FAILED, CALL_FATE} <= set(FACT_KINDS)
-    recording = {k for k in FACT_KINDS if k.startswith("recording.")}
-    assert {"recording.closed", "recording.absent", "recording.sealed"} <= recording
-    assert all(FACT_KINDS[k].fields is None for k in recording)
+    reserved = {
+        k for k in FACT_KINDS if k.startswith("recording.") and not k.startswith("recording.key_")
+        and k not in SEALER_KINDS
+    }
+    assert {"recording.paused", "recording.disposed"} <= reserved
+    assert all(FACT_KINDS[k].fields is None for k in reserved)
+    assert all(FACT_KINDS[k].fields is not None for k in SEALER_KINDS)
+    assert FACT_KINDS["recording.closed"].decision == "required"
+    assert FACT_KINDS["recording.quarantined"].decision == "optional"
+    assert FACT_KINDS["recording.key_destroyed"].fields is not None
+    assert FACT_KINDS["recording.key_destroyed"].decision == "none"
     assert all(FACT_KINDS[k].fields is not None for k in FACT_KINDS if k.startswith("call."))
+
+
+def test_recording_closed_needs_its_file_facts_and_refuses_strays() -> None:
+    """recording.closed carries file, bytes, sha256 and format; unknown keys are refused."""
+    good = {"file": "2026/12/04/x.wav", "bytes": 44, "sha256": "0" * 64, "format": "wav"}
+    assert fact("recording.closed", payload=good).payload["bytes"] == 44
+    with pytest.raises(LedgerError, match="payload bytes is required"):
+        fact("recording.closed", payload={k: v for k, v in good.items() if k != "bytes"})
+    with pytest.raises(LedgerError, match="unexpected payload keys"):
+        fact("recording.closed", payload={**good, "caller": "+12125550100"})
+    with pytest.raises(LedgerError, match="is not one of"):
+        fact("recording.quarantined", payload={"file": "x.wav", "reason": "because"})
 
 
 def test_unknown_kind_is_refused_naming_the_known_kinds() -> None:
@@ -92,16 +117,16 @@ def test_payload_breaking_the_kind_schema_is_refused(payload: dict[str, Any], me
 
 def test_reserved_recording_kind_still_requires_flat_scalars_within_bounds() -> None:
     """Open payloads are still flat JSON scalars, finite, 64-bit, and at most 16 keys."""
-    ok = fact("recording.closed", payload={"file": "a.wav", "bytes": 44, "rate": 8000.0})
+    ok = fact("recording.paused", payload={"file": "a.wav", "bytes": 44, "rate": 8000.0})
     assert 44 == ok.payload["bytes"]
     with pytest.raises(LedgerError, match="not a finite number"):
-        fact("recording.closed", payload={"seconds": math.nan})
+        fact("recording.paused", payload={"seconds": math.nan})
     with pytest.raises(LedgerError, match="outside 64-bit range"):
-        fact("recording.closed", payload={"bytes": 2**64})
+        fact("recording.paused", payload={"bytes": 2**64})
     with pytest.raises(LedgerError, match=f"at most {MAX_PAYLOAD_KEYS}"):
-        fact("recording.closed", payload={f"k{i}": i for i in range(MAX_PAYLOAD_KEYS + 1)})
+        fact("recording.paused", payload={f"k{i}": i for i in range(MAX_PAYLOAD_KEYS + 1)})
     with pytest.raises(LedgerError, match="inner has type dict"):
-        fact("recording.closed", payload={"inner": {"nested": 1}})
+        fact("recording.paused", payload={"inner": {"nested": 1}})
 
 
 def test_time_and_actor_are_checked() -> None:

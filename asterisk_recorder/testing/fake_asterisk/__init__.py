@@ -19,13 +19,16 @@ dialplan, no media, no SIP. What it models:
   ``StasisEnd``); ``continue`` records where the call went and its variables at that moment;
 * fault injection: refuse or drop the WebSocket, fail or delay chosen REST calls, stall,
   restart (all channels gone), ``ApplicationReplaced``, raw (bad) frames;
-* a request log and helpers to await what happened.
+* a request log and helpers to await what happened;
+* with ``mixmonitor_seconds``, the file dialplan's MixMonitor would write at ``RECORDER_FILE``
+  after a ``record`` hand-back (a real 8 kHz WAV, completed and closed at hang-up).
 
 This package owns that fake, one concern per module, each layer building on the one below:
 
 * ``records``: what a test reads back (``RecordedRequest``, ``SentEvent``, ``ContinueRecord``);
 * ``channel``: the channel model (``FakeChannel``, playbacks, sounds, the ``Channel`` JSON);
 * ``sockets``: one event socket and its in-order sender;
+* ``mixmonitor``: the recording file a ``record`` hand-back leaves (``FakeRecording``);
 * ``core``: the shared state and options (``FakeCore``), auth, faults, error responses;
 * ``events``: event sockets, app ownership and event delivery (``FakeEvents``);
 * ``control``: the Stasis control queue, playbacks and hang-up (``FakeControl``);

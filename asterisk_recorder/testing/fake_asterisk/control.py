@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from asterisk_recorder.testing.fake_asterisk.channel import (
@@ -24,6 +25,7 @@ from asterisk_recorder.testing.fake_asterisk.channel import (
     media_seconds,
 )
 from asterisk_recorder.testing.fake_asterisk.events import FakeEvents
+from asterisk_recorder.testing.fake_asterisk.mixmonitor import FakeRecording
 
 __all__ = ["FakeControl"]
 
@@ -108,6 +110,16 @@ class FakeControl(FakeEvents):
             raise
         return True
 
+    def _start_mixmonitor(self, ch: FakeChannel) -> None:
+        """Write a real WAV at ``RECORDER_FILE`` when dialplan was told to record."""
+        seconds = self.mixmonitor_seconds
+        path = ch.variables.get("RECORDER_FILE", "")
+        if seconds is None or ch.variables.get("RECORDER_DECISION") != "record":
+            return
+        if not path.startswith("/") or ch.id in self.recordings:
+            return
+        self.recordings[ch.id] = FakeRecording(Path(path), seconds)
+
     def _queue_async(self, ch: FakeChannel, kind: str, run: Callable[[], Awaitable[None]]) -> None:
         ch.queue.put_nowait(Command(kind, run))
         self._notify()
@@ -133,6 +145,9 @@ class FakeControl(FakeEvents):
             if queued.channel_id == ch.id:
                 self._playbacks.pop(queued.id, None)
         self._kill_worker(ch)
+        recording = self.recordings.get(ch.id)
+        if recording is not None:  # the hangup handler's StopMixMonitor closes the file
+            recording.close()
         if was_app is not None:
             ch.app = None
             ch.variables["STASISSTATUS"] = "SUCCESS"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from asterisk_recorder.testing.fake_asterisk.channel import DEFAULT_SOUNDS, FakeChannel, Playback
+from asterisk_recorder.testing.fake_asterisk.mixmonitor import FakeRecording
 from asterisk_recorder.testing.fake_asterisk.records import (
     ContinueRecord,
     RecordedRequest,
@@ -45,6 +46,7 @@ class FakeCore:
         channelvars: Sequence[str] | None = None,
         asterisk_id: str = "02:fc:00:00:00:01",
         version: str = "22.10.1",
+        mixmonitor_seconds: float | None = None,
     ) -> None:
         self.username = username
         self.password = password
@@ -53,6 +55,9 @@ class FakeCore:
         self.channelvars = tuple(channelvars) if channelvars is not None else None
         self.asterisk_id = asterisk_id
         self.version = version
+        self.mixmonitor_seconds = mixmonitor_seconds
+        self.recordings: dict[str, FakeRecording] = {}
+        """Files written at RECORDER_FILE per channel id (``mixmonitor_seconds`` set)."""
         self.port = 0
         self.requests: list[RecordedRequest] = []
         """Every REST request answered, in order."""

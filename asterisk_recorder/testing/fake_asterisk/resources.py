@@ -276,6 +276,7 @@ class FakeResources(FakeControl):
             channel.variables["STASISSTATUS"] = "SUCCESS"
             channel.continued = record
             self.continues.append(record)
+            self._start_mixmonitor(channel)
             self._emit_channel(channel, "StasisEnd", {}, apps=[app])
             channel.context, channel.extension = context, extension
             channel.priority = target if target is not None else 1

@@ -37,6 +37,9 @@ class FakeAsterisk(FakeScenarios, FakeRest):
         channelvars: variable names listed in each channel snapshot (``ari.conf``
             ``channelvars``); None lists the variables a call was originated with, if any.
         asterisk_id: the ``asterisk_id`` / entity id reported.
+        mixmonitor_seconds: when set, a channel continued with ``RECORDER_DECISION=record``
+            gets a real WAV of that many seconds of tone at its ``RECORDER_FILE``, closed (header
+            completed) when the channel hangs up, as dialplan's MixMonitor would leave it.
     """
 
     # --- lifecycle ----------------------------------------------------------------------

@@ -1,0 +1,303 @@
+"""``asterisk-recorder recording ...``: keys list|create|rotate|destroy, verify, open.
+
+This module owns the commands' arguments, confirmations and output only; the work is done by
+``asterisk_recorder.recordings`` (``keys``, ``envelope``, ``access``). Facts
+(``recording.key_created``, ``recording.key_destroyed``, ``recording.accessed``) go to the
+ledger through ``Ledger.record_fact`` when a DSN is configured; without one, destroying a key
+or opening a recording needs ``--no-ledger`` (said loudly). No key material is ever printed.
+Exit codes: 0 ok, 1 a bad file / missing key / runtime failure, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from asterisk_recorder import config
+from asterisk_recorder.errors import RecordingError
+from asterisk_recorder.flow.facts import LedgerFact
+from asterisk_recorder.ledger import Ledger
+from asterisk_recorder.recordings import FileKekOpener, KeyStore, verify
+from asterisk_recorder.recordings.access import Access, access_fact, key_fact, open_recording
+from asterisk_recorder.settings import Settings
+
+__all__ = ["register"]
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``recording`` sub-command and its actions."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "recording", help="recording keys, verify and open sealed recordings"
+    )
+    actions = parser.add_subparsers(dest="recording_command", metavar="ACTION", required=True)
+
+    keys: argparse.ArgumentParser = actions.add_parser(
+        "keys",
+        help="list, create, rotate or destroy key-encryption keys",
+        description="Key-encryption key pairs, one per {retention class, month}. Public keys "
+        "go to --public-keys (the sealing host reads it); private keys to --private-keys "
+        "(another host or volume; 0700/0600).",
+    )
+    key_actions = keys.add_subparsers(dest="keys_command", metavar="KEYS_ACTION", required=True)
+
+    def key_action(name: str, text: str, func: Callable[[argparse.Namespace], int]) -> Any:
+        sub: argparse.ArgumentParser = key_actions.add_parser(name, help=text, description=text)
+        config.add_config_arguments(sub, only=("--dsn", "--log-level", "--log-format"))
+        sub.add_argument("--public-keys", required=True, type=Path, metavar="DIR")
+        sub.add_argument("--private-keys", type=Path, metavar="DIR")
+        sub.set_defaults(func=func)
+        return sub
+
+    key_list = key_action("list", "list the keys, their buckets and states", run_keys_list)
+    key_list.add_argument("--json", action="store_true", help="print the keys as JSON")
+    for name, text, func in (
+        ("create", "create the key pair of a {class, month} bucket", run_keys_create),
+        ("rotate", "retire a bucket's active key (it still opens) and create a new one",
+         run_keys_rotate),
+    ):
+        sub = key_action(name, text, func)
+        sub.add_argument("--class", dest="retention_class", required=True, metavar="CLASS")
+        sub.add_argument("--month", required=True, metavar="YYYY-MM")
+    destroy = key_action(
+        "destroy",
+        "destroy a private key: every recording sealed to it becomes unreadable for ever",
+        run_keys_destroy,
+    )
+    destroy.add_argument("kek_id", metavar="KEK_ID")
+    destroy.add_argument(
+        "--confirm", required=True, metavar="KEK_ID", help="repeat the key id exactly"
+    )
+    destroy.add_argument("--reason", required=True, help="why (retention expired, ticket ...)")
+    destroy.add_argument("--no-ledger", action="store_true", help="allow it with no DSN set")
+
+    check: argparse.ArgumentParser = actions.add_parser(
+        "verify",
+        help="check a sealed recording and name the first bad chunk",
+        description="Check the header, the length and every chunk's digest; with "
+        "--private-keys also every authentication tag and the plaintext SHA-256.",
+    )
+    check.add_argument("path", type=Path, metavar="PATH")
+    check.add_argument("--private-keys", type=Path, metavar="DIR")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(func=run_verify)
+
+    opening: argparse.ArgumentParser = actions.add_parser(
+        "open",
+        help="decrypt a sealed recording (verified first; the access is recorded first)",
+        description="Verify the whole file, record who opens it and why in the ledger "
+        "(recording.accessed), then write the plaintext to --out (a file, or - for stdout).",
+    )
+    config.add_config_arguments(opening, only=("--dsn", "--log-level", "--log-format"))
+    opening.add_argument("path", type=Path, metavar="PATH")
+    opening.add_argument("--out", required=True, metavar="FILE|-")
+    opening.add_argument("--private-keys", required=True, type=Path, metavar="DIR")
+    opening.add_argument("--reason", required=True, help="why you open it (case, request id)")
+    opening.add_argument("--no-ledger", action="store_true", help="allow it with no DSN set")
+    opening.set_defaults(func=run_open)
+
+
+def _store(args: argparse.Namespace) -> KeyStore:
+    return KeyStore(args.public_keys, args.private_keys)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return config.settings_from_args(args, require_ari_password=False)
+
+
+def _recorder(
+    settings: Settings, no_ledger: bool, what: str
+) -> Callable[[LedgerFact], Coroutine[Any, Any, None]] | None:
+    """A coroutine that keeps a fact, or ``None`` with ``--no-ledger`` (refused otherwise)."""
+    if not settings.database.dsn:
+        if not no_ledger:
+            raise RecordingError(
+                f"{what} is recorded in the ledger, and no DSN is configured (--dsn, "
+                "[database] dsn): configure one, or pass --no-ledger to do it unrecorded"
+            )
+        print(f"warning: {what} is NOT recorded in any ledger (--no-ledger)", file=sys.stderr)
+        return None
+
+    async def keep(fact: LedgerFact) -> None:
+        async with Ledger.open(
+            settings.database.dsn.value, settings.ledger, instance_id=_actor()
+        ) as ledger:
+            await ledger.record_fact(fact)
+
+    return keep
+
+
+def run_keys_list(args: argparse.Namespace) -> int:
+    """``recording keys list``."""
+    infos = _store(args).list()
+    if args.json:
+        print(json.dumps([
+            {
+                "kek_id": i.kek_id, "retention_class": i.retention_class, "month": i.month,
+                "state": i.state, "created_at": i.created_at, "destroyed_at": i.destroyed_at,
+                "fingerprint": i.fingerprint, "private_present": i.private_present,
+            }
+            for i in infos
+        ]))
+        return 0
+    if not infos:
+        print(f"no keys in {args.public_keys}")
+        return 0
+    print(f"{'KEK_ID':<34} {'CLASS':<12} {'MONTH':<8} {'STATE':<10} PRIVATE  FINGERPRINT")
+    for i in infos:
+        private = "-" if args.private_keys is None else ("here" if i.private_present else "absent")
+        print(
+            f"{i.kek_id:<34} {i.retention_class:<12} {i.month:<8} {i.state:<10} "
+            f"{private:<8} {i.fingerprint[:16]}"
+        )
+    return 0
+
+
+def _created(args: argparse.Namespace, rotate: bool) -> int:
+    settings = _settings(args)
+    store = _store(args)
+    if args.private_keys is None:
+        raise RecordingError("creating a key needs --private-keys DIR (for the private half)")
+    info = (store.rotate if rotate else store.create)(args.retention_class, args.month)
+    print(
+        f"{'rotated: new' if rotate else 'created'} key {info.kek_id} for "
+        f"{info.retention_class} {info.month}; fingerprint {info.fingerprint}"
+    )
+    print(f"  public:  {store.public_dir / (info.kek_id + '.pub.pem')} (copy to the sealing host)")
+    print(f"  private: {args.private_keys / (info.kek_id + '.key.pem')} (keep it off that host)")
+    if settings.database.dsn:
+        keep = _recorder(settings, False, "key creation")
+        assert keep is not None
+        asyncio.run(keep(key_fact(info, actor=_actor(), at=time.time())))
+        print("  ledger: recording.key_created")
+    return 0
+
+
+def run_keys_create(args: argparse.Namespace) -> int:
+    """``recording keys create``."""
+    return _created(args, rotate=False)
+
+
+def run_keys_rotate(args: argparse.Namespace) -> int:
+    """``recording keys rotate``."""
+    return _created(args, rotate=True)
+
+
+def run_keys_destroy(args: argparse.Namespace) -> int:
+    """``recording keys destroy``: confirmation, ledger fact first, then the destruction."""
+    settings = _settings(args)
+    store = _store(args)
+    if args.confirm != args.kek_id:
+        raise RecordingError(
+            f"--confirm {args.confirm!r} does not repeat {args.kek_id!r}; nothing was destroyed"
+        )
+    if not args.reason.strip():
+        raise RecordingError("--reason must say why the key is destroyed")
+    info = next((i for i in store.list() if i.kek_id == args.kek_id), None)
+    if info is None:
+        raise RecordingError(f"key {args.kek_id} is not in {args.public_keys}")
+    if not info.private_present:
+        raise RecordingError(
+            f"private key {args.kek_id} is not in {args.private_keys}; nothing was destroyed"
+        )
+    keep = _recorder(settings, args.no_ledger, f"destroying key {args.kek_id}")
+    if keep is not None:  # the intent is in the ledger before the key is gone
+        asyncio.run(keep(key_fact(info, actor=_actor(), at=time.time(), reason=args.reason)))
+    done = store.destroy(args.kek_id, confirm=args.confirm)
+    print(
+        f"destroyed private key {done.kek_id} ({done.retention_class} {done.month}): every "
+        "recording sealed to it is now unreadable, in every copy and backup"
+    )
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """``recording verify PATH``."""
+    opener = None if args.private_keys is None else FileKekOpener(args.private_keys)
+    try:
+        with open(args.path, "rb") as src:
+            result = verify(src, opener=opener)
+    except OSError as exc:
+        raise RecordingError(f"cannot read {args.path}: {exc.strerror}") from exc
+    if args.json:
+        print(json.dumps({
+            "ok": True, "recording_id": result.recording_id, "kek_id": result.kek_id,
+            "chunks": result.chunks, "plain_bytes": result.plain_bytes,
+            "plain_sha256": result.plain_sha256, "sealed_bytes": result.sealed_bytes,
+            "sealed_sha256": result.sealed_sha256, "chunk_root": result.chunk_root,
+            "tags_checked": result.tags_checked,
+        }))
+    else:
+        what = "every tag and the plaintext digest" if result.tags_checked else (
+            "structure and chunk digests (no key: tags not checked)"
+        )
+        print(
+            f"OK {args.path}: recording {result.recording_id}, {result.chunks} chunks, "
+            f"{result.plain_bytes} bytes, key {result.kek_id}; {what}; "
+            f"sealed sha256 {result.sealed_sha256}"
+        )
+    return 0
+
+
+@contextlib.contextmanager
+def _output(target: str) -> Iterator[BinaryIO]:
+    if target == "-":
+        yield sys.stdout.buffer
+        return
+    path = Path(target)
+    if path.exists():
+        raise RecordingError(f"{path} exists; refusing to overwrite it")
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "xb") as handle:
+            yield handle
+        partial.rename(path)  # a refused or failed open leaves no file behind
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def run_open(args: argparse.Namespace) -> int:
+    """``recording open PATH --out FILE|-``."""
+    settings = _settings(args)
+    if not args.reason.strip():
+        raise RecordingError("--reason must say why the recording is opened")
+    keep = _recorder(settings, args.no_ledger, "opening a recording")
+    opener = FileKekOpener(args.private_keys)
+
+    async def record(access: Access) -> None:
+        if keep is not None:
+            await keep(access_fact(access))
+
+    async def run() -> None:
+        with _output(args.out) as out:
+            result = await open_recording(
+                args.path, opener, out, who=_actor(), why=args.reason, record_access=record
+            )
+        if args.out != "-":
+            print(
+                f"opened {result.recording_id}: {result.plain_bytes} bytes to {args.out}"
+                + ("; access recorded in the ledger" if keep is not None else ""),
+                file=sys.stderr,
+            )
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise RecordingError(f"cannot open {args.path}: {exc.strerror}") from exc
+    return 0

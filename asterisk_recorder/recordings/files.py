@@ -1,0 +1,229 @@
+"""The sealer's file-system layer: durable renames, private directories, who has a file open.
+
+This module owns the few blocking file operations whose order makes the sealer crash-safe
+(``fsync_file``, ``fsync_dir``, ``durable_move``, ``durable_unlink``, ``write_json_durably``),
+``private_dir`` (0700 whatever the umask) and ``open_for_writing`` (a ``/proc`` look for another
+process writing a file). It also owns the sealer's test hooks: ``crash_point`` kills the process
+with SIGKILL at a named step when ``ASTERISK_RECORDER_TEST_SEALER_CRASH`` names it, and
+``injected_fault`` raises ``ENOSPC`` in the sealed file's ``os.write`` (``create_output``) while
+``ASTERISK_RECORDER_TEST_SEALER_FAULT=enospc:<n>`` allows (the crash tests run the real sealer
+and restart it). It must not decide anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import shutil
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+__all__ = [
+    "CRASH_ENV",
+    "CRASH_POINTS",
+    "FAULT_ENV",
+    "crash_point",
+    "create_output",
+    "durable_move",
+    "durable_unlink",
+    "fsync_dir",
+    "fsync_file",
+    "injected_fault",
+    "open_for_writing",
+    "private_dir",
+    "write_json_durably",
+]
+
+CRASH_ENV = "ASTERISK_RECORDER_TEST_SEALER_CRASH"
+"""Test hook: SIGKILL the sealer at this step (one of ``CRASH_POINTS``)."""
+FAULT_ENV = "ASTERISK_RECORDER_TEST_SEALER_FAULT"
+"""Test hook: ``enospc:<n>`` makes the first n seal attempts fail with ENOSPC."""
+CRASH_POINTS = (
+    "closed", "midfile", "temp", "pending", "renamed", "unlinked", "sealed", "quarantine_fact",
+)
+"""The steps of sealing a file, in order (``docs/recordings.md``)."""
+
+_faults_used: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """SIGKILL this process when the crash hook names ``name`` (no-op otherwise)."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def injected_fault(kind: str) -> None:
+    """Raise the fault the fault hook asks for, while its count lasts (no-op otherwise).
+
+    Raises:
+        OSError: ``ENOSPC`` for ``enospc``.
+    """
+    value = os.environ.get(FAULT_ENV, "")
+    name, _, count = value.partition(":")
+    if name != kind:
+        return
+    allowed = int(count or "1")
+    used = _faults_used.get(kind, 0)
+    if used >= allowed:
+        return
+    _faults_used[kind] = used + 1
+    raise OSError(errno.ENOSPC, "No space left on device (injected by the test hook)")
+
+
+class _Output(io.RawIOBase):
+    """A new file written with ``os.write``; the disk-full test hook strikes here, mid-file."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        if self._written:  # after the first block: the file is half written when it strikes
+            injected_fault("enospc")
+            crash_point("midfile")
+        count = os.write(self._fd, data)
+        self._written += count
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self._fd)
+            finally:
+                super().close()
+
+
+def create_output(path: Path) -> io.BufferedWriter:
+    """Create ``path`` (it must not exist; mode 0600) as a buffered binary file.
+
+    Raises:
+        FileExistsError: ``path`` exists.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return io.BufferedWriter(_Output(fd), buffer_size=1 << 16)
+
+
+def fsync_file(path: Path) -> None:
+    """fsync ``path``'s data and metadata."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync ``directory`` so entries created, renamed or removed in it survive a crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def private_dir(directory: Path) -> Path:
+    """Create ``directory`` (and parents) and make ``directory`` itself mode 0700."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if directory.stat().st_mode & 0o777 != 0o700:
+        directory.chmod(0o700)
+    return directory
+
+
+def durable_move(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` (a new name) durably; copy + fsync + unlink across devices.
+
+    Raises:
+        FileExistsError: ``target`` exists.
+        OSError: the move failed (``source`` is then still in place).
+    """
+    if target.exists():
+        raise FileExistsError(errno.EEXIST, "target exists", str(target))
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        partial = target.with_name(f".{target.name}.tmp")
+        try:
+            shutil.copyfile(source, partial)
+            fsync_file(partial)
+            os.rename(partial, target)
+        except OSError:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise
+        fsync_dir(target.parent)
+        os.unlink(source)
+    fsync_dir(target.parent)
+    fsync_dir(source.parent)
+
+
+def durable_unlink(path: Path) -> None:
+    """Remove ``path`` (gone already is fine) and fsync its directory."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    fsync_dir(path.parent)
+
+
+def write_json_durably(path: Path, value: Mapping[str, object]) -> None:
+    """Write ``value`` as JSON at ``path`` via a temporary name, fsync, rename, fsync dir."""
+    temp = path.with_name(f".{path.name}.tmp")
+    data = json.dumps(value, sort_keys=True, ensure_ascii=True).encode("ascii")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temp, path)
+    fsync_dir(path.parent)
+
+
+def open_for_writing(path: Path) -> bool:
+    """True when a process this one may inspect has ``path`` open for writing.
+
+    Reads ``/proc/<pid>/fd`` and ``fdinfo``; processes of other users are invisible without
+    privileges, so run the sealer as the Asterisk user (or root) for this to see MixMonitor.
+    """
+    try:
+        target = os.path.realpath(path)
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}") != target:
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii") as info:
+                    for line in info:
+                        if line.startswith("flags:"):
+                            flags = int(line.split()[1], 8)
+                            if flags & (os.O_WRONLY | os.O_RDWR):
+                                return True
+            except (OSError, ValueError):
+                continue
+    return False

@@ -1,0 +1,713 @@
+"""The sealer: every closed recording accounted for in the ledger, sealed at rest, plaintext gone.
+
+This module owns ``Sealer``, the loop of ``asterisk-recorder sealer`` on the Asterisk host. It
+learns that MixMonitor closed a file from inotify (``IN_CLOSE_WRITE``) and from full scans (at
+start and every ``scan_interval``: a complete WAV header, or no write for ``settle_after`` and no
+writer in ``/proc``), then per file, in this order (each step survives SIGKILL, see
+docs/recordings.md):
+
+1. the decision named by the file is looked up; no decision (after ``orphan_after``), a decision
+   that said skip, a second file, or a file whose digest differs from the one recorded at close
+   is quarantined (``recording.quarantined`` first, then the move: idempotent fact ids);
+2. ``recording.closed`` (name, bytes, duration, format, rate, SHA-256 at close);
+3. empty (header-only) files get ``recording.absent`` and go to quarantine, never sealed;
+4. ``seal()`` into ``.<name>.tmp`` in the sealed directory, fsync, a ``.pending.json`` note of
+   the seal, rename, fsync the directory; unlink the plaintext, fsync; ``recording.sealed``;
+   remove the note. A restart deletes ``*.tmp`` and finishes every note it finds.
+
+Decisions whose call ended ``recorded`` and that have no file after ``absent_after`` get
+``recording.absent``. A missing key, a full disk or PostgreSQL away keep the plaintext, alert
+(ERROR log, metrics, ``/readyz``) and retry. It must not hold a private key, open a sealed file,
+or write SQL (``catalog.py`` reads, the ``Ledger`` writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from asterisk_recorder.errors import (
+    DatabaseUnavailable,
+    EnvelopeError,
+    KeyUnavailable,
+    LedgerError,
+)
+from asterisk_recorder.flow.facts import LedgerFact, Scalar
+from asterisk_recorder.flow.recording import DECISION_ID_RE
+from asterisk_recorder.ledger.sink import StoreReceipt
+from asterisk_recorder.ops.http import ReadinessCheck, ReadinessReport
+from asterisk_recorder.ops.metrics import Registry
+from asterisk_recorder.recordings import files
+from asterisk_recorder.recordings.catalog import Catalog, DecisionFacts
+from asterisk_recorder.recordings.envelope import SealInfo, seal
+from asterisk_recorder.recordings.inotify import CloseWatcher, InotifyUnavailable
+from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore
+from asterisk_recorder.recordings.wav import RecordingProbe, probe
+from asterisk_recorder.settings import RecordingsSettings
+
+__all__ = [
+    "FACT_NAMESPACE",
+    "PENDING_SUFFIX",
+    "SEALED_SUFFIX",
+    "FactWriter",
+    "Sealer",
+    "SealerMetrics",
+    "SealerPaths",
+    "sealed_path_for",
+]
+
+_log = structlog.get_logger("asterisk_recorder.recordings.sealer")
+
+SEALED_SUFFIX = ".arrec"
+"""Appended to a recording's file name once sealed: ``<decision id>.wav.arrec``."""
+PENDING_SUFFIX = ".pending.json"
+"""The note beside a sealed file between its rename and its ``recording.sealed`` fact."""
+FACT_NAMESPACE = uuid.UUID("5f0f3c9e-6f7e-4a39-9a43-2f5b8c1d7e01")
+"""uuid5 namespace of the sealer's fact ids: a repeated step after a crash is idempotent."""
+LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+_ABSENT_LOOKBACK = 7 * 86400.0
+
+
+class FactWriter(Protocol):
+    """Where the sealer's facts go (the ``Ledger``)."""
+
+    async def record_fact(self, fact: LedgerFact) -> StoreReceipt: ...  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class SealerPaths:
+    """The four directories of the sealer."""
+
+    recordings: Path
+    sealed: Path
+    quarantine: Path
+    keys: Path
+
+
+def sealed_path_for(paths: SealerPaths, plain: Path) -> Path:
+    """Where the sealed envelope of recording ``plain`` goes (same ``YYYY/MM/DD`` below)."""
+    relative = plain.relative_to(paths.recordings)
+    return paths.sealed / relative.parent / (relative.name + SEALED_SUFFIX)
+
+
+class SealerMetrics:
+    """The sealer's ``/metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        r = self.registry
+        self.closed = r.counter(
+            "asterisk_recorder_recordings_closed_total",
+            "Recordings closed by MixMonitor and entered in the ledger (recording.closed).",
+        )
+        self.sealed = r.counter(
+            "asterisk_recorder_recordings_sealed_total",
+            "Recordings sealed at rest, plaintext removed (recording.sealed).",
+        )
+        self.sealed_bytes = r.counter(
+            "asterisk_recorder_recordings_sealed_bytes_total",
+            "Plaintext bytes of the recordings sealed.",
+        )
+        self.quarantined = r.counter(
+            "asterisk_recorder_recordings_quarantined_total",
+            "Files moved to quarantine instead of sealed, by reason.",
+            ("reason",),
+        )
+        self.absent = r.counter(
+            "asterisk_recorder_recordings_absent_total",
+            "Decisions that said record without a usable file (recording.absent).",
+        )
+        self.failures = r.counter(
+            "asterisk_recorder_recordings_seal_failures_total",
+            "Seal attempts that failed and will be retried (plaintext kept), by cause.",
+            ("cause",),
+        )
+        self.lag = r.histogram(
+            "asterisk_recorder_recordings_seal_lag_seconds",
+            "Seconds from MixMonitor closing a file to its recording.sealed fact.",
+            buckets=LAG_BUCKETS,
+        )
+        self.waiting = r.gauge(
+            "asterisk_recorder_recordings_waiting",
+            "Closed recordings not sealed yet (retrying or waiting for their decision).",
+        )
+        self.oldest = r.gauge(
+            "asterisk_recorder_recordings_oldest_waiting_seconds",
+            "Age of the oldest closed recording not sealed yet (0 when none).",
+        )
+        self.recording_now = r.gauge(
+            "asterisk_recorder_recordings_open",
+            "Files MixMonitor is still writing (seen at the last scan).",
+        )
+
+    def exposition(self) -> str:
+        """Prometheus text."""
+        return self.registry.exposition()
+
+
+def _fact_id(*parts: str) -> str:
+    return str(uuid.uuid5(FACT_NAMESPACE, "/".join(parts)))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _month(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m")
+
+
+class _Retry(Exception):
+    """This file cannot be finished now; keep it and try again later (reason in args)."""
+
+
+class Sealer:
+    """Account for, seal and clean up every recording below ``paths.recordings``.
+
+    Args:
+        settings: the ``[recordings]`` settings.
+        paths: the recording, sealed, quarantine and key directories.
+        ledger: where facts go (``Ledger.record_fact``).
+        catalog: the ledger's read side.
+        actor: who states the facts (the sealer's instance id).
+        keys: the key store (default: a ``KeyStore`` on ``paths.keys``).
+        clock: epoch seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        settings: RecordingsSettings,
+        paths: SealerPaths,
+        ledger: FactWriter,
+        catalog: Catalog,
+        *,
+        actor: str,
+        keys: KeyStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.paths = paths
+        self._ledger = ledger
+        self._catalog = catalog
+        self._actor = actor
+        self._keys = keys if keys is not None else KeyStore(paths.keys)
+        self._clock = clock
+        self.metrics = SealerMetrics()
+        self._waiting: dict[Path, float] = {}  # closed, not finished: path -> closed at
+        self._ready: dict[Path, str] = {}  # reported closed, not processed yet: path -> source
+        self._wake = asyncio.Event()
+        self._new_dirs: set[Path] = set()
+        self._watcher: CloseWatcher | None = None
+        self.last_problem = ""
+        self.database_ok = True
+        self.scans = 0
+
+    # -- public loop ---------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Recover, watch and scan until ``stop`` is set."""
+        self.prepare()
+        self._start_watcher()
+        next_scan = 0.0
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= next_scan or self._overflowed():
+                    await self.scan()
+                    next_scan = time.monotonic() + self.settings.scan_interval
+                while self._new_dirs:
+                    found, _open = await asyncio.to_thread(
+                        self._closed_files, self._new_dirs.pop())
+                    for path in found:
+                        self._ready.setdefault(path, "scan")
+                await self.process_ready()
+                self._wake.clear()
+                if self._ready or self._new_dirs:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        _first(stop.wait(), self._wake.wait()),
+                        max(0.05, next_scan - time.monotonic()),
+                    )
+        finally:
+            if self._watcher is not None:
+                self._watcher.close()
+
+    def prepare(self) -> None:
+        """Create the sealed and quarantine directories (0700)."""
+        files.private_dir(self.paths.sealed)
+        files.private_dir(self.paths.quarantine)
+
+    def _start_watcher(self) -> None:
+        if not self.paths.recordings.is_dir():
+            _log.error("recordings.directory.missing", directory=str(self.paths.recordings))
+            return
+        watcher = CloseWatcher(self.paths.recordings, self._closed_event, self._new_directory)
+        try:
+            watcher.start()
+        except InotifyUnavailable as exc:
+            _log.error("recordings.inotify.unavailable", error=str(exc),
+                       hint="closes are found by the periodic scan only")
+            return
+        self._watcher = watcher
+
+    def _overflowed(self) -> bool:
+        if self._watcher is not None and self._watcher.overflowed:
+            self._watcher.overflowed = False
+            _log.warning("recordings.inotify.overflow", hint="scanning the whole directory")
+            return True
+        return False
+
+    def _closed_event(self, path: Path) -> None:
+        if self._ours(path):
+            self._ready[path] = "inotify"
+            self._wake.set()
+
+    def _new_directory(self, path: Path) -> None:
+        self._new_dirs.add(path)  # files may have landed before its watch: look at them
+        self._wake.set()
+
+    def _ours(self, path: Path) -> bool:
+        return not path.name.startswith(".")
+
+    # -- scanning ------------------------------------------------------------------------
+
+    async def scan(self) -> None:
+        """One full pass: finish interrupted seals, find closed files, sweep for absent ones."""
+        self.scans += 1
+        await asyncio.to_thread(self._remove_temporaries)
+        for note in await asyncio.to_thread(self._pending_notes):
+            await self._guarded(note, self._finish_note(note))
+        found, still_open = await asyncio.to_thread(self._closed_files)
+        self.metrics.recording_now.set(still_open)
+        for path in found:
+            self._ready.setdefault(path, "scan")
+        await self.process_ready()
+        await self._sweep_absent()
+        self._update_waiting()
+
+    def _remove_temporaries(self) -> None:
+        for dirpath, _dirs, names in os.walk(self.paths.sealed):
+            for name in names:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    path = Path(dirpath) / name
+                    _log.warning("recordings.seal.partial_removed", file=str(path),
+                                 hint="a seal was interrupted; the plaintext is still there")
+                    files.durable_unlink(path)
+
+    def _pending_notes(self) -> list[Path]:
+        notes: list[Path] = []
+        for dirpath, _dirs, names in os.walk(self.paths.sealed):
+            notes.extend(Path(dirpath) / n for n in names if n.endswith(PENDING_SUFFIX))
+        return sorted(notes)
+
+    def _closed_files(self, top: Path | None = None) -> tuple[list[Path], int]:
+        now = self._clock()
+        found: list[Path] = []
+        still_open = 0
+        for dirpath, _dirs, names in os.walk(top or self.paths.recordings):
+            for name in sorted(names):
+                path = Path(dirpath) / name
+                if not self._ours(path) or not path.is_file():
+                    continue
+                try:
+                    head = probe(path)
+                    age = now - path.stat().st_mtime
+                except OSError:
+                    continue
+                settled = age >= self.settings.settle_after
+                if head.header_complete is True or (
+                    settled and not files.open_for_writing(path)
+                ):
+                    found.append(path)
+                else:
+                    still_open += 1
+        return found, still_open
+
+    async def process_ready(self) -> None:
+        """Handle every file reported closed so far."""
+        while self._ready:
+            path, source = next(iter(self._ready.items()))
+            del self._ready[path]
+            await self._guarded(path, self._process(path, source))
+
+    async def _guarded(self, path: Path, work: object) -> None:
+        assert asyncio.iscoroutine(work)
+        try:
+            await work
+        except _Retry as exc:
+            self._note_problem(path, str(exc))
+        except DatabaseUnavailable as exc:
+            self.database_ok = False
+            self.metrics.failures.inc(cause="database")
+            self._note_problem(path, f"ledger unavailable: {exc}")
+        except KeyUnavailable as exc:
+            self.metrics.failures.inc(cause="key")
+            self._note_problem(path, f"no key to seal with: {exc}", error=True)
+        except LedgerError as exc:
+            self.metrics.failures.inc(cause="ledger")
+            self._note_problem(path, f"ledger refused a fact: {exc}", error=True)
+        except OSError as exc:
+            self.metrics.failures.inc(cause="disk")
+            self._note_problem(path, f"file system: {exc}", error=True)
+        self._update_waiting()
+
+    def _note_problem(self, path: Path, problem: str, *, error: bool = False) -> None:
+        self.last_problem = problem
+        log = _log.error if error else _log.warning
+        log("recordings.seal.retry", file=str(path), problem=problem,
+            hint="the plaintext is kept; the sealer retries at the next scan")
+
+    def _update_waiting(self) -> None:
+        for path in list(self._waiting):
+            if not path.exists():
+                del self._waiting[path]
+        self.metrics.waiting.set(len(self._waiting))
+        now = self._clock()
+        oldest = max((now - at for at in self._waiting.values()), default=0.0)
+        self.metrics.oldest.set(max(0.0, oldest))
+
+    # -- one file ------------------------------------------------------------------------
+
+    async def _process(self, path: Path, source: str) -> None:
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            self._waiting.pop(path, None)
+            return
+        closed_at = stat.st_mtime
+        self._waiting.setdefault(path, closed_at)
+        note = sealed_path_for(self.paths, path).with_name(
+            sealed_path_for(self.paths, path).name + PENDING_SUFFIX
+        )
+        if note.exists():  # sealed before a crash: finish that seal, do not seal twice
+            await self._finish_note(note)
+            return
+        head = await asyncio.to_thread(probe, path)
+        stem = path.name.split(".", 1)[0]
+        decision_id = stem if DECISION_ID_RE.match(stem) else None
+        decision = await self._catalog.lookup(decision_id) if decision_id else None
+        self.database_ok = True
+        if decision is None:
+            if decision_id and self._clock() - closed_at < self.settings.orphan_after:
+                raise _Retry(f"decision {decision_id} is not in the ledger yet")
+            detail = (f"decision {decision_id} is not in the ledger" if decision_id
+                      else "the file name is no decision id")
+            await self._quarantine(path, None, "orphan", detail, head)
+            return
+        if not decision.recorded:
+            await self._quarantine(path, decision, "declined",
+                                   f"the decision said {decision.outcome}: not to record", head)
+            return
+        if decision.sealed or decision.absent:
+            await self._quarantine(path, decision, "duplicate",
+                                   "the decision is already accounted for", head)
+            return
+        if decision.recording_path and Path(decision.recording_path) != path:
+            await self._quarantine(path, decision, "misplaced",
+                                   f"the decision's file is {decision.recording_path}", head)
+            return
+        digest = await asyncio.to_thread(_sha256, path)
+        if decision.closed_sha256 is None:
+            await self._fact("recording.closed", decision.decision_id,
+                             _fact_id("closed", decision.decision_id, digest),
+                             self._closed_payload(path, head, digest, source))
+            self.metrics.closed.inc()
+            _log.info("recordings.closed", decision_id=decision.decision_id, file=path.name,
+                      bytes=head.size, duration_s=head.duration_s, empty=head.empty)
+            files.crash_point("closed")
+        elif decision.closed_sha256 != digest:
+            await self._quarantine(
+                path, decision, "replaced",
+                f"SHA-256 {digest[:16]}... differs from {decision.closed_sha256[:16]}... "
+                "recorded when the file was closed", head, digest=digest)
+            return
+        if head.empty:
+            await self._fact("recording.absent", decision.decision_id,
+                             _fact_id("absent", decision.decision_id),
+                             {"reason": "the file holds no audio (empty or header only)",
+                              "file": self._relative(path)})
+            self.metrics.absent.inc()
+            await self._quarantine(path, decision, "empty", "no audio samples", head,
+                                   digest=digest)
+            return
+        await self._seal(path, decision, digest, closed_at)
+
+    def _relative(self, path: Path) -> str:
+        return str(path.relative_to(self.paths.recordings))
+
+    def _closed_payload(
+        self, path: Path, head: RecordingProbe, digest: str, source: str
+    ) -> dict[str, Scalar]:
+        return {
+            "file": self._relative(path),
+            "bytes": head.size,
+            "sha256": digest,
+            "format": head.format,
+            "duration_s": head.duration_s,
+            "sample_rate": head.sample_rate,
+            "channels": head.channels,
+            "empty": head.empty,
+            "header_complete": head.header_complete,
+            "source": source,
+        }
+
+    async def _fact(
+        self, kind: str, decision_id: str | None, fact_id: str, payload: dict[str, Scalar]
+    ) -> None:
+        await self._ledger.record_fact(
+            LedgerFact(kind, decision_id, self._clock(), self._actor, payload, fact_id=fact_id)
+        )
+
+    async def _quarantine(
+        self,
+        path: Path,
+        decision: DecisionFacts | None,
+        reason: str,
+        detail: str,
+        head: RecordingProbe,
+        *,
+        digest: str | None = None,
+    ) -> None:
+        if digest is None:
+            digest = await asyncio.to_thread(_sha256, path)
+        target = await asyncio.to_thread(self._quarantine_target, path)
+        moved_to = str(target.relative_to(self.paths.quarantine))
+        await self._fact(
+            "recording.quarantined",
+            decision.decision_id if decision is not None else None,
+            _fact_id("quarantined", self._relative(path), digest),
+            {"file": self._relative(path), "reason": reason, "detail": detail[:500],
+             "bytes": head.size, "sha256": digest, "moved_to": moved_to},
+        )
+        files.crash_point("quarantine_fact")
+        await asyncio.to_thread(files.durable_move, path, target)
+        self._waiting.pop(path, None)
+        self.metrics.quarantined.inc(reason=reason)
+        _log.error("recordings.quarantined", file=self._relative(path), reason=reason,
+                   detail=detail, moved_to=str(target))
+
+    def _quarantine_target(self, path: Path) -> Path:
+        relative = path.relative_to(self.paths.recordings)
+        directory = self.paths.quarantine
+        for part in relative.parent.parts:
+            directory = files.private_dir(directory / part)
+        target = directory / relative.name
+        n = 1
+        while target.exists():
+            target = directory / f"{relative.name}.{n}"
+            n += 1
+        return target
+
+    # -- sealing ---------------------------------------------------------------------------
+
+    async def _seal(
+        self, path: Path, decision: DecisionFacts, digest: str, closed_at: float
+    ) -> None:
+        kek = await asyncio.to_thread(
+            self._keys.current, self.settings.retention_class, _month(closed_at)
+        )
+        sealed = sealed_path_for(self.paths, path)
+        try:
+            info = await asyncio.to_thread(
+                self._seal_blocking, path, sealed, decision.decision_id, kek, digest, closed_at
+            )
+        except EnvelopeError as exc:
+            now_digest = await asyncio.to_thread(_sha256, path)
+            if now_digest != digest:
+                await self._quarantine(
+                    path, decision, "replaced",
+                    f"the file changed between its close and its seal: {exc}",
+                    await asyncio.to_thread(probe, path), digest=now_digest)
+                return
+            raise
+        await self._after_rename(path, sealed, info, decision.decision_id, closed_at)
+
+    def _seal_blocking(
+        self,
+        path: Path,
+        sealed: Path,
+        decision_id: str,
+        kek: KekPublicKey,
+        digest: str,
+        closed_at: float,
+    ) -> SealInfo:
+        sealed.parent.mkdir(parents=True, exist_ok=True)
+        temp = sealed.with_name(f".{sealed.name}.tmp")
+        try:
+            with open(path, "rb") as src, files.create_output(temp) as dst:
+                info = seal(src, dst, recording_id=decision_id, kek=kek, plain_sha256=digest)
+                dst.flush()
+                os.fsync(dst.fileno())
+            if info.plain_sha256 != digest:
+                raise EnvelopeError(
+                    f"sealed plaintext SHA-256 {info.plain_sha256} is not {digest}")
+            files.crash_point("temp")
+            note = sealed.with_name(sealed.name + PENDING_SUFFIX)
+            files.write_json_durably(note, {
+                **info.payload(),
+                "decision_id": decision_id,
+                "plain": self._relative(path),
+                "closed_at": closed_at,
+            })
+            files.crash_point("pending")
+            os.rename(temp, sealed)
+            files.fsync_dir(sealed.parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        files.crash_point("renamed")
+        return info
+
+    async def _after_rename(
+        self, path: Path, sealed: Path, info: SealInfo | dict[str, object], decision_id: str,
+        closed_at: float,
+    ) -> None:
+        fields = info if isinstance(info, dict) else dict(info.payload())
+        await asyncio.to_thread(files.durable_unlink, path)
+        files.crash_point("unlinked")
+        lag = max(0.0, self._clock() - closed_at)
+        payload: dict[str, Scalar] = {
+            "file": str(sealed.relative_to(self.paths.sealed)),
+            "recording_id": _text(fields.get("recording_id")),
+            "plain_sha256": str(fields["plain_sha256"]),
+            "sealed_sha256": str(fields["sealed_sha256"]),
+            "kek_id": str(fields["kek_id"]),
+            "plain_bytes": _int(fields.get("plain_bytes")),
+            "sealed_bytes": _int(fields.get("sealed_bytes")),
+            "chunk_size": _int(fields.get("chunk_size")),
+            "chunks": _int(fields.get("chunks")),
+            "chunk_root": _text(fields.get("chunk_root")),
+            "retention_class": self.settings.retention_class,
+            "lag_s": round(lag, 3),
+        }
+        await self._fact("recording.sealed", decision_id,
+                         _fact_id("sealed", decision_id, str(fields["sealed_sha256"])), payload)
+        files.crash_point("sealed")
+        note = sealed.with_name(sealed.name + PENDING_SUFFIX)
+        await asyncio.to_thread(files.durable_unlink, note)
+        self._waiting.pop(path, None)
+        self.metrics.sealed.inc()
+        self.metrics.sealed_bytes.inc(float(_int(fields.get("plain_bytes")) or 0))
+        self.metrics.lag.observe(lag)
+        _log.info("recordings.sealed", decision_id=decision_id, file=payload["file"],
+                  sealed_sha256=payload["sealed_sha256"], kek_id=payload["kek_id"],
+                  lag_s=payload["lag_s"])
+
+    async def _finish_note(self, note: Path) -> None:
+        """Finish a seal interrupted after its note was written (see the module docstring)."""
+        sealed = note.with_name(note.name[: -len(PENDING_SUFFIX)])
+        try:
+            fields = json.loads(await asyncio.to_thread(note.read_text, encoding="ascii"))
+            decision_id = str(fields["decision_id"])
+            plain = self.paths.recordings / str(fields["plain"])
+            closed_at = float(fields["closed_at"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _Retry(f"unreadable seal note {note}: {exc}") from exc
+        if not sealed.exists():  # killed before the rename: the seal never happened
+            await asyncio.to_thread(files.durable_unlink, note)
+            return
+        actual = await asyncio.to_thread(_sha256, sealed)
+        if actual != fields.get("sealed_sha256"):
+            if plain.exists():  # a bad envelope and the plaintext is still here: seal again
+                await asyncio.to_thread(files.durable_unlink, sealed)
+                await asyncio.to_thread(files.durable_unlink, note)
+                return
+            raise _Retry(f"sealed file {sealed} does not match its note and the plaintext is "
+                         "gone: keep both for an operator")
+        self._waiting.setdefault(plain, closed_at)
+        await self._after_rename(plain, sealed, fields, decision_id, closed_at)
+
+    # -- absent recordings -------------------------------------------------------------------
+
+    async def _sweep_absent(self) -> None:
+        now = self._clock()
+        try:
+            candidates = await self._catalog.absent_candidates(
+                ended_before=now - self.settings.absent_after,
+                ended_after=now - _ABSENT_LOOKBACK,
+            )
+        except DatabaseUnavailable as exc:
+            self.database_ok = False
+            self.last_problem = f"ledger unavailable: {exc}"
+            return
+        self.database_ok = True
+        for candidate in candidates:
+            path = Path(candidate.recording_path) if candidate.recording_path else None
+            if path is not None and path.exists():
+                continue  # still recording, or waiting here: not absent
+            if path is not None and path.is_relative_to(self.paths.recordings):
+                sealed = sealed_path_for(self.paths, path)
+                if sealed.exists():
+                    continue
+            waited = round(now - candidate.fate_at, 1)
+            reason = (f"no file appeared within {self.settings.absent_after:g} s of the call "
+                      "ending recorded")
+            try:
+                await self._fact(
+                    "recording.absent", candidate.decision_id,
+                    _fact_id("absent", candidate.decision_id),
+                    {"reason": reason, "waited_s": waited,
+                     "file": str(path) if path is not None else None})
+            except LedgerError as exc:
+                self.last_problem = f"ledger refused recording.absent: {exc}"
+                continue
+            self.metrics.absent.inc()
+            _log.error("recordings.absent", decision_id=candidate.decision_id, reason=reason,
+                       file=str(path) if path is not None else None)
+
+    # -- health -------------------------------------------------------------------------------
+
+    def readiness(self) -> ReadinessReport:
+        """``/readyz``: the ledger answers and no closed file waits longer than ``max_lag``."""
+        self._update_waiting()
+        oldest = self.metrics.oldest.value()
+        behind = oldest > self.settings.max_lag
+        checks = (
+            ReadinessCheck("ledger", self.database_ok,
+                           "reachable" if self.database_ok else "unreachable"),
+            ReadinessCheck(
+                "seal_lag", not behind,
+                f"{len(self._waiting)} waiting, oldest {oldest:.0f} s "
+                f"(max {self.settings.max_lag:g} s)"
+                + (f"; last problem: {self.last_problem[:200]}" if behind and self.last_problem
+                   else ""),
+            ),
+            ReadinessCheck("watch", True,
+                           "inotify and scans" if self._watcher is not None else "scans only"),
+        )
+        return ReadinessReport(checks)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+async def _first(*waits: object) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[call-overload]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+

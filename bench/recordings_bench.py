@@ -1,0 +1,186 @@
+"""Benchmark of the sealed envelope: seal throughput vs OpenSSL, range latency, sealer memory.
+
+Prints one JSON object, then a table.
+
+    python bench/recordings_bench.py [--mb 256] [--big-gb 2] [--skip-big]
+
+Targets (issue 14):
+- seal throughput on one core >= 0.5 x the slower of ``openssl speed -evp aes-256-gcm`` and
+  ``openssl speed sha256`` (64 KiB blocks), both run in this same bench on the same machine;
+- decrypt and verify one second of 8 kHz 16-bit mono audio (16,000 bytes) at minute 59 of a
+  one-hour recording in < 5 ms (``decrypt_range``: header, unwrap, the covered chunks);
+- the sealing process's RSS stays flat (< 50 MB) while sealing a 2 GB file (written to /tmp
+  chunk by chunk, deleted afterwards; sealed output also deleted).
+Sealing is measured with ``plain_sha256`` given, as the sealer does (it has the closure digest):
+one read of the plaintext, AES-GCM, the chunk digests and the file digest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from asterisk_recorder.recordings import KeyStore, decrypt_range, seal, verify
+
+_UNITS = {"k": 1e3}
+
+
+def openssl_speed(algorithm: list[str]) -> float:
+    """MB/s (10^6 bytes) at 65536-byte blocks from ``openssl speed``."""
+    out = subprocess.run(
+        ["openssl", "speed", "-seconds", "2", "-bytes", "65536", *algorithm],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    for line in out.splitlines():
+        match = re.match(r"^\s*(\S+)\s+([\d.]+)k\s*$", line)
+        if match and not line.startswith("type"):
+            return float(match.group(2)) * 1000 / 1e6
+    raise RuntimeError(f"cannot parse openssl speed output:\n{out}")
+
+
+def rss_mb() -> float:
+    """Current resident set size in MB (from /proc)."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def write_random(path: Path, size: int) -> str:
+    """Write ``size`` pseudo-random bytes (streamed) and return their SHA-256."""
+    digest = hashlib.sha256()
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as out:
+        left = size
+        i = 0
+        while left > 0:
+            piece = block[: min(left, len(block))]
+            piece = i.to_bytes(8, "big") + piece[8:] if len(piece) >= 8 else piece
+            out.write(piece)
+            digest.update(piece)
+            left -= len(piece)
+            i += 1
+    return digest.hexdigest()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=256, help="plaintext size for throughput")
+    parser.add_argument("--big-gb", type=float, default=2.0, help="file size for the RSS test")
+    parser.add_argument("--skip-big", action="store_true")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+
+    work = Path(tempfile.mkdtemp(prefix="recbench-", dir="/tmp"))
+    keys = KeyStore(work / "public", work / "private")
+    keys.create("standard", "2026-12")
+    kek = keys.current("standard", "2026-12")
+    opener = keys.opener()
+    result: dict[str, object] = {}
+    try:
+        aes = openssl_speed(["-evp", "aes-256-gcm"])
+        sha = openssl_speed(["sha256"])
+        plain = work / "plain.wav"
+        sealed = work / "plain.arrec"
+        digest = write_random(plain, args.mb * 1_000_000)
+        runs = []
+        for _ in range(3):
+            with open(plain, "rb") as src, open(sealed, "wb") as dst:
+                t0 = time.perf_counter()
+                info = seal(src, dst, recording_id="bench", kek=kek, plain_sha256=digest)
+                runs.append(time.perf_counter() - t0)
+        seal_mbs = args.mb / min(runs)
+        with open(sealed, "rb") as src:
+            t0 = time.perf_counter()
+            verify(src, expected=info, opener=opener)
+            verify_mbs = args.mb / (time.perf_counter() - t0)
+        sealed.unlink()
+        plain.unlink()
+        slower = min(aes, sha)
+        result.update(
+            openssl_aes_256_gcm_mbs=round(aes, 1), openssl_sha256_mbs=round(sha, 1),
+            seal_mbs=round(seal_mbs, 1), seal_ratio_vs_slower=round(seal_mbs / slower, 3),
+            verify_with_tags_mbs=round(verify_mbs, 1),
+        )
+
+        hour = 3600 * 16000  # 8 kHz, 16-bit mono
+        write_random(plain, hour)
+        with open(plain, "rb") as src, open(sealed, "wb") as dst:
+            seal(src, dst, recording_id="hour", kek=kek)
+        start = 59 * 60 * 16000
+        times = []
+        fresh_times = []
+        with open(sealed, "rb") as src:
+            for i in range(200):
+                t0 = time.perf_counter()
+                decrypt_range(src, opener, start + i * 7, start + i * 7 + 16000)
+                times.append(time.perf_counter() - t0)
+        for i in range(20):  # each with a new opener: the private key file is read and parsed
+            fresh = keys.opener()
+            with open(sealed, "rb") as src:
+                t0 = time.perf_counter()
+                decrypt_range(src, fresh, start + i, start + i + 16000)
+                fresh_times.append(time.perf_counter() - t0)
+        times.sort()
+        fresh_times.sort()
+        result.update(
+            range_1s_at_59min_ms_median=round(times[len(times) // 2] * 1000, 3),
+            range_1s_at_59min_ms_p99=round(times[int(len(times) * 0.99)] * 1000, 3),
+            range_1s_fresh_key_ms_median=round(fresh_times[len(fresh_times) // 2] * 1000, 3),
+        )
+        sealed.unlink()
+        plain.unlink()
+
+        if not args.skip_big:
+            size = int(args.big_gb * 1e9)
+            big_digest = write_random(plain, size)
+            before = rss_mb()
+            peak = before
+            with open(plain, "rb") as src, open(sealed, "wb") as dst:
+                t0 = time.perf_counter()
+                seal(src, dst, recording_id="big", kek=kek, plain_sha256=big_digest)
+                big_s = time.perf_counter() - t0
+            peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            after = rss_mb()
+            sealed.unlink()
+            plain.unlink()
+            result.update(
+                big_file_gb=args.big_gb, big_seal_s=round(big_s, 1),
+                rss_before_mb=round(before, 1), rss_after_mb=round(after, 1),
+                rss_peak_mb=round(peak, 1),
+            )
+    finally:
+        for path in sorted(work.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        work.rmdir()
+
+    targets = {
+        "seal_ratio_vs_slower >= 0.5": float(str(result["seal_ratio_vs_slower"])) >= 0.5,
+        "range_1s_at_59min_ms_p99 < 5": float(str(result["range_1s_at_59min_ms_p99"])) < 5,
+    }
+    if "rss_peak_mb" in result:
+        targets["rss_peak_mb < 50"] = float(str(result["rss_peak_mb"])) < 50
+    result["targets_met"] = targets
+    print(json.dumps(result))
+    print()
+    print(f"{'measure':<36} value")
+    for key, value in result.items():
+        if key != "targets_met":
+            print(f"{key:<36} {value}")
+    for name, ok in targets.items():
+        print(f"{'target ' + name:<36} {'met' if ok else 'MISSED'}")
+    return 0 if all(targets.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The sealer's own /metrics and /readyz, served by ``run_sealer`` over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import replace
+
+import aiohttp
+from sealer_helpers import SealerEnv
+
+from asterisk_recorder.flow.settings import FlowSettings, RecordingSettings
+from asterisk_recorder.ops.http import OpsServer
+from asterisk_recorder.recordings.runner import run_sealer
+from asterisk_recorder.recordings.sealer import Sealer
+from asterisk_recorder.recordings.wav import tone_pcm, write_wav
+from asterisk_recorder.settings import HttpSettings, Settings
+
+
+def settings_for(env: SealerEnv, **recordings: object) -> Settings:
+    return Settings(
+        instance_id="sealer-ops",
+        ledger=env.ledger_settings(),
+        flow=FlowSettings(recording=RecordingSettings(directory=str(env.paths.recordings))),
+        http=HttpSettings(enabled=True, host="127.0.0.1", port=8090),
+        recordings=replace(env.settings(scan_interval=0.1, **recordings), http_port=0),
+    )
+
+
+async def serve_until(env: SealerEnv, settings: Settings, done: object) -> tuple[str, str, int]:
+    """Run the sealer until ``done(sealer)`` holds; return /metrics, /readyz body and status."""
+    stop = asyncio.Event()
+    started: list[tuple[Sealer, OpsServer]] = []
+    task = asyncio.create_task(
+        run_sealer(settings, env.dsn, stop, on_ready=lambda s, o: started.append((s, o))))
+    try:
+        for _ in range(2000):
+            if started and done(started[0][0]):  # type: ignore[operator]
+                break
+            if task.done():
+                await task
+            await asyncio.sleep(0.01)
+        url = started[0][1].url
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/metrics") as response:
+                metrics = await response.text()
+            async with http.get(f"{url}/readyz") as response:
+                ready, status = await response.text(), response.status
+    finally:
+        stop.set()
+        await task
+    return metrics, ready, status
+
+
+async def test_metrics_count_what_the_sealer_did_and_readyz_passes(env: SealerEnv) -> None:
+    """One sealed recording shows in the counters, the bytes and the lag; /readyz is 200."""
+    env.create_key()
+    _decision, path = await env.decision()
+    write_wav(path, tone_pcm(2.0))
+    metrics, ready, status = await serve_until(
+        env, settings_for(env), lambda s: s.metrics.sealed.value() == 1)
+    assert "asterisk_recorder_recordings_closed_total 1" in metrics
+    assert "asterisk_recorder_recordings_sealed_total 1" in metrics
+    assert f"asterisk_recorder_recordings_sealed_bytes_total {44 + 32000}" in metrics
+    assert "asterisk_recorder_recordings_seal_lag_seconds_count 1" in metrics
+    assert status == 200, ready
+
+
+async def test_readyz_fails_when_the_sealer_is_far_behind(env: SealerEnv) -> None:
+    """No key for an hour-old closed file: 503, the seal_lag check failing with the cause."""
+    _decision, path = await env.decision()
+    write_wav(path, tone_pcm(1.0))
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    metrics, ready, status = await serve_until(
+        env, settings_for(env, max_lag=60.0),
+        lambda s: s.metrics.failures.value(cause="key") >= 1)
+    assert status == 503
+    assert '"seal_lag"' in ready
+    assert "no key" in ready
+    assert 'asterisk_recorder_recordings_seal_failures_total{cause="key"}' in metrics
+    assert path.exists()
