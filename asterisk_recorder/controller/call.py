@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -317,30 +318,24 @@ class AriPort:
                 await stopping
 
     async def set_variables(self, variables: tuple[tuple[str, str], ...]) -> list[Event]:
-        """``POST /channels/{id}/variable`` for each, all on the wire at once.
+        """All of them in one ``POST /channels/{id}/variable`` of ``ARRAY(...)``, if they pack.
 
-        Dialplan reads none of them before ``continue``, so their order does not matter; the
-        first failure is raised (the core then sets ``RECORDER_DECISION=skip`` and retries).
+        Dialplan reads none of them before ``continue``. Values that could not travel safely in
+        an ``ARRAY`` (a comma, a quote, a backslash) are set one request each, in order. A
+        failure is raised (the core then sets ``RECORDER_DECISION=skip`` and retries).
         """
         await self._stopped()
         if self._gone:
             raise ChannelGone("channel gone")
-        if len(variables) == 1:
-            name, value = variables[0]
+        packed = _packed(variables)
+        if packed is not None:
+            # One request for all of them: ARRAY(A,B,...)=a,b,... (func_strings), which Asterisk
+            # applies in the channel's control queue like one Set() each.
+            name, value = packed
             await self._call(self._rest.set_variable(self.channel_id, name, value))
             return []
-        self._reacted()
-        results = await asyncio.gather(
-            *(self._call(self._rest.set_variable(self.channel_id, n, v), react=False)
-              for n, v in variables),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, ChannelGone):
-                raise result
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        for name, value in variables:
+            await self._call(self._rest.set_variable(self.channel_id, name, value))
         return []
 
     async def hand_back(self) -> None:
@@ -526,6 +521,21 @@ class CallSession:
     async def run(self) -> CallReport:
         """Run the call to its end; return the core's report."""
         return await self.core.run()
+
+
+_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_UNPACKABLE = re.compile(r'[,"\\\x00-\x1f]')
+
+
+def _packed(variables: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+    """``("ARRAY(A,B)", "a,b")`` for ``A=a, B=b``; None when one of them cannot be packed."""
+    if len(variables) < 2:
+        return None
+    for name, value in variables:
+        if not _NAME.fullmatch(name) or _UNPACKABLE.search(value):
+            return None
+    names = ",".join(name for name, _ in variables)
+    return f"ARRAY({names})", ",".join(value for _, value in variables)
 
 
 def _status_label(exc: AriError) -> str:

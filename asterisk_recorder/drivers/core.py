@@ -134,6 +134,7 @@ class CallCore:
         self._todo: deque[Action] = deque()
         self._timers: dict[str, float] = {}
         self._to_set: tuple[tuple[str, str], ...] | None = None
+        self._preset: tuple[tuple[str, str], ...] | None = None
         self._variables: tuple[tuple[str, str], ...] = ()
         self._play_digit: DigitReceived | None = None
         self._store_task: asyncio.Future[StoreReceipt] | None = None
@@ -309,8 +310,8 @@ class CallCore:
                 case StopPrompt():
                     if not self._aborting:
                         self._pending.extend(await self._act("StopPrompt", self.port.stop_prompt()))
-                case StoreDecision(decision=decision):
-                    self._pending.append(await self._store(decision))
+                case StoreDecision(decision=decision, handback=handback):
+                    self._pending.append(await self._store(decision, early=handback))
                 case SetVariables(variables=variables):
                     self._to_set = variables
                 case HandBack():
@@ -339,14 +340,23 @@ class CallCore:
         remaining = min(self._timers.values()) - self._monotonic()
         return max(0.0, min(remaining, MAX_PROMPT_SECONDS))
 
-    async def _store(self, decision: ConsentDecision) -> Event:
-        """Store the decision in a task of its own: cancelling the call never cancels it."""
+    async def _store(
+        self, decision: ConsentDecision, *, early: tuple[tuple[str, str], ...] = ()
+    ) -> Event:
+        """Store the decision in a task of its own: cancelling the call never cancels it.
+
+        While the ledger commits, the hand-back's ``early`` variables are already set on the
+        channel (dialplan reads none of them before ``continue``, which waits for the store);
+        when the store fails, the flow's fail-closed variables replace them.
+        """
         task = self._store_task
         if task is None or self._store_id != decision.decision_id:
             new: asyncio.Future[StoreReceipt] = asyncio.ensure_future(self._sink.store(decision))
             new.add_done_callback(_retrieve)
             self._store_task, self._store_id = new, decision.decision_id
             task = new
+            if early and not self._gone and not self._aborting:
+                await self._set_early(early)
         try:
             receipt = await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -364,6 +374,22 @@ class CallCore:
         self._stored = True
         self._spooled = receipt.spooled
         return DecisionStored(self._clock(), receipt.decision_id, spooled=receipt.spooled)
+
+    async def _set_early(self, variables: tuple[tuple[str, str], ...]) -> None:
+        """Set the hand-back's variables while the store runs (failures: the hand-back retries)."""
+        try:
+            events = await self.port.set_variables(variables)
+        except ChannelGone:
+            self._gone = True
+            return
+        except ChannelUnreachable as exc:
+            self._note_error(exc)
+            # Never leave a half-written "record" behind; the hand-back sets them all again.
+            with contextlib.suppress(ChannelGone, ChannelUnreachable):
+                await self.port.set_variables((("RECORDER_DECISION", "skip"),))
+            return
+        self._preset = variables
+        self._pending.extend(events)
 
     async def _hand_back(self, *, continue_channel: bool = True) -> None:
         """Set the flow's variables and return the channel, retrying while it lives.
@@ -383,7 +409,10 @@ class CallCore:
                 return
             attempts += 1
             try:
-                events = await self.port.set_variables(variables)
+                if attempts == 1 and self._preset == variables:
+                    events = []  # set while the decision was being stored
+                else:
+                    events = await self.port.set_variables(variables)
                 self._variables = variables
                 self._pending.extend(events)
                 if any(isinstance(e, CallerHungUp) for e in events):

@@ -66,9 +66,18 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class StoreDecision:
-    """Write the decision to the ledger; report ``DecisionStored`` or ``DecisionStoreFailed``."""
+    """Write the decision to the ledger; report ``DecisionStored`` or ``DecisionStoreFailed``.
+
+    Attributes:
+        decision: what to keep.
+        handback: the variables the flow hands back once the decision is stored. A driver may
+            set them while the store is under way (dialplan reads none before the channel is
+            continued), but must continue the channel only after ``DecisionStored``; when the
+            store fails the flow hands back other, fail-closed variables that replace them.
+    """
 
     decision: ConsentDecision
+    handback: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -476,7 +476,7 @@ class ConsentFlow:
             ("RECORDER_MIXMON_OPTIONS", options),
             ("RECORDER_MODE", mode._value_),
         )
-        actions.append(StoreDecision(decision))
+        actions.append(StoreDecision(decision, () if gone else self.variables))
         self.state = State.STORING_GONE if gone else State.STORING
         return actions
 

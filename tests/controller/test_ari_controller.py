@@ -62,25 +62,28 @@ async def test_opt_out_key_during_disclosure_skips_recording(rig: Rig) -> None:
 
 
 async def test_barge_in_stops_the_playback_before_setting_variables(rig: Rig) -> None:
-    """Opt-out REST sequence: answer, play, DELETE playback, six variables, continue."""
+    """Opt-out REST sequence: answer, play, DELETE playback, the variables in one, continue."""
     ch = await rig.fake.originate(caller_number="+14155550100", extension="2125550100")
     await rig.fake.wait_for_event("PlaybackStarted", channel_id=ch.id)
     await rig.fake.send_dtmf(ch.id, "1")
-    await rig.fake.wait_for_continue(ch.id)
+    record = await rig.fake.wait_for_continue(ch.id)
 
     expected = [
         ("POST", "/answer"),
         ("POST", "/play"),
         ("DELETE", "/playback"),
         ("POST", "/variable"),
-        ("POST", "/variable"),
-        ("POST", "/variable"),
-        ("POST", "/variable"),
-        ("POST", "/variable"),
-        ("POST", "/variable"),
         ("POST", "/continue"),
     ]
     assert expected == consent_requests(rig.fake, ch.id)
+    packed = next(r for r in rig.fake.requests if r.path.endswith(f"/{ch.id}/variable"))
+    assert json.loads(packed.body)["variable"] == (
+        "ARRAY(RECORDER_DECISION,RECORDER_OUTCOME,RECORDER_DECISION_ID,RECORDER_FILE,"
+        "RECORDER_MIXMON_OPTIONS,RECORDER_MODE)"
+    )
+    assert "skip" == record.variables["RECORDER_DECISION"]
+    assert "not_recorded_opted_out" == record.variables["RECORDER_OUTCOME"]
+    assert "" == record.variables["RECORDER_FILE"]
 
 
 async def test_silent_caller_after_opt_out_offer_is_recorded_with_a_safe_path(rig: Rig) -> None:
@@ -436,8 +439,9 @@ async def test_variable_failure_is_retried_and_never_leaves_a_half_written_recor
     mine = [r for r in rig.fake.requests if f"/channels/{ch.id}/" in r.path]
     failed = next(i for i, r in enumerate(mine) if r.path.endswith("/variable") and r.status == 500)
     after = [
-        json.loads(r.body)["value"] for r in mine[failed + 1:]
-        if r.path.endswith("/variable") and json.loads(r.body)["variable"] == "RECORDER_DECISION"
+        json.loads(r.body)["value"].split(",")[0] for r in mine[failed + 1:]
+        if r.path.endswith("/variable")
+        and json.loads(r.body)["variable"].startswith(("RECORDER_DECISION", "ARRAY("))
     ]
     continues = [i for i, r in enumerate(mine) if r.path.endswith("/continue")]
     assert ["skip", "record"] == after  # skip at once, then the retry of the whole set
@@ -473,3 +477,16 @@ async def test_channel_re_entering_the_app_after_hand_back_is_a_new_call(rig: Ri
     await wait_decisions(rig, 2)
 
     assert 2 == len({d.decision_id for d in rig.sink.decisions})
+
+
+def test_variables_pack_into_one_array_only_when_every_value_is_safe() -> None:
+    """ARRAY(...) only for plain names and values without a comma, quote, backslash or control."""
+    from asterisk_recorder.controller.call import _packed
+
+    assert ("ARRAY(A,B)", "x,") == _packed((("A", "x"), ("B", "")))
+    assert None is _packed((("A", "x"),))  # one variable: a plain set
+    assert None is _packed((("A", "x,y"), ("B", "z")))  # a comma would shift B
+    assert None is _packed((("A", 'say "hi"'), ("B", "z")))
+    assert None is _packed((("A", "back\\slash"), ("B", "z")))
+    assert None is _packed((("A", "new\nline"), ("B", "z")))
+    assert None is _packed((("lower", "x"), ("B", "z")))

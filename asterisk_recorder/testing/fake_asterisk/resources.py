@@ -233,10 +233,11 @@ class FakeResources(FakeControl):
         channel = ch
 
         async def run() -> None:
-            channel.variables[name] = value
-            self._emit_channel(
-                channel, "ChannelVarset", {"variable": name, "value": value}, channel_last=False
-            )
+            for one, text in _assignments(name, value):
+                channel.variables[one] = text
+                self._emit_channel(
+                    channel, "ChannelVarset", {"variable": one, "value": text}, channel_last=False
+                )
 
         if not await self._queue_sync(channel, "variable", run):
             return error_response(500, "Failed to execute function")
@@ -360,3 +361,17 @@ def parse_caller_id(value: str) -> tuple[str, str]:
     if match:
         return match.group(1), match.group(2)
     return "", value
+
+
+def _assignments(name: str, value: str) -> list[tuple[str, str]]:
+    """What one ``POST /variable`` sets: ``ARRAY(A,B,...)`` sets each, like func_strings does.
+
+    ``ARRAY(A,B)`` with ``x,y`` sets ``A=x`` and ``B=y``; missing values are empty (Asterisk
+    22's ``Set(ARRAY(...)=...)``). Any other name is one variable.
+    """
+    if name.startswith("ARRAY(") and name.endswith(")"):
+        names = [n.strip() for n in name[len("ARRAY("):-1].split(",")]
+        values = value.split(",")
+        return [(n, values[i] if i < len(values) else "") for i, n in enumerate(names) if n]
+    return [(name, value)]
+
