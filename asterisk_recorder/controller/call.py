@@ -290,11 +290,10 @@ class AriPort:
         return []
 
     async def stop_prompt(self) -> list[Event]:
-        """``DELETE /playbacks/{id}``, sent now and awaited before this channel's next request.
+        """``DELETE /playbacks/{id}``, sent now, awaited before ``continue`` or the next play.
 
         Its ``PlaybackFinished`` ends the prompt. Not waiting here lets the ledger commit the
-        decision while the request is on the wire; every later request of this channel still
-        goes after it.
+        decision (and the variables travel) while the request is on the wire.
         """
         if self._playback_id is None or self._stop_sent == self._playback_id:
             return []
@@ -323,8 +322,9 @@ class AriPort:
         Dialplan reads none of them before ``continue``. Values that could not travel safely in
         an ``ARRAY`` (a comma, a quote, a backslash) are set one request each, in order. A
         failure is raised (the core then sets ``RECORDER_DECISION=skip`` and retries).
+        A ``DELETE /playbacks`` still on the wire is not waited for: Asterisk queues the
+        variables behind the playback it stops, and ``continue`` waits for both.
         """
-        await self._stopped()
         if self._gone:
             raise ChannelGone("channel gone")
         packed = _packed(variables)
