@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import json
 import socket
@@ -25,9 +26,11 @@ from typing import Any, BinaryIO
 from asterisk_recorder import config
 from asterisk_recorder.errors import RecordingError
 from asterisk_recorder.flow.facts import LedgerFact
+from asterisk_recorder.flow.recording import DECISION_ID_RE
 from asterisk_recorder.ledger import Ledger
 from asterisk_recorder.recordings import FileKekOpener, KeyStore, verify
 from asterisk_recorder.recordings.access import Access, access_fact, key_fact, open_recording
+from asterisk_recorder.recordings.catalog import Catalog
 from asterisk_recorder.settings import Settings
 
 __all__ = ["register"]
@@ -272,6 +275,18 @@ def _output(target: str) -> Iterator[BinaryIO]:
         partial.unlink(missing_ok=True)
 
 
+async def _known_decision(settings: Settings, recording_id: str) -> bool:
+    """``recording_id`` is a decision id this ledger holds (so a fact may name it)."""
+    if not DECISION_ID_RE.match(recording_id):
+        return False
+    catalog = Catalog(settings.database.dsn.value,
+                      connect_timeout=settings.database.connect_timeout)
+    try:
+        return await catalog.lookup(recording_id) is not None
+    finally:
+        await catalog.close()
+
+
 def run_open(args: argparse.Namespace) -> int:
     """``recording open PATH --out FILE|-``."""
     settings = _settings(args)
@@ -281,8 +296,12 @@ def run_open(args: argparse.Namespace) -> int:
     opener = FileKekOpener(args.private_keys)
 
     async def record(access: Access) -> None:
-        if keep is not None:
-            await keep(access_fact(access))
+        if keep is None:
+            return
+        if access.decision_id is None and await _known_decision(settings, access.recording_id):
+            # the sealer names a recording by its decision: link the access to that decision
+            access = dataclasses.replace(access, decision_id=access.recording_id)
+        await keep(access_fact(access))
 
     async def run() -> None:
         with _output(args.out) as out:
