@@ -151,6 +151,18 @@ class SealerMetrics:
             "asterisk_recorder_recordings_open",
             "Files MixMonitor is still writing (seen at the last scan).",
         )
+        self.keys = r.gauge(
+            "asterisk_recorder_recordings_keys",
+            "Key-encryption keys in the sealer's public key directory, by bucket and state "
+            "(active, retired, destroyed), as of the last scan.",
+            ("retention_class", "month", "state"),
+        )
+        self.key_ready = r.gauge(
+            "asterisk_recorder_recordings_key_ready",
+            "1 when the bucket of recordings.retention_class for this month or the next has an "
+            "active, readable public key; 0 means recordings of that month cannot be sealed.",
+            ("retention_class", "month"),
+        )
 
     def exposition(self) -> str:
         """Prometheus text."""
@@ -249,9 +261,41 @@ class Sealer:
                 self._watcher.close()
 
     def prepare(self) -> None:
-        """Create the sealed and quarantine directories (0700)."""
+        """Create the sealed and quarantine directories (0700); count the keys."""
         files.private_dir(self.paths.sealed)
         files.private_dir(self.paths.quarantine)
+        self.count_keys()
+
+    def count_keys(self) -> None:
+        """Set the key-bucket gauges from the public key directory (no key material read
+        beyond the public keys of this month's and next month's buckets)."""
+        try:
+            infos = self._keys.list()
+        except (OSError, ValueError, KeyUnavailable) as exc:
+            _log.error("recordings.keys.unreadable", directory=str(self.paths.keys),
+                       error=str(exc))
+            infos = []
+        counts: dict[tuple[str, str, str], int] = {}
+        for info in infos:
+            bucket = (info.retention_class, info.month, info.state)
+            counts[bucket] = counts.get(bucket, 0) + 1
+        self.metrics.keys.clear()
+        for (retention_class, month, state), count in sorted(counts.items()):
+            self.metrics.keys.set(count, retention_class=retention_class, month=month,
+                                  state=state)
+        self.metrics.key_ready.clear()
+        now = self._clock()
+        this_month = _month(now)
+        year, number = int(this_month[:4]), int(this_month[5:])
+        next_month = f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+        for bucket_month in (this_month, next_month):
+            try:
+                self._keys.current(self.settings.retention_class, bucket_month)
+                ready = 1.0
+            except KeyUnavailable:
+                ready = 0.0
+            self.metrics.key_ready.set(ready, retention_class=self.settings.retention_class,
+                                       month=bucket_month)
 
     def _start_watcher(self) -> None:
         if not self.paths.recordings.is_dir():
@@ -299,6 +343,7 @@ class Sealer:
             self._ready.setdefault(path, "scan")
         await self.process_ready()
         await self._sweep_absent()
+        await asyncio.to_thread(self.count_keys)
         self._update_waiting()
 
     def _remove_temporaries(self) -> None:
