@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import json
 import socket
@@ -25,9 +26,14 @@ from typing import Any, BinaryIO
 from asterisk_recorder import config
 from asterisk_recorder.errors import RecordingError
 from asterisk_recorder.flow.facts import LedgerFact
+from asterisk_recorder.flow.recording import DECISION_ID_RE
 from asterisk_recorder.ledger import Ledger
+from asterisk_recorder.ledger.database import connect_app
+from asterisk_recorder.ledger.keys import load_digest_key
 from asterisk_recorder.recordings import FileKekOpener, KeyStore, verify
 from asterisk_recorder.recordings.access import Access, access_fact, key_fact, open_recording
+from asterisk_recorder.recordings.catalog import Catalog
+from asterisk_recorder.recordings.ledgered import LedgerCheck, check_sealed
 from asterisk_recorder.settings import Settings
 
 __all__ = ["register"]
@@ -89,11 +95,19 @@ def register(subparsers: Any) -> None:
 
     check: argparse.ArgumentParser = actions.add_parser(
         "verify",
-        help="check a sealed recording and name the first bad chunk",
+        help="check a sealed recording (a file, or a decision id) and name the first bad chunk",
         description="Check the header, the length and every chunk's digest; with "
-        "--private-keys also every authentication tag and the plaintext SHA-256.",
+        "--private-keys also every authentication tag and the plaintext SHA-256. Given a "
+        "decision id (or a file, when a DSN is configured) also check the file against its "
+        "recording.sealed fact (header fields, chunk root, sealed digest) and the ledger's "
+        "hash chain; the file is then the one the fact names below recordings.sealed_dir.",
     )
-    check.add_argument("path", type=Path, metavar="PATH")
+    config.add_config_arguments(check, only=("--dsn", "--log-level", "--log-format"))
+    check.add_argument("path", metavar="ID|PATH")
+    check.add_argument(
+        "--no-ledger", action="store_true",
+        help="check the file alone even when a DSN is configured",
+    )
     check.add_argument("--private-keys", type=Path, metavar="DIR")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     check.set_defaults(func=run_verify)
@@ -227,31 +241,75 @@ def run_keys_destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_with_ledger(
+    settings: Settings, target: str, path: Path | None, opener: FileKekOpener | None
+) -> LedgerCheck:
+    async def run() -> LedgerCheck:
+        conn = await connect_app(
+            settings.database.dsn.value, connect_timeout=settings.database.connect_timeout
+        )
+        try:
+            return await check_sealed(
+                conn, sealed_dir=Path(settings.recordings.sealed_dir),
+                recording_id=None if path is not None else target, path=path, opener=opener,
+                key=load_digest_key(settings.ledger),
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 def run_verify(args: argparse.Namespace) -> int:
-    """``recording verify PATH``."""
+    """``recording verify ID|PATH``."""
+    settings = _settings(args)
     opener = None if args.private_keys is None else FileKekOpener(args.private_keys)
+    path: Path | None = Path(args.path)
+    assert path is not None
+    if not path.exists() and DECISION_ID_RE.match(args.path):
+        path = None  # a decision id: the ledger says which file
+    use_ledger = path is None or (bool(settings.database.dsn) and not args.no_ledger)
+    if path is None and not settings.database.dsn:
+        raise RecordingError(
+            f"{args.path} is a decision id: looking it up needs the ledger (--dsn, --config)"
+        )
+    check: LedgerCheck | None = None
     try:
-        with open(args.path, "rb") as src:
-            result = verify(src, opener=opener)
+        if use_ledger:
+            check = _verify_with_ledger(settings, args.path, path, opener)
+            result, shown = check.result, check.path
+        else:
+            assert path is not None
+            with open(path, "rb") as src:
+                result = verify(src, opener=opener)
+            shown = path
     except OSError as exc:
-        raise RecordingError(f"cannot read {args.path}: {exc.strerror}") from exc
+        raise RecordingError(f"cannot read {path or args.path}: {exc.strerror}") from exc
     if args.json:
         print(json.dumps({
-            "ok": True, "recording_id": result.recording_id, "kek_id": result.kek_id,
-            "chunks": result.chunks, "plain_bytes": result.plain_bytes,
+            "ok": True, "path": str(shown), "recording_id": result.recording_id,
+            "kek_id": result.kek_id, "chunks": result.chunks, "plain_bytes": result.plain_bytes,
             "plain_sha256": result.plain_sha256, "sealed_bytes": result.sealed_bytes,
             "sealed_sha256": result.sealed_sha256, "chunk_root": result.chunk_root,
-            "tags_checked": result.tags_checked,
+            "tags_checked": result.tags_checked, "ledger_checked": result.ledger_checked,
+            "fact_id": check.fact.fact_id if check is not None else None,
+            "fact_seq": check.fact.seq if check is not None else None,
+            "chain_rows": check.chain.rows if check is not None else None,
         }))
     else:
         what = "every tag and the plaintext digest" if result.tags_checked else (
             "structure and chunk digests (no key: tags not checked)"
         )
         print(
-            f"OK {args.path}: recording {result.recording_id}, {result.chunks} chunks, "
+            f"OK {shown}: recording {result.recording_id}, {result.chunks} chunks, "
             f"{result.plain_bytes} bytes, key {result.kek_id}; {what}; "
             f"sealed sha256 {result.sealed_sha256}"
         )
+        if check is not None:
+            print(
+                f"  ledger: matches recording.sealed {check.fact.fact_id} (position "
+                f"{check.fact.seq}); hash chain intact ({check.chain.rows} rows)"
+            )
     return 0
 
 
@@ -272,6 +330,18 @@ def _output(target: str) -> Iterator[BinaryIO]:
         partial.unlink(missing_ok=True)
 
 
+async def _known_decision(settings: Settings, recording_id: str) -> bool:
+    """``recording_id`` is a decision id this ledger holds (so a fact may name it)."""
+    if not DECISION_ID_RE.match(recording_id):
+        return False
+    catalog = Catalog(settings.database.dsn.value,
+                      connect_timeout=settings.database.connect_timeout)
+    try:
+        return await catalog.lookup(recording_id) is not None
+    finally:
+        await catalog.close()
+
+
 def run_open(args: argparse.Namespace) -> int:
     """``recording open PATH --out FILE|-``."""
     settings = _settings(args)
@@ -281,8 +351,12 @@ def run_open(args: argparse.Namespace) -> int:
     opener = FileKekOpener(args.private_keys)
 
     async def record(access: Access) -> None:
-        if keep is not None:
-            await keep(access_fact(access))
+        if keep is None:
+            return
+        if access.decision_id is None and await _known_decision(settings, access.recording_id):
+            # the sealer names a recording by its decision: link the access to that decision
+            access = dataclasses.replace(access, decision_id=access.recording_id)
+        await keep(access_fact(access))
 
     async def run() -> None:
         with _output(args.out) as out:

@@ -1,7 +1,9 @@
 """``asterisk-recorder sealer``: account for, seal and clean up every recording on this host.
 
-This module owns the command's arguments and its signal handling (SIGTERM/SIGINT stop the
-loop after the file in hand). It must not do the work itself (``recordings.runner``).
+This module owns the command's arguments, its signal handling (SIGTERM/SIGINT stop the
+loop after the file in hand) and its systemd notifications (``READY=1`` once the ops endpoint
+serves and the first scan starts, ``WATCHDOG=1`` pings while the loop runs, ``STOPPING=1``).
+It must not do the work itself (``recordings.runner``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 from asterisk_recorder.config import add_config_arguments, secret_values, settings_from_args
 from asterisk_recorder.ledger.database import database_dsn
 from asterisk_recorder.logs import configure
+from asterisk_recorder.ops.systemd import SystemdNotifier
 from asterisk_recorder.recordings.runner import run_sealer
 from asterisk_recorder.settings import Settings
 
@@ -49,9 +52,11 @@ async def _main(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    systemd = SystemdNotifier()  # Type=notify: READY=1 once serving, WATCHDOG=1 while it runs
     try:
         async with database_dsn(settings) as dsn:
-            await run_sealer(settings, dsn, stop)
+            await run_sealer(settings, dsn, stop, on_ready=lambda _s, _o: systemd.ready())
     finally:
+        await systemd.stopping()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -203,6 +203,11 @@ class Gauge(Metric):
         """Subtract ``amount`` from the series named by ``labels``."""
         self.inc(-amount, **labels)
 
+    def clear(self) -> None:
+        """Forget every labelled series (before setting the current ones again)."""
+        if self.labelnames:
+            self._values.clear()
+
     def set_function(self, function: Callable[[], float] | None) -> None:
         """Read the (unlabelled) value from ``function`` at exposition time; None detaches.
 

@@ -1,4 +1,4 @@
-"""The sealed recording envelope, format v1 (docs/recording-format.md): seal, verify, open.
+"""The sealed recording envelope, format v2 (docs/recording-format.md): seal, verify, open.
 
 This module owns the byte layout of a sealed recording and the four operations on it:
 ``seal`` (stream a plaintext into an envelope, constant memory), ``verify`` (the structure and
@@ -6,8 +6,11 @@ the per-chunk digests without any key; every GCM tag and the plaintext digest wi
 ``KekOpener``), ``open_stream`` (verify everything, then release plaintext) and
 ``decrypt_range`` (read and authenticate only the chunks a byte range covers). AES-256-GCM in
 64 KiB chunks, STREAM nonces (prefix || counter || last flag), AAD = SHA-256(header); the
-data key is wrapped to a KEK public key (``keys``). It must not touch paths, the ledger or
-the clock: callers hand in open binary files and record the facts themselves.
+data key is wrapped to a KEK public key (``keys``). Sealing makes one SHA-256 pass (the
+per-chunk ciphertext digests); the sealed digest the ledger keeps is the chunk root over them (v2;
+v1 files, whose sealed digest is the SHA-256 of the whole file, still verify and open). It must
+not touch paths, the ledger or the clock: callers hand in open binary files and record the facts
+themselves.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -39,9 +42,11 @@ __all__ = [
     "CHUNK_SIZE",
     "MAGIC",
     "RECORDING_ID_RE",
+    "SUPPORTED_VERSIONS",
     "TAG_BYTES",
     "TRAILER_MAGIC",
     "VERSION",
+    "FileIdentity",
     "Header",
     "SealInfo",
     "VerifyResult",
@@ -55,7 +60,10 @@ __all__ = [
 
 MAGIC = b"ARREC\x00"
 """First six bytes of every sealed recording."""
-VERSION = 1
+VERSION = 2
+"""The format version ``seal`` writes (v2: the sealed digest is the chunk root)."""
+SUPPORTED_VERSIONS = (1, 2)
+"""The versions ``verify`` and ``open_stream`` read (v1: sealed digest = SHA-256 of the file)."""
 AEAD_AES_256_GCM = 1
 CHUNK_SIZE = 65536
 """Plaintext bytes per chunk (the last chunk may be shorter, or empty for an empty file)."""
@@ -90,7 +98,9 @@ class SealInfo:
     Attributes:
         recording_id: the id in the envelope's header.
         plain_bytes / plain_sha256: length and SHA-256 (hex) of the plaintext.
-        sealed_bytes / sealed_sha256: length and SHA-256 (hex) of the whole sealed file.
+        sealed_bytes / sealed_sha256: length and digest (hex) of the sealed file: in v2 the
+            chunk root (a hash of the per-chunk digests, no extra pass), in v1 the SHA-256 of
+            the whole file.
         kek_id: the key-encryption key the data key is wrapped to.
         chunk_size / chunks: plaintext bytes per chunk, number of chunks.
         chunk_root: SHA-256 (hex) over the header digest and every chunk's ciphertext digest;
@@ -131,6 +141,7 @@ class Header:
     nonce_prefix: bytes
     wrap_algorithm: int
     wrapped_dek: bytes
+    version: int = VERSION
 
     @property
     def digest(self) -> bytes:
@@ -240,20 +251,21 @@ def _parse_header(raw: bytes) -> Header:
     wrapped = take(wrapped_len, "wrapped key")
     if pos != len(raw):
         raise EnvelopeError(f"the header has {len(raw) - pos} unexplained bytes at its end")
-    del magic, version, aead, length
+    del magic, aead, length
     try:
         recording_id = check_recording_id(rid.decode("ascii"))
         kek_id = check_kek_id(kid.decode("ascii"))
     except (UnicodeDecodeError, RecordingError) as exc:
         raise EnvelopeError(f"the header holds a malformed id: {exc}") from exc
     if chunk != CHUNK_SIZE:
-        raise EnvelopeError(f"chunk size {chunk} is not the v1 chunk size {CHUNK_SIZE}")
+        raise EnvelopeError(f"chunk size {chunk} is not the format's chunk size {CHUNK_SIZE}")
     if wrap_alg != WRAP_ALGORITHM:
         raise EnvelopeError(f"unknown key wrap algorithm {wrap_alg}")
     if plain_bytes > (2**32 - 1) * CHUNK_SIZE:
-        raise EnvelopeError(f"plaintext length {plain_bytes} exceeds the v1 limit")
+        raise EnvelopeError(f"plaintext length {plain_bytes} exceeds the format's limit")
     return Header(
-        raw, recording_id, kek_id, plain_bytes, sha.hex(), chunk, prefix, wrap_alg, wrapped
+        raw, recording_id, kek_id, plain_bytes, sha.hex(), chunk, prefix, wrap_alg, wrapped,
+        version,
     )
 
 
@@ -282,8 +294,11 @@ def read_header(src: BinaryIO) -> Header:
         raise EnvelopeError("not a sealed recording (no ARREC magic)")
     if len(fixed) < _FIXED.size:
         raise EnvelopeError("the file ends inside the header")
-    if fixed[6] != VERSION:
-        raise EnvelopeError(f"envelope version {fixed[6]} is not supported (this reads v{VERSION})")
+    if fixed[6] not in SUPPORTED_VERSIONS:
+        raise EnvelopeError(
+            f"envelope version {fixed[6]} is not supported (this reads "
+            f"v{', v'.join(str(v) for v in SUPPORTED_VERSIONS)})"
+        )
     if fixed[7] != AEAD_AES_256_GCM:
         raise EnvelopeError(f"unknown cipher code {fixed[7]}")
     (length,) = struct.unpack_from(">I", fixed, 8)
@@ -313,6 +328,34 @@ def _root(header_digest: bytes, digests: list[bytes]) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What changes when a file is replaced or written to: device, inode, size, mtime, ctime.
+
+    The sealer takes it with the closure digest (``FileIdentity.of`` before and after hashing);
+    ``seal`` given the same identity trusts that digest instead of hashing the plaintext again.
+    The kernel updates ``ctime`` on every write and rename and no process can set it back.
+    """
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        """The identity in a ``stat`` result."""
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _identity(src: BinaryIO) -> FileIdentity | None:
+    try:
+        return FileIdentity.of(os.fstat(src.fileno()))
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
+
+
 def seal(
     src: BinaryIO,
     dst: BinaryIO,
@@ -320,22 +363,28 @@ def seal(
     recording_id: str,
     kek: KekPublicKey,
     plain_sha256: str | None = None,
+    unchanged: FileIdentity | None = None,
 ) -> SealInfo:
     """Stream the plaintext ``src`` (seekable, read from its start) into the envelope ``dst``.
 
-    Memory stays constant (one chunk at a time). With ``plain_sha256`` (e.g. the digest taken
-    at closure) the file is read once and the digest checked at the end; without it the file is
-    read twice (digest first: the header carries it). The caller writes ``dst`` to a temporary
-    name and renames it only after this returns.
+    Memory stays constant (one chunk at a time). The header carries the plaintext SHA-256, so
+    it must be known first: without ``plain_sha256`` the file is read twice (digest first, then
+    hashed again while sealing, so a change between the passes is refused). With
+    ``plain_sha256`` (the digest taken at closure) and ``unchanged`` (the file's identity when
+    that digest was taken) the file is read once and not hashed at all: ``src`` must keep that
+    identity from before the first byte to after the last. With ``plain_sha256`` alone it is
+    hashed while sealing and checked at the end. The caller writes ``dst`` to a temporary name
+    and renames it only after this returns.
 
     Raises:
         RecordingError: a hostile recording id or a malformed ``plain_sha256``.
-        EnvelopeError: the plaintext changed while it was sealed (length or digest differs
-            from the one given or first read); ``dst`` then holds nothing usable.
+        EnvelopeError: the plaintext changed while it was sealed (identity, length or digest
+            differs from the one given or first read); ``dst`` then holds nothing usable.
     """
     return _seal(
         src, dst, recording_id=recording_id, kek=kek, plain_sha256=plain_sha256,
         dek=os.urandom(DEK_BYTES), nonce_prefix=os.urandom(NONCE_PREFIX_BYTES), ephemeral=None,
+        unchanged=unchanged,
     )
 
 
@@ -349,10 +398,18 @@ def _seal(
     dek: bytes,
     nonce_prefix: bytes,
     ephemeral: ec.EllipticCurvePrivateKey | None,
+    unchanged: FileIdentity | None = None,
 ) -> SealInfo:
     check_recording_id(recording_id)
     if plain_sha256 is not None and not _HEX64_RE.fullmatch(str(plain_sha256)):
         raise RecordingError(f"plain_sha256 {plain_sha256!r} is not 64 lowercase hex digits")
+    if unchanged is not None and plain_sha256 is None:
+        raise RecordingError("seal(unchanged=...) needs the plain_sha256 taken with it")
+    if unchanged is not None and _identity(src) != unchanged:
+        raise EnvelopeError(
+            "the plaintext is not the file its digest was taken from (replaced or written "
+            "since)"
+        )
     src.seek(0)
     plain_bytes = _size(src)
     if plain_sha256 is None:
@@ -372,45 +429,89 @@ def _seal(
     header = _parse_header(header_raw)
     aad = header.digest
     aes = AESGCM(dek)
-    whole = hashlib.sha256(header_raw)
-    plain = hashlib.sha256()
+    plain = hashlib.sha256() if unchanged is None else None
     dst.write(header_raw)
-    digests: list[bytes] = []
-    sha256 = hashlib.sha256
-    for index in range(header.chunks):
-        want = header.chunk_plain_bytes(index)
-        data = _read_exact(src, want)
-        if len(data) != want:
-            raise EnvelopeError(
-                f"the plaintext shrank while it was sealed (chunk {index})", chunk=index
-            )
-        plain.update(data)
-        sealed = aes.encrypt(header.nonce(index), data, aad)
-        dst.write(sealed)
-        whole.update(sealed)
-        digests.append(sha256(sealed).digest())
+    digests = _encrypt_chunks(src, dst, header, aes, plain)
     if src.read(1):
         raise EnvelopeError("the plaintext grew while it was sealed")
-    if plain.hexdigest() != plain_sha256:
+    if plain is not None and plain.hexdigest() != plain_sha256:
         raise EnvelopeError(
             "the plaintext's SHA-256 differs from the one given: the file changed between "
             "its closure and sealing"
         )
-    trailer = aad + b"".join(digests) + TRAILER_MAGIC
-    dst.write(trailer)
-    whole.update(trailer)
+    if unchanged is not None and _identity(src) != unchanged:
+        raise EnvelopeError(
+            "the plaintext was written to or replaced while it was sealed (its size, mtime or "
+            "ctime changed)"
+        )
+    dst.write(aad + b"".join(digests) + TRAILER_MAGIC)
     dst.flush()
+    root = _root(aad, digests)
     return SealInfo(
         recording_id=recording_id,
         plain_bytes=plain_bytes,
         plain_sha256=plain_sha256,
         sealed_bytes=header.sealed_bytes,
-        sealed_sha256=whole.hexdigest(),
+        sealed_sha256=root,
         kek_id=kek.kek_id,
         chunk_size=CHUNK_SIZE,
         chunks=header.chunks,
-        chunk_root=_root(aad, digests),
+        chunk_root=root,
     )
+
+
+_BATCH = 16
+"""Chunks read, encrypted and written per system call while sealing (1 MiB of plaintext)."""
+
+
+def _encrypt_chunks(
+    src: BinaryIO, dst: BinaryIO, header: Header, aes: AESGCM, plain: Any
+) -> list[bytes]:
+    """Encrypt every chunk of ``src`` into ``dst``; return the ciphertext digests.
+
+    Reads ``_BATCH`` chunks at a time into one reused buffer and encrypts them into another
+    (``encrypt_into`` where the library has it), so the only per-byte work is AES-GCM, one
+    SHA-256 over the ciphertext (and ``plain``, the plaintext digest, when given) and the
+    copies into and out of the page cache.
+    """
+    sealed_size = CHUNK_SIZE + TAG_BYTES
+    inbuf = bytearray(_BATCH * CHUNK_SIZE)
+    outbuf = bytearray(_BATCH * sealed_size)
+    inview, outview = memoryview(inbuf), memoryview(outbuf)
+    encrypt_into = getattr(aes, "encrypt_into", None)
+    aad = header.digest
+    sha256 = hashlib.sha256
+    digests: list[bytes] = []
+    total = header.chunks
+    for first in range(0, total, _BATCH):
+        count = min(_BATCH, total - first)
+        want = sum(header.chunk_plain_bytes(i) for i in range(first, first + count))
+        got = 0
+        while got < want:
+            n = src.readinto(inview[got:want])  # type: ignore[attr-defined]
+            if not n:
+                index = first + got // CHUNK_SIZE
+                raise EnvelopeError(
+                    f"the plaintext shrank while it was sealed (chunk {index})", chunk=index
+                )
+            got += n
+        out = 0
+        offset = 0
+        for index in range(first, first + count):
+            size = header.chunk_plain_bytes(index)
+            data = inview[offset:offset + size]
+            if plain is not None:
+                plain.update(data)
+            target = outview[out:out + size + TAG_BYTES]
+            if encrypt_into is not None:
+                encrypt_into(header.nonce(index), data, aad, target)
+            else:  # cryptography without encrypt_into
+                target[:] = aes.encrypt(header.nonce(index), bytes(data), aad)
+            digests.append(sha256(target).digest())
+            offset += size
+            out += size + TAG_BYTES
+        dst.write(outview[:out])
+    return digests
 
 
 def _trailer_digests(src: BinaryIO, header: Header, size: int) -> tuple[bytes, list[bytes]] | None:
@@ -478,7 +579,8 @@ def verify(
         raise EnvelopeError("the header does not match the digest in the trailer: header altered")
     aes = AESGCM(_unwrap(header, opener)) if opener is not None else None
     aad = header.digest
-    whole = hashlib.sha256(header.raw)
+    # v1's sealed digest is the SHA-256 of the whole file (one more pass); v2's is the root.
+    whole = hashlib.sha256(header.raw) if header.version == 1 else None
     plain = hashlib.sha256()
     digests: list[bytes] = []
     src.seek(len(header.raw))
@@ -507,7 +609,8 @@ def verify(
                     "another recording",
                     chunk=index,
                 ) from exc
-        whole.update(sealed)
+        if whole is not None:
+            whole.update(sealed)
         digests.append(digest)
     if size > want:
         raise EnvelopeError(
@@ -517,16 +620,18 @@ def verify(
         )
     if trailer is None or size < want:
         raise EnvelopeError(f"the trailer is missing or cut ({size} bytes, expected {want})")
-    whole.update(header.digest + b"".join(digests) + TRAILER_MAGIC)
     root = _root(aad, digests)
+    if whole is not None:
+        whole.update(header.digest + b"".join(digests) + TRAILER_MAGIC)
+    sealed_digest = whole.hexdigest() if whole is not None else root
     if expected is not None:
         if root != expected.chunk_root:
             raise EnvelopeError(
                 "the chunk digests do not match the ledger's chunk root: the file was "
                 "re-sealed or its trailer rewritten"
             )
-        if whole.hexdigest() != expected.sealed_sha256 or size != expected.sealed_bytes:
-            raise EnvelopeError("the sealed file's SHA-256 or length differs from the ledger's")
+        if sealed_digest != expected.sealed_sha256 or size != expected.sealed_bytes:
+            raise EnvelopeError("the sealed file's digest or length differs from the ledger's")
     if aes is not None and plain.hexdigest() != header.plain_sha256:
         raise EnvelopeError("the decrypted plaintext's SHA-256 differs from the header's")
     return VerifyResult(
@@ -535,7 +640,7 @@ def verify(
         plain_bytes=header.plain_bytes,
         plain_sha256=header.plain_sha256,
         sealed_bytes=size,
-        sealed_sha256=whole.hexdigest(),
+        sealed_sha256=sealed_digest,
         chunks=header.chunks,
         chunk_root=root,
         tags_checked=aes is not None,

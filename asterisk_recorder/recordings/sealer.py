@@ -51,7 +51,7 @@ from asterisk_recorder.ops.http import ReadinessCheck, ReadinessReport
 from asterisk_recorder.ops.metrics import Registry
 from asterisk_recorder.recordings import files
 from asterisk_recorder.recordings.catalog import Catalog, DecisionFacts
-from asterisk_recorder.recordings.envelope import SealInfo, seal
+from asterisk_recorder.recordings.envelope import FileIdentity, SealInfo, seal, verify
 from asterisk_recorder.recordings.inotify import CloseWatcher, InotifyUnavailable
 from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore
 from asterisk_recorder.recordings.wav import RecordingProbe, probe
@@ -151,6 +151,18 @@ class SealerMetrics:
             "asterisk_recorder_recordings_open",
             "Files MixMonitor is still writing (seen at the last scan).",
         )
+        self.keys = r.gauge(
+            "asterisk_recorder_recordings_keys",
+            "Key-encryption keys in the sealer's public key directory, by bucket and state "
+            "(active, retired, destroyed), as of the last scan.",
+            ("retention_class", "month", "state"),
+        )
+        self.key_ready = r.gauge(
+            "asterisk_recorder_recordings_key_ready",
+            "1 when the bucket of recordings.retention_class for this month or the next has an "
+            "active, readable public key; 0 means recordings of that month cannot be sealed.",
+            ("retention_class", "month"),
+        )
 
     def exposition(self) -> str:
         """Prometheus text."""
@@ -162,11 +174,28 @@ def _fact_id(*parts: str) -> str:
 
 
 def _sha256(path: Path) -> str:
+    return _digest(path)[0]
+
+
+def _digest(path: Path) -> tuple[str, FileIdentity | None]:
+    """SHA-256 of ``path`` and the file's identity, or ``None`` when it changed while read."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
+        before = FileIdentity.of(os.fstat(handle.fileno()))
         while block := handle.read(1 << 20):
             digest.update(block)
-    return digest.hexdigest()
+        after = FileIdentity.of(os.fstat(handle.fileno()))
+    return digest.hexdigest(), before if before == after else None
+
+
+def _sealed_digest(path: Path) -> str | None:
+    """The sealed digest of an envelope (what ``recording.sealed`` records), or ``None`` when
+    the file is no intact envelope."""
+    try:
+        with open(path, "rb") as handle:
+            return verify(handle).sealed_sha256
+    except EnvelopeError:
+        return None
 
 
 def _month(at: float) -> str:
@@ -249,9 +278,41 @@ class Sealer:
                 self._watcher.close()
 
     def prepare(self) -> None:
-        """Create the sealed and quarantine directories (0700)."""
+        """Create the sealed and quarantine directories (0700); count the keys."""
         files.private_dir(self.paths.sealed)
         files.private_dir(self.paths.quarantine)
+        self.count_keys()
+
+    def count_keys(self) -> None:
+        """Set the key-bucket gauges from the public key directory (no key material read
+        beyond the public keys of this month's and next month's buckets)."""
+        try:
+            infos = self._keys.list()
+        except (OSError, ValueError, KeyUnavailable) as exc:
+            _log.error("recordings.keys.unreadable", directory=str(self.paths.keys),
+                       error=str(exc))
+            infos = []
+        counts: dict[tuple[str, str, str], int] = {}
+        for info in infos:
+            bucket = (info.retention_class, info.month, info.state)
+            counts[bucket] = counts.get(bucket, 0) + 1
+        self.metrics.keys.clear()
+        for (retention_class, month, state), count in sorted(counts.items()):
+            self.metrics.keys.set(count, retention_class=retention_class, month=month,
+                                  state=state)
+        self.metrics.key_ready.clear()
+        now = self._clock()
+        this_month = _month(now)
+        year, number = int(this_month[:4]), int(this_month[5:])
+        next_month = f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+        for bucket_month in (this_month, next_month):
+            try:
+                self._keys.current(self.settings.retention_class, bucket_month)
+                ready = 1.0
+            except KeyUnavailable:
+                ready = 0.0
+            self.metrics.key_ready.set(ready, retention_class=self.settings.retention_class,
+                                       month=bucket_month)
 
     def _start_watcher(self) -> None:
         if not self.paths.recordings.is_dir():
@@ -299,6 +360,7 @@ class Sealer:
             self._ready.setdefault(path, "scan")
         await self.process_ready()
         await self._sweep_absent()
+        await asyncio.to_thread(self.count_keys)
         self._update_waiting()
 
     def _remove_temporaries(self) -> None:
@@ -422,7 +484,7 @@ class Sealer:
             await self._quarantine(path, decision, "misplaced",
                                    f"the decision's file is {decision.recording_path}", head)
             return
-        digest = await asyncio.to_thread(_sha256, path)
+        digest, identity = await asyncio.to_thread(_digest, path)
         if decision.closed_sha256 is None:
             await self._fact("recording.closed", decision.decision_id,
                              _fact_id("closed", decision.decision_id, digest),
@@ -446,7 +508,7 @@ class Sealer:
             await self._quarantine(path, decision, "empty", "no audio samples", head,
                                    digest=digest)
             return
-        await self._seal(path, decision, digest, closed_at)
+        await self._seal(path, decision, digest, identity, closed_at)
 
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.paths.recordings))
@@ -517,7 +579,12 @@ class Sealer:
     # -- sealing ---------------------------------------------------------------------------
 
     async def _seal(
-        self, path: Path, decision: DecisionFacts, digest: str, closed_at: float
+        self,
+        path: Path,
+        decision: DecisionFacts,
+        digest: str,
+        identity: FileIdentity | None,
+        closed_at: float,
     ) -> None:
         kek = await asyncio.to_thread(
             self._keys.current, self.settings.retention_class, _month(closed_at)
@@ -525,7 +592,8 @@ class Sealer:
         sealed = sealed_path_for(self.paths, path)
         try:
             info = await asyncio.to_thread(
-                self._seal_blocking, path, sealed, decision.decision_id, kek, digest, closed_at
+                self._seal_blocking, path, sealed, decision.decision_id, kek, digest, identity,
+                closed_at,
             )
         except EnvelopeError as exc:
             now_digest = await asyncio.to_thread(_sha256, path)
@@ -545,13 +613,16 @@ class Sealer:
         decision_id: str,
         kek: KekPublicKey,
         digest: str,
+        identity: FileIdentity | None,
         closed_at: float,
     ) -> SealInfo:
         sealed.parent.mkdir(parents=True, exist_ok=True)
         temp = sealed.with_name(f".{sealed.name}.tmp")
         try:
             with open(path, "rb") as src, files.create_output(temp) as dst:
-                info = seal(src, dst, recording_id=decision_id, kek=kek, plain_sha256=digest)
+                # the file unchanged since its digest was taken: one pass, no re-hash
+                info = seal(src, dst, recording_id=decision_id, kek=kek, plain_sha256=digest,
+                            unchanged=identity)
                 dst.flush()
                 os.fsync(dst.fileno())
             if info.plain_sha256 != digest:
@@ -623,7 +694,7 @@ class Sealer:
         if not sealed.exists():  # killed before the rename: the seal never happened
             await asyncio.to_thread(files.durable_unlink, note)
             return
-        actual = await asyncio.to_thread(_sha256, sealed)
+        actual = await asyncio.to_thread(_sealed_digest, sealed)
         if actual != fields.get("sealed_sha256"):
             if plain.exists():  # a bad envelope and the plaintext is still here: seal again
                 await asyncio.to_thread(files.durable_unlink, sealed)

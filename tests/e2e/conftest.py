@@ -13,11 +13,14 @@ this host as a user that may write there).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from e2e_harness import AriTarget, CallerSim, RecorderProcess, free_port
+from e2e_harness import AriTarget, CallerSim, RecorderProcess, free_port, run_cli
 
 from asterisk_recorder.ledger import migrate
 
@@ -59,7 +62,14 @@ async def caller(ari_target: AriTarget) -> AsyncIterator[CallerSim]:
 
 
 def controller_config(
-    target: AriTarget, *, dsn: str, recordings: Path, spool: Path, http_port: int, agi: bool
+    target: AriTarget,
+    *,
+    dsn: str,
+    recordings: Path,
+    spool: Path,
+    http_port: int,
+    agi: bool,
+    extra: str = "",
 ) -> str:
     """The TOML configuration ``serve`` runs with in the suite."""
 
@@ -103,7 +113,7 @@ format = "json"
 
 [controller]
 shutdown_grace = 1.0
-"""
+{extra}"""
 
 
 async def _run_recorder(
@@ -149,3 +159,75 @@ async def agi_recorder(
     """A running ``serve`` with its FastAGI server on the port the suite's dialplan uses."""
     async for process in _run_recorder(ari_target, pg_dsn, recordings_dir, tmp_path, agi=True):
         yield process
+
+
+@dataclass(frozen=True, slots=True)
+class SealerSetup:
+    """A running ``asterisk-recorder sealer`` and the directories and keys it works with."""
+
+    process: RecorderProcess
+    sealed: Path
+    quarantine: Path
+    public_keys: Path
+    private_keys: Path
+    kek_id: str
+
+
+@pytest.fixture
+async def sealer(
+    ari_target: AriTarget,
+    pg_dsn: str,
+    recordings_dir: Path,
+    tmp_path: Path,
+    recorder: RecorderProcess,
+) -> AsyncIterator[SealerSetup]:
+    """The real ``asterisk-recorder sealer`` beside ``recorder`` (same ledger, spool, directory).
+
+    Its key is made by ``recording keys create`` (this UTC month, class ``standard``); the
+    private half lives in a directory the sealer is not told about.
+    """
+    public, private = tmp_path / "kek-public", tmp_path / "kek-private"
+    sealed, quarantine = tmp_path / "sealed", tmp_path / "quarantine"
+    http_port = free_port()
+    extra = f"""
+[recordings]
+sealed_dir = "{sealed}"
+quarantine_dir = "{quarantine}"
+key_dir = "{public}"
+retention_class = "standard"
+scan_interval = 1.0
+settle_after = 2.0
+orphan_after = 30.0
+absent_after = 300.0
+max_lag = 60.0
+http_port = {http_port}
+"""
+    config = tmp_path / "sealer.toml"
+    config.write_text(
+        controller_config(
+            ari_target,
+            dsn=pg_dsn,
+            recordings=recordings_dir,
+            spool=tmp_path / "spool",
+            http_port=free_port(),
+            agi=False,
+            extra=extra,
+        )
+    )
+    month = datetime.now(UTC).strftime("%Y-%m")
+    code, out, err = await run_cli(
+        "recording", "keys", "create", "--public-keys", str(public), "--private-keys",
+        str(private), "--class", "standard", "--month", month, "--config", str(config),
+    )
+    assert 0 == code, err
+    [kek_id] = re.findall(r"key (\S+) for standard", out)
+    process = RecorderProcess(
+        config_file=config, log_file=tmp_path / "sealer.log", http_port=http_port,
+        command="sealer",
+    )
+    await process.start()
+    try:
+        yield SealerSetup(process, sealed, quarantine, public, private, kek_id)
+    finally:
+        code = await process.stop()
+        assert 0 == code, f"sealer exited with {code}:\n{process.log_tail()}"

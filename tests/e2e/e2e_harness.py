@@ -38,9 +38,12 @@ __all__ = [
     "LedgerRow",
     "RecorderProcess",
     "SipCall",
+    "asterisk_errors",
     "file_size",
     "free_port",
     "ledger_row",
+    "recording_facts",
+    "run_cli",
     "wav_files",
 ]
 
@@ -347,13 +350,14 @@ def _channel_id(event: Event) -> str:
 
 @dataclass(slots=True)
 class RecorderProcess:
-    """``asterisk-recorder serve`` as a child process, configured by a TOML file."""
+    """``asterisk-recorder serve`` (or ``command``) as a child process, configured by TOML."""
 
     config_file: Path
     log_file: Path
     http_port: int
     env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
+    command: str = "serve"
 
     async def start(self, ready_timeout: float = 30.0) -> None:
         """Start ``serve`` and wait until ``/readyz`` answers 200."""
@@ -364,7 +368,7 @@ class RecorderProcess:
             sys.executable,
             "-m",
             "asterisk_recorder",
-            "serve",
+            self.command,
             "--config",
             str(self.config_file),
             stdout=log,
@@ -420,6 +424,10 @@ class RecorderProcess:
         out, err = await process.communicate()
         assert process.returncode is not None
         return process.returncode, out.decode(), err.decode()
+
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        """Run ``asterisk-recorder ARGS --config <this process's file>``."""
+        return await run_cli(*args, "--config", str(self.config_file), env=self.env)
 
     async def kill(self) -> None:
         """SIGKILL: the controller dies without any chance to hand calls back."""
@@ -499,6 +507,63 @@ async def ledger_row(
             await asyncio.sleep(0.1)
     finally:
         await connection.close()
+
+
+async def run_cli(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``asterisk-recorder ARGS`` as a subprocess: exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "asterisk_recorder",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def recording_facts(
+    dsn: str,
+    decision_id: str,
+    *,
+    until: str | None = None,
+    within: float = 20.0,
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(kind, payload)`` of the ``recording.*`` facts of one decision, in ledger order.
+
+    With ``until``, waits (up to ``within`` seconds) until a fact of that kind is there.
+    """
+    deadline = time.monotonic() + within
+    connection = await asyncpg.connect(dsn)
+    try:
+        while True:
+            rows = await connection.fetch(
+                "SELECT kind, payload FROM ledger_facts WHERE decision_id::text = $1 "
+                "AND kind LIKE 'recording.%' ORDER BY seq",
+                decision_id,
+            )
+            facts = [
+                (row[0], json.loads(row[1]) if isinstance(row[1], str) else dict(row[1]))
+                for row in rows
+            ]
+            if until is None or any(kind == until for kind, _ in facts):
+                return facts
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {until} for {decision_id} after {within}s: {facts}")
+            await asyncio.sleep(0.1)
+    finally:
+        await connection.close()
+
+
+def asterisk_errors(log: Path, since: int) -> list[str]:
+    """The ERROR lines Asterisk wrote to ``log`` after byte offset ``since``."""
+    with log.open("rb") as handle:
+        handle.seek(since)
+        text = handle.read().decode(errors="replace")
+    return [line for line in text.splitlines() if " ERROR[" in line]
 
 
 SAFE_RECORDING = re.compile(r"^/[A-Za-z0-9_./-]+$")

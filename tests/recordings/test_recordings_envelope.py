@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,12 @@ from asterisk_recorder.recordings import (
     seal,
     verify,
 )
-from asterisk_recorder.recordings.envelope import CHUNK_SIZE, TAG_BYTES
+from asterisk_recorder.recordings.envelope import (
+    CHUNK_SIZE,
+    TAG_BYTES,
+    VERSION,
+    FileIdentity,
+)
 
 C = CHUNK_SIZE
 
@@ -102,7 +108,8 @@ def test_sealed_recording_round_trips_and_verifies(
 
     assert back == data
     assert info.plain_sha256 == hashlib.sha256(data).hexdigest()
-    assert info.sealed_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    # format v2: the sealed digest is the chunk root (no pass over the whole file)
+    assert info.sealed_sha256 == info.chunk_root == result.sealed_sha256  # type: ignore[attr-defined]
     assert info.sealed_bytes == path.stat().st_size
     assert info.chunks == max(1, -(-size // C))
     assert result.seal_info() == info  # type: ignore[attr-defined]
@@ -449,7 +456,118 @@ def test_test_vector_matches_the_published_one() -> None:
     assert published["plain_sha256"] == info.plain_sha256
     assert published["sealed_sha256"] == info.sealed_sha256
     assert published["chunk_root"] == info.chunk_root
+    assert published["sealed_sha256"] == published["chunk_root"]
+    assert published["file_sha256"] == hashlib.sha256(envelope).hexdigest()
     assert published["sealed_bytes"] == str(info.sealed_bytes)
+    assert VERSION == 2 == envelope[6]
+
+
+def _vector_opener() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from asterisk_recorder.recordings.keys import unwrap_dek
+
+    private = ec.derive_private_key(int(VECTOR["kek_private_scalar"], 16), ec.SECP384R1())
+
+    class Opener:
+        def unwrap(self, kek_id: str, wrapped: bytes) -> bytes:
+            return unwrap_dek(wrapped, private, kek_id)
+
+    return Opener()
+
+
+def test_the_kept_v1_vector_still_verifies_against_its_ledger_digest_and_opens() -> None:
+    """An old (v1) file: its sealed digest is the file's SHA-256; it verifies and opens."""
+    published = documented_vector("test-vector-v1")
+    envelope = bytes.fromhex(published["envelope"])
+    assert 1 == envelope[6]
+    assert published["sealed_sha256"] == hashlib.sha256(envelope).hexdigest()
+    expected = SealInfo(
+        recording_id=published["recording_id"], plain_bytes=len(bytes.fromhex(VECTOR["plaintext"])),
+        plain_sha256=published["plain_sha256"], sealed_bytes=int(published["sealed_bytes"]),
+        sealed_sha256=published["sealed_sha256"], kek_id=published["kek_id"],
+        chunk_size=CHUNK_SIZE, chunks=1, chunk_root=published["chunk_root"],
+    )
+
+    result = verify(io.BytesIO(envelope), expected=expected, opener=_vector_opener())
+    opened = b"".join(open_stream(io.BytesIO(envelope), _vector_opener(), expected=expected))
+
+    assert result.sealed_sha256 == published["sealed_sha256"]
+    assert result.chunk_root == published["chunk_root"]
+    assert opened == bytes.fromhex(VECTOR["plaintext"])
+    with pytest.raises(EnvelopeError, match="digest or length differs from the ledger's"):
+        verify(io.BytesIO(envelope), expected=replace(expected, sealed_sha256=expected.chunk_root))
+
+
+def test_seal_given_the_closure_identity_refuses_a_file_written_since(
+    tmp_path: Path, kek: KekPublicKey
+) -> None:
+    """seal(unchanged=...) trusts the closure digest only for that very file: a write between
+    the digest and the seal (size, mtime, ctime) is refused."""
+    path = tmp_path / "plain.wav"
+    path.write_bytes(b"audio" * 30000)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    identity = FileIdentity.of(path.stat())
+    with open(path, "r+b") as handle:
+        handle.seek(10)
+        handle.write(b"edit")  # same size: only mtime/ctime tell
+
+    with open(path, "rb") as src, pytest.raises(EnvelopeError, match="replaced or written"):
+        seal(src, io.BytesIO(), recording_id="r1", kek=kek, plain_sha256=digest,
+             unchanged=identity)
+
+
+def test_seal_given_the_closure_identity_refuses_a_file_written_while_it_is_sealed(
+    tmp_path: Path, kek: KekPublicKey
+) -> None:
+    """A write through another descriptor while the chunks are read (over bytes already
+    sealed, same size): refused at the end, by the file's identity alone."""
+    path = tmp_path / "plain.wav"
+    path.write_bytes(os.urandom(20 * CHUNK_SIZE))  # more than one batch of reads
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    identity = FileIdentity.of(path.stat())
+
+    class WrittenMeanwhile(io.FileIO):
+        """A real file; after its first plaintext read another writer appends to it."""
+
+        reads = 0
+
+        def _maybe_write(self) -> None:
+            WrittenMeanwhile.reads += 1
+            if WrittenMeanwhile.reads == 2:
+                with open(path, "r+b") as other:
+                    other.write(b"edit")
+
+        def read(self, size: int = -1, /) -> bytes:
+            self._maybe_write()
+            return super().read(size)
+
+        def readinto(self, buffer: Any, /) -> int:
+            self._maybe_write()
+            return super().readinto(buffer)
+
+    with WrittenMeanwhile(path, "rb") as src, pytest.raises(
+        EnvelopeError, match="written to or replaced while it was sealed"
+    ):
+        seal(src, io.BytesIO(), recording_id="r1", kek=kek, plain_sha256=digest,
+             unchanged=identity)
+
+
+def test_seal_given_the_closure_identity_seals_what_verifies_and_opens(
+    tmp_path: Path, kek: KekPublicKey, opener: Any
+) -> None:
+    """The one-pass seal (closure digest + identity) gives an envelope that opens to the file."""
+    path = tmp_path / "plain.wav"
+    data = os.urandom(2 * CHUNK_SIZE + 99)
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    out = io.BytesIO()
+    with open(path, "rb") as src:
+        info = seal(src, out, recording_id="r1", kek=kek, plain_sha256=digest,
+                    unchanged=FileIdentity.of(os.fstat(src.fileno())))
+
+    assert verify(io.BytesIO(out.getvalue()), expected=info, opener=opener).tags_checked
+    assert b"".join(open_stream(io.BytesIO(out.getvalue()), opener)) == data
 
 
 def test_test_vector_opens_with_its_private_scalar(tmp_path: Path) -> None:

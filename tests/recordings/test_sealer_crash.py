@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -164,3 +165,39 @@ async def test_a_file_edited_while_the_sealer_was_down_is_quarantined(env: Seale
     assert facts[1][1]["reason"] == "replaced"
     assert leftovers(env) == []
     assert [p for p in env.paths.sealed.rglob("*") if p.is_file()] == []
+
+
+async def test_under_systemd_the_sealer_says_ready_pings_the_watchdog_and_says_stopping(
+    env: SealerEnv,
+) -> None:
+    """``Type=notify``: READY=1 once it runs, WATCHDOG=1 pings, STOPPING=1 on SIGTERM, exit 0."""
+    env.create_key()
+    address = env.root / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(address))
+    listener.setblocking(False)
+    got: list[str] = []
+
+    async def received(*wanted: str) -> bool:
+        while True:
+            try:
+                got.append(listener.recv(1024).decode())
+            except BlockingIOError:
+                return all(w in got for w in wanted)
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASTERISK_RECORDER_")}
+    environment.update(NOTIFY_SOCKET=str(address), WATCHDOG_USEC="200000")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "asterisk_recorder", "sealer", "--config", str(write_config(env)),
+        env=environment, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_for(lambda: received("READY=1", "WATCHDOG=1"), "READY=1 and WATCHDOG=1")
+        assert got.index("READY=1") < got.index("WATCHDOG=1")
+        await stop(process)
+        await wait_for(lambda: received("STOPPING=1"), "STOPPING=1", limit=5)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        listener.close()

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 
 import aiohttp
-from sealer_helpers import SealerEnv
+from sealer_helpers import SealerEnv, month_now
 
 from asterisk_recorder.flow.settings import FlowSettings, RecordingSettings
 from asterisk_recorder.ops.http import OpsServer
@@ -81,3 +81,33 @@ async def test_readyz_fails_when_the_sealer_is_far_behind(env: SealerEnv) -> Non
     assert "no key" in ready
     assert 'asterisk_recorder_recordings_seal_failures_total{cause="key"}' in metrics
     assert path.exists()
+
+
+def _next_month(month: str) -> str:
+    year, number = int(month[:4]), int(month[5:])
+    return f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+
+
+async def test_metrics_count_the_key_buckets_and_say_whether_next_month_can_be_sealed(
+    env: SealerEnv,
+) -> None:
+    """Keys per {class, month, state}; key_ready is 1 for this month, 0 for next month until
+    its key is created, then 1 at the next scan."""
+    month = month_now()
+    store = env.key_store()
+    store.create("standard", month)
+    store.rotate("standard", month)  # one retired, one active
+    store.create("legal_hold", "2031-01")
+    metrics, _ready, _status = await serve_until(env, settings_for(env), lambda s: s.scans >= 1)
+    labels = f'retention_class="standard",month="{month}"'
+    assert f'asterisk_recorder_recordings_keys{{{labels},state="active"}} 1' in metrics
+    assert f'asterisk_recorder_recordings_keys{{{labels},state="retired"}} 1' in metrics
+    assert ('asterisk_recorder_recordings_keys{retention_class="legal_hold",month="2031-01",'
+            'state="active"} 1') in metrics
+    assert f"asterisk_recorder_recordings_key_ready{{{labels}}} 1" in metrics
+    following = f'retention_class="standard",month="{_next_month(month)}"'
+    assert f"asterisk_recorder_recordings_key_ready{{{following}}} 0" in metrics
+
+    store.create("standard", _next_month(month))
+    metrics, _ready, _status = await serve_until(env, settings_for(env), lambda s: s.scans >= 1)
+    assert f"asterisk_recorder_recordings_key_ready{{{following}}} 1" in metrics
