@@ -224,8 +224,8 @@ class RecordingsSettings:
             (host and enabled come from ``[http]``).
     """
 
-    sealed_dir: str = "/var/lib/asterisk-recorder/sealed"
-    quarantine_dir: str = "/var/lib/asterisk-recorder/quarantine"
+    sealed_dir: str = "/var/lib/asterisk-recorder-sealer/sealed"
+    quarantine_dir: str = "/var/lib/asterisk-recorder-sealer/quarantine"
     key_dir: str = "/etc/asterisk-recorder/kek"
     retention_class: str = "standard"
     absent_after: float = 300.0
