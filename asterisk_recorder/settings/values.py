@@ -82,6 +82,23 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
+def _finite(value: object, raw: Raw, shown: str, what: str) -> float:
+    """``value`` as a finite float (a TOML number, or text from the environment or a flag)."""
+    number: float
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif raw.text and isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise Bad(f"{shown} is not {what}") from None
+    else:
+        raise Bad(f"expected {what}, got {type_name(value)} {shown}")
+    if not math.isfinite(number):
+        raise Bad(f"{shown} is not a finite number")
+    return number
+
+
 def convert(info: KeyInfo, raw: Raw) -> object:
     """Turn a raw value into the field's type or raise ``Bad`` (never showing a secret)."""
     kind = info.type
@@ -118,19 +135,7 @@ def convert(info: KeyInfo, raw: Raw) -> object:
                 raise Bad(f"{shown} is not an integer") from None
         raise Bad(f"expected an integer, got {type_name(value)} {shown}")
     if kind is float:
-        number: float
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-        elif raw.text and isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise Bad(f"{shown} is not a number") from None
-        else:
-            raise Bad(f"expected a number, got {type_name(value)} {shown}")
-        if not math.isfinite(number):
-            raise Bad(f"{shown} is not a finite number")
-        return number
+        return _finite(value, raw, shown, "a number")
     if kind is Mode:
         allowed = ", ".join(m.value for m in Mode)
         if not isinstance(value, str):
@@ -142,18 +147,7 @@ def convert(info: KeyInfo, raw: Raw) -> object:
     if kind == float | None:
         if isinstance(value, str) and value.strip().lower() == "end":
             return None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-        elif raw.text and isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise Bad(f'{shown} is not a number of seconds or "end"') from None
-        else:
-            raise Bad(f'expected a number of seconds or "end", got {type_name(value)} {shown}')
-        if not math.isfinite(number):
-            raise Bad(f"{shown} is not a finite number")
-        return number
+        return _finite(value, raw, shown, 'a number of seconds or "end"')
     if typing.get_origin(kind) is tuple:
         items: list[object]
         if raw.text and isinstance(value, str):
