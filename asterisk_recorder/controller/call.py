@@ -57,6 +57,7 @@ from asterisk_recorder.flow.events import (
     PromptFinished,
     PromptStarted,
 )
+from asterisk_recorder.flow.ports import DecisionSink
 
 __all__ = [
     "AriCallPort",
@@ -475,7 +476,7 @@ class CallSession:
         channel_state: str,
         flow: FlowLike,
         port: AriCallPort,
-        sink: Any,
+        sink: DecisionSink,
         hooks: CoreHooks | None = None,
         clock: Callable[[], float] = time.time,
         on_reaction: Callable[[float], None] | None = None,

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from asterisk_recorder.drivers.ports import (
@@ -322,10 +322,10 @@ class CallCore:
         if self._to_set is not None:
             await self._hand_back(continue_channel=False)
 
-    async def _act(self, name: str, operation: object) -> list[Event]:
+    async def _act(self, name: str, operation: Awaitable[list[Event]]) -> list[Event]:
         """Await one port operation, turning its errors into flow events."""
         try:
-            return await operation  # type: ignore[no-any-return, misc]
+            return await operation
         except ChannelGone as exc:
             self._gone = True
             return [ActionFailed(self._clock(), name, str(exc), channel_gone=True)]
