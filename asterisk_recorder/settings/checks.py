@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asterisk_recorder.redaction import LEVELS, mask_url_password
+from asterisk_recorder.settings.ledger_rules import endpoint, origin, verifiers, witnesses
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,
@@ -318,6 +319,17 @@ CHECKS: dict[str, _Check] = {
     "ledger.ack_timeout": _positive,
     "ledger.batch_interval": _non_negative,
     "ledger.batch_max": _at_least(1),
+    "ledger.checkpoint_every": _at_least(1, 10_000_000),
+    "ledger.checkpoint_interval": _seconds_up_to(86400),
+    "ledger.checkpoint_origin": origin,
+    "ledger.checkpoint_key_file": _abs_dir,
+    "ledger.checkpoint_keys": verifiers,
+    "ledger.witnesses": witnesses,
+    "ledger.witness_max_lag": _positive,
+    "ledger.witness_s3_endpoint": endpoint,
+    "ledger.witness_s3_region": _pattern(r"[a-z0-9-]{1,32}", "an S3 region (e.g. eu-west-1)",
+                                         allow_empty=True),
+    "ledger.witness_object_lock_days": _at_least(0, 36500),
     "policy.site_jurisdiction": _jurisdiction,
     "policy.default_region": _region,
     "flow.opt_out_key": _dtmf,

@@ -143,6 +143,30 @@ _HELP: dict[str, str] = {
     "ledger.batch_max": "Most decisions per group commit.",
     "ledger.digest_key": "Key of the keyed digests of personal fields (secret; placeholders are "
     "refused); empty creates a key file beside the spool.",
+    "ledger.checkpoints": "Build the Merkle tree over the ledger and sign checkpoints (one "
+    "controller at a time does, under a PostgreSQL advisory lock).",
+    "ledger.checkpoint_every": "Sign a checkpoint once this many entries are not covered by one "
+    "yet (1-10000000).",
+    "ledger.checkpoint_interval": "... or once the oldest uncovered entry is this many seconds "
+    "old: the most a deleted entry can go unnoticed by the witnesses.",
+    "ledger.checkpoint_origin": "Origin line of every checkpoint, naming this ledger (e.g. "
+    "`recorder.example.com/ledger`); empty: `asterisk-recorder/<host name>`. Keep it stable.",
+    "ledger.checkpoint_key_file": "Absolute path of the Ed25519 checkpoint signing key; empty: "
+    "`checkpoint.key` beside the spool, created on first use (0600).",
+    "ledger.checkpoint_keys": "Verifier keys of earlier signing keys still trusted by `ledger "
+    "verify` (as `ledger checkpoint-key show` prints them). In the environment, comma-separated.",
+    "ledger.witnesses": "Where each checkpoint is pushed, outside the database: absolute "
+    "directories (another host's mount, a WORM mount), `https://` URLs (POST) and "
+    "`s3://bucket/prefix`. In the environment, comma-separated.",
+    "ledger.witness_max_lag": "/readyz fails when a witness has not taken a checkpoint for this "
+    "many seconds.",
+    "ledger.witness_http_token": "Bearer token sent to HTTP witnesses (secret); empty sends none.",
+    "ledger.witness_s3_endpoint": "Endpoint URL of an S3-compatible server for `s3://` witnesses "
+    "(empty: AWS). Credentials come from the standard AWS environment or files, never here.",
+    "ledger.witness_s3_region": "Region of the `s3://` witnesses; empty uses the AWS "
+    "configuration's.",
+    "ledger.witness_object_lock_days": "Keep checkpoints in S3 under COMPLIANCE Object Lock for "
+    "this many days (0 disables; the bucket must have Object Lock enabled).",
     "policy.site_jurisdiction": "Your own jurisdiction, counted as a party: a country code "
     "(`US`, `GB`, `DE`) or country-subdivision (`US-CA`).",
     "policy.unknown_mode": "Mode for unknown or withheld numbers: never, opt_in, opt_out, "

@@ -137,6 +137,24 @@ class LedgerSettings:
         batch_max: most decisions per group commit.
         digest_key: key of the keyed digests of personal fields (empty: a key file is created
             beside the spool on first use).
+        checkpoints: build the Merkle tree and sign checkpoints (one controller at a time does).
+        checkpoint_every: sign a checkpoint once this many entries are not covered yet...
+        checkpoint_interval: ... or once the oldest uncovered entry is this many seconds old.
+        checkpoint_origin: the checkpoint's origin line naming this ledger (empty:
+            ``asterisk-recorder/<host name>``); keep it stable for the ledger's life.
+        checkpoint_key_file: the Ed25519 signing key (empty: ``checkpoint.key`` beside the
+            spool, created on first use).
+        checkpoint_keys: verifier keys (``name+id+base64``) of earlier signing keys that
+            ``ledger verify`` still trusts after a rotation.
+        witnesses: where every checkpoint is pushed: absolute directories, ``http(s)://`` URLs
+            (POST) and ``s3://bucket/prefix`` buckets.
+        witness_max_lag: ``/readyz`` fails when a witness has not taken a checkpoint for this
+            many seconds.
+        witness_http_token: bearer token sent to HTTP witnesses (secret; empty sends none).
+        witness_s3_endpoint: endpoint URL of an S3-compatible server (empty: AWS).
+        witness_s3_region: region of the S3 witnesses (empty: the AWS configuration's).
+        witness_object_lock_days: keep S3 checkpoints under COMPLIANCE Object Lock this many
+            days (0: no lock).
     """
 
     spool_dir: str = ""
@@ -144,6 +162,18 @@ class LedgerSettings:
     batch_interval: float = 0.005
     batch_max: int = 500
     digest_key: Secret = field(default_factory=lambda: Secret(""))
+    checkpoints: bool = True
+    checkpoint_every: int = 1000
+    checkpoint_interval: float = 60.0
+    checkpoint_origin: str = ""
+    checkpoint_key_file: str = ""
+    checkpoint_keys: tuple[str, ...] = ()
+    witnesses: tuple[str, ...] = ()
+    witness_max_lag: float = 900.0
+    witness_http_token: Secret = field(default_factory=lambda: Secret(""))
+    witness_s3_endpoint: str = ""
+    witness_s3_region: str = ""
+    witness_object_lock_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ from asterisk_recorder import config, settings
 from asterisk_recorder.settings import cli, loader, render, schema
 
 PACKAGE = Path(settings.__file__).resolve().parent
-ORDER = ("sections", "schema", "values", "checks", "sources", "loader", "cli", "render")
+ORDER = (
+    "sections", "schema", "values", "ledger_rules", "checks", "sources", "loader", "cli", "render",
+)
 """Bottom up: a module may import only modules before it (render sits beside the loader)."""
 ALLOWED = {name: set(ORDER[:i]) for i, name in enumerate(ORDER)}
 ALLOWED["render"] = {"sections", "schema"}

@@ -1,0 +1,88 @@
+"""The rules of the ledger's checkpoint and witness settings: origins, verifier keys, witnesses.
+
+This module owns the checks of ``ledger.checkpoint_origin``, ``ledger.checkpoint_keys``,
+``ledger.witnesses`` and ``ledger.witness_s3_endpoint`` (``checks`` puts them in its table). A
+verifier key is checked for its shape here; the ledger parses it fully when it loads. It
+must not read files or the environment, and must never put a credential into a problem.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from asterisk_recorder.settings.values import show
+
+__all__ = ["endpoint", "origin", "verifiers", "witnesses"]
+
+
+def _abs_path(v: str) -> str | None:
+    if any(ord(c) < 32 or c == "\x7f" for c in v):
+        return f"{show(v)} contains control characters"
+    return None
+
+
+_ORIGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}")
+_VERIFIER = re.compile(r"[^+\s]{1,64}\+[0-9a-f]{8}\+[A-Za-z0-9+/]+={0,2}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX = re.compile(r"[A-Za-z0-9._/-]{0,512}")
+
+
+def origin(v: str) -> str | None:
+    if v == "" or _ORIGIN.fullmatch(v):
+        return None
+    return (f"{show(v)} is not a checkpoint origin (a letter or digit, then letters, digits, "
+            "'.', '_', ':', '/', '@', '-'; at most 255; e.g. recorder.example.com/ledger)")
+
+
+def verifiers(v: tuple[str, ...]) -> str | None:
+    for key in v:
+        if not _VERIFIER.fullmatch(key):
+            return (f"{show(key)} is not a verifier key (name+8 hex digits+base64, as "
+                    "'asterisk-recorder ledger checkpoint-key show' prints it)")
+    return None
+
+
+def _http_url(v: str, what: str) -> str | None:
+    try:
+        url = urlsplit(v)
+        url.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return f"{show(v)} is not a valid {what}"
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return f"{show(v)} is not a valid {what} (http:// or https:// and a host)"
+    if url.username is not None or url.password is not None:
+        return f"{what} {show(url.hostname)} carries credentials; never put secrets in a URL"
+    if any(ord(c) < 33 or c == "\x7f" for c in v):
+        return f"{show(v)} contains spaces or control characters"
+    return None
+
+
+def _witness(v: str) -> str | None:
+    if v.startswith("/"):
+        return _abs_path(v)
+    if v.startswith(("http://", "https://")):
+        return _http_url(v, "witness URL")
+    if v.startswith("s3://"):
+        bucket, _, prefix = v[len("s3://"):].partition("/")
+        if not _BUCKET.fullmatch(bucket):
+            return f"{show(v)} does not name a valid S3 bucket (s3://bucket/prefix)"
+        if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
+            return f"{show(v)} has an invalid prefix (letters, digits, '.', '_', '/', '-')"
+        return None
+    return (f"{show(v)} is not a witness: an absolute directory, an http(s):// URL or "
+            "s3://bucket/prefix")
+
+
+def witnesses(v: tuple[str, ...]) -> str | None:
+    for target in v:
+        problem = _witness(target)
+        if problem is not None:
+            return problem
+    if len(set(v)) != len(v):
+        return "lists the same witness twice"
+    return None
+
+
+def endpoint(v: str) -> str | None:
+    return None if v == "" else _http_url(v, "S3 endpoint URL")
