@@ -451,8 +451,9 @@ def verify_consistency(
 ) -> None:
     """Check a consistency proof (RFC 9162 §2.1.4.2); raise ``ProofError`` saying why it fails.
 
-    Equal sizes need an empty proof and equal roots; size 0 is a prefix of anything and needs an
-    empty proof.
+    Equal sizes need an empty proof and equal roots. The empty tree (size 0, root ``EMPTY_ROOT``)
+    is a prefix of every tree, with an empty proof (RFC 9162 leaves size 0 undefined;
+    transparency-dev/merkle rejects it, we accept it so a first checkpoint needs no special case).
     """
     _check_hash(old_root, "old root")
     _check_hash(new_root, "new root")
@@ -460,6 +461,8 @@ def verify_consistency(
         _check_hash(p, f"proof element {i}")
     if old_size < 0 or new_size < old_size:
         raise ProofError(f"size {old_size} cannot be a prefix of size {new_size}")
+    if old_size == 0 and old_root != EMPTY_ROOT:
+        raise ProofError("the old root of size 0 is not the empty tree's root")
     if old_size == new_size:
         if proof:
             raise ProofError(f"consistency proof between equal sizes {old_size} must be empty")
