@@ -16,7 +16,9 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │   ├── DatabaseStartError          the embedded PostgreSQL could not be started
     │   ├── MigrationError              a migration failed or an applied one was edited
     │   ├── SpoolError                  the local spool could not be written or read
-    │   └── ChainError                  ``ledger verify`` found a break in the hash chain
+    │   ├── ChainError                  ``ledger verify`` found a break in the hash chain
+    │   │   └── ProofError              a Merkle proof, root or tile does not check out
+    │   └── NoteError                   a signed note or checkpoint is malformed or unverified
     ├── AriError
     │   ├── AriConnectionError          refused, reset, DNS (also ConnectionError)
     │   ├── AriTimeout                  no answer within the request timeout (also TimeoutError)
@@ -73,7 +75,9 @@ __all__ = [
     "KeyUnavailable",
     "LedgerError",
     "MigrationError",
+    "NoteError",
     "PolicyError",
+    "ProofError",
     "RecorderError",
     "RecordingError",
     "SpoolError",
@@ -133,6 +137,22 @@ class ChainError(LedgerError):
         self.position = position
         self.decision_id = decision_id
         super().__init__(message)
+
+
+class ProofError(ChainError):
+    """A Merkle inclusion or consistency proof fails, or a tile it needs is missing or short.
+
+    The message says which check failed (too many or too few hashes, which root is not
+    reached) or names the tile (``tile L/N``).
+    """
+
+
+class NoteError(LedgerError):
+    """A signed note or checkpoint is malformed, unsigned by a known key, or badly signed.
+
+    Also raised for a key text that does not parse. The message says what is wrong (the line,
+    the key name and id) and never contains private key material.
+    """
 
 
 class AriError(RecorderError):
