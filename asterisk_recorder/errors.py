@@ -16,7 +16,8 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │   ├── DatabaseStartError          the embedded PostgreSQL could not be started
     │   ├── MigrationError              a migration failed or an applied one was edited
     │   ├── SpoolError                  the local spool could not be written or read
-    │   └── ChainError                  ``ledger verify`` found a break in the hash chain
+    │   ├── ChainError                  ``ledger verify`` found a break in the hash chain
+    │   └── WitnessError                a checkpoint witness refused, failed or holds a conflict
     ├── AriError
     │   ├── AriConnectionError          refused, reset, DNS (also ConnectionError)
     │   ├── AriTimeout                  no answer within the request timeout (also TimeoutError)
@@ -77,6 +78,7 @@ __all__ = [
     "RecorderError",
     "RecordingError",
     "SpoolError",
+    "WitnessError",
 ]
 
 
@@ -132,6 +134,19 @@ class ChainError(LedgerError):
     ) -> None:
         self.position = position
         self.decision_id = decision_id
+        super().__init__(message)
+
+
+class WitnessError(LedgerError):
+    """A checkpoint witness (directory, HTTP, S3) could not take or return checkpoints.
+
+    ``conflict`` is True when the sink already holds a *different* note for the same tree size:
+    that is evidence of a fork (two histories signed at one size), never a transient failure.
+    The message names the witness by its public label and never carries a secret.
+    """
+
+    def __init__(self, message: str, *, conflict: bool = False) -> None:
+        self.conflict = conflict
         super().__init__(message)
 
 
