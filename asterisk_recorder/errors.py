@@ -18,7 +18,8 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │   ├── SpoolError                  the local spool could not be written or read
     │   ├── ChainError                  ``ledger verify`` found a break in the hash chain
     │   │   └── ProofError              a Merkle proof, root or tile does not check out
-    │   └── NoteError                   a signed note or checkpoint is malformed or unverified
+    │   ├── NoteError                   a signed note or checkpoint is malformed or unverified
+    │   └── WitnessError                a checkpoint witness refused, failed or holds a conflict
     ├── AriError
     │   ├── AriConnectionError          refused, reset, DNS (also ConnectionError)
     │   ├── AriTimeout                  no answer within the request timeout (also TimeoutError)
@@ -81,6 +82,7 @@ __all__ = [
     "RecorderError",
     "RecordingError",
     "SpoolError",
+    "WitnessError",
 ]
 
 
@@ -153,6 +155,19 @@ class NoteError(LedgerError):
     Also raised for a key text that does not parse. The message says what is wrong (the line,
     the key name and id) and never contains private key material.
     """
+
+
+class WitnessError(LedgerError):
+    """A checkpoint witness (directory, HTTP, S3) could not take or return checkpoints.
+
+    ``conflict`` is True when the sink already holds a *different* note for the same tree size:
+    that is evidence of a fork (two histories signed at one size), never a transient failure.
+    The message names the witness by its public label and never carries a secret.
+    """
+
+    def __init__(self, message: str, *, conflict: bool = False) -> None:
+        self.conflict = conflict
+        super().__init__(message)
 
 
 class AriError(RecorderError):

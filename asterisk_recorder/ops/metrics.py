@@ -381,6 +381,16 @@ class RecorderMetrics:
             (``hand_back_failed`` means a caller was left for the sweep).
         agi_peers_refused: FastAGI connections refused by the peer allowlist (no label: a
             scan must not create a series per address).
+        checkpoint_witness_delivered_size: tree size of the newest checkpoint each witness
+            holds, by ``witness`` (its public label, e.g. ``dir:/srv/witness``).
+        checkpoint_witness_failures: failed checkpoint deliveries, by witness.
+        checkpoint_witness_lag_seconds: seconds since the oldest checkpoint not yet delivered to
+            a witness was offered (0 when up to date), by witness.
+        checkpoint_witness_superseded: undelivered checkpoints dropped for newer ones because a
+            witness's backlog was full, by witness.
+
+    It implements ``ledger.witness.WitnessMetrics`` (``witness_delivered``, ``witness_failed``,
+    ``witness_lag``, ``witness_superseded``), so the ledger reports without importing ops.
     """
 
     def __init__(self) -> None:
@@ -434,6 +444,26 @@ class RecorderMetrics:
             "asterisk_recorder_agi_peers_refused_total",
             "FastAGI connections refused because the peer is not in agi.allowed_peers.",
         )
+        self.checkpoint_witness_delivered_size = self.registry.gauge(
+            "asterisk_recorder_checkpoint_witness_delivered_size",
+            "Tree size of the newest signed checkpoint delivered to each witness.",
+            ("witness",),
+        )
+        self.checkpoint_witness_failures = self.registry.counter(
+            "asterisk_recorder_checkpoint_witness_failures_total",
+            "Failed checkpoint deliveries, by witness.",
+            ("witness",),
+        )
+        self.checkpoint_witness_lag_seconds = self.registry.gauge(
+            "asterisk_recorder_checkpoint_witness_lag_seconds",
+            "Seconds since the oldest checkpoint not yet delivered to a witness was offered.",
+            ("witness",),
+        )
+        self.checkpoint_witness_superseded = self.registry.counter(
+            "asterisk_recorder_checkpoint_witness_superseded_total",
+            "Undelivered checkpoints dropped for newer ones (witness backlog full), by witness.",
+            ("witness",),
+        )
 
     def observe_decision(
         self, *, outcome: str, mode: str, driver: str, flow_seconds: float
@@ -441,6 +471,22 @@ class RecorderMetrics:
         """Count one stored decision and its offer-to-decision time."""
         self.decisions.inc(outcome=outcome, mode=mode, driver=driver)
         self.flow_seconds.observe(flow_seconds)
+
+    def witness_delivered(self, witness: str, size: int) -> None:
+        """A checkpoint of tree size ``size`` reached ``witness``."""
+        self.checkpoint_witness_delivered_size.set(float(size), witness=witness)
+
+    def witness_failed(self, witness: str) -> None:
+        """One delivery attempt to ``witness`` failed."""
+        self.checkpoint_witness_failures.inc(witness=witness)
+
+    def witness_superseded(self, witness: str, count: int) -> None:
+        """``count`` undelivered checkpoints of ``witness`` were dropped for newer ones."""
+        self.checkpoint_witness_superseded.inc(float(count), witness=witness)
+
+    def witness_lag(self, witness: str, seconds: float) -> None:
+        """How far behind ``witness`` is, in seconds."""
+        self.checkpoint_witness_lag_seconds.set(seconds, witness=witness)
 
     def exposition(self) -> str:
         """All product metrics in Prometheus text format 0.0.4."""

@@ -241,6 +241,10 @@ class TestRecorderMetrics:
             ["asterisk_recorder_calls_crashed_total", "counter"],
             ["asterisk_recorder_call_fates_total", "counter"],
             ["asterisk_recorder_agi_peers_refused_total", "counter"],
+            ["asterisk_recorder_checkpoint_witness_delivered_size", "gauge"],
+            ["asterisk_recorder_checkpoint_witness_failures_total", "counter"],
+            ["asterisk_recorder_checkpoint_witness_lag_seconds", "gauge"],
+            ["asterisk_recorder_checkpoint_witness_superseded_total", "counter"],
         ] == types
 
     def test_observe_decision_counts_and_times(self) -> None:
