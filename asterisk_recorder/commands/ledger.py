@@ -25,11 +25,11 @@ from typing import Any, TextIO, TypeVar
 import asyncpg
 
 from asterisk_recorder import config
+from asterisk_recorder.commands import checkpoint
 from asterisk_recorder.ledger import admin
 from asterisk_recorder.ledger.database import connect_app, database_dsn
 from asterisk_recorder.ledger.keys import load_digest_key, spool_directory
 from asterisk_recorder.ledger.spool import Spool
-from asterisk_recorder.ledger.verify import verify_chain
 from asterisk_recorder.settings import Settings
 
 __all__ = ["parse_age", "register"]
@@ -91,12 +91,17 @@ def register(subparsers: Any) -> None:
 
     verify = action(
         "verify",
-        run_verify,
-        "walk the hash chain and report the first break",
+        checkpoint.run_verify,
+        "verify the chain, its checkpoints and what the witnesses hold",
         "Recompute every row's hash in chain order and check the links, the personal "
-        "values against their digests, and the head. Exit 1 at the first break.",
+        "values against their digests (and that every erased one was erased by the product), "
+        "and the head; then check every stored checkpoint's signature and that the rows "
+        "still produce its Merkle root, and, with --witness, that the database is consistent "
+        "with every checkpoint the witness holds. Exit 1 on any problem, each named with the "
+        "entries concerned.",
     )
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    checkpoint.add_verify_arguments(verify)
 
     status = action(
         "spool-status",
@@ -163,6 +168,7 @@ def register(subparsers: Any) -> None:
     tail.add_argument("-n", "--lines", type=int, default=20, metavar="N")
     tail.add_argument("--follow", "-f", action="store_true")
     tail.add_argument("--json", action="store_true", help="print JSON lines")
+    checkpoint.add_actions(action)
 
 
 async def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
@@ -172,55 +178,6 @@ async def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Aw
             return await work(conn)
         finally:
             await conn.close()
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    """``ledger verify``."""
-    settings = config.settings_from_args(args, require_ari_password=False)
-    key = load_digest_key(settings.ledger)
-    report = asyncio.run(_with_conn(settings, lambda conn: verify_chain(conn, key)))
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": report.ok,
-                    "rows": report.rows,
-                    "head_seq": report.head_seq,
-                    "head_hash": report.head_hash,
-                    "position": report.position,
-                    "entry_id": report.entry_id,
-                    "reason": report.reason,
-                    "unchecked_personal": report.unchecked_personal,
-                    "at_head": report.at_head,
-                    "last_entry_id": report.last_entry_id,
-                }
-            )
-        )
-    elif report.ok:
-        print(f"chain OK: {report.rows} rows verified; head {report.head_seq} {report.head_hash}")
-        if report.unchecked_personal:
-            print(
-                f"note: {report.unchecked_personal} personal rows use another digest key "
-                "and were not checked against their digests"
-            )
-    elif report.at_head:
-        last = (
-            f"the last is position {report.rows}, id {report.last_entry_id}"
-            if report.last_entry_id
-            else "there are none"
-        )
-        print(
-            f"chain BROKEN at the head (the ledger_head row, which records {report.head_seq} "
-            f"rows): {report.reason}; every row before it verifies ({report.rows} rows, {last})",
-            file=sys.stderr,
-        )
-    else:
-        print(
-            f"chain BROKEN at position {report.position} (id {report.entry_id}): "
-            f"{report.reason}; {report.rows} rows verified before it",
-            file=sys.stderr,
-        )
-    return 0 if report.ok else 1
 
 
 def run_spool_status(args: argparse.Namespace) -> int:

@@ -3,20 +3,24 @@
 This module owns recomputing every row's canonical body and hash in chain order (decisions,
 facts and audit events share one sequence), checking each row's ``prev_hash`` and position, the
 personal values against their digests (when the key matches), that a fact's decision comes
-before it in the chain, and the head. It reports the FIRST break
+before it in the chain, that every decision whose personal row is gone is named by a later
+``erase`` or ``purge`` event, and the head. While walking it also computes the Merkle tree over
+the rows (RFC 9162, leaf input = the row's chain hash), so the caller can compare the roots at
+the sizes it asks for with signed checkpoints (``ledger.audit``). It reports the FIRST break
 and stops. Read-only: it runs in a REPEATABLE READ, READ ONLY transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from asterisk_recorder.ledger.keys import DigestKey
+from asterisk_recorder.ledger.merkle import CompactRange, leaf_hash
 from asterisk_recorder.ledger.records import (
     GENESIS,
     Row,
@@ -44,6 +48,9 @@ class VerifyReport:
         unchecked_personal: personal rows not checked because they were written with another key.
         at_head: the rows all verify but ``ledger_head`` disagrees with where the chain ends.
         last_entry_id: id of the last row that verified (``None`` when none did).
+        roots: the Merkle root of the first ``n`` rows for every size ``n`` asked for that the
+            walk reached (the rows that verified).
+        root: the Merkle root over every row that verified.
     """
 
     ok: bool
@@ -56,6 +63,8 @@ class VerifyReport:
     unchecked_personal: int = 0
     at_head: bool = False
     last_entry_id: str | None = None
+    roots: Mapping[int, bytes] = field(default_factory=dict)
+    root: bytes = b""
 
 
 _DECISIONS = """
@@ -142,8 +151,31 @@ def _body(kind: str, row: Row) -> bytes:
     return event_body_from_row(row)
 
 
-async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -> VerifyReport:
-    """Walk the whole chain; return where it first breaks (or that it holds)."""
+_ERASING_EVENTS = frozenset({"erase", "purge"})
+
+
+def _erased_ids(row: Row) -> list[str]:
+    """The decision ids an ``erase`` or ``purge`` event says it removed the personal data of."""
+    detail = json.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
+    ids = detail.get("decisions") if isinstance(detail, dict) else None
+    return [str(i) for i in ids] if isinstance(ids, list) else []
+
+
+async def verify_chain(
+    conn: asyncpg.Connection, key: DigestKey | None = None, *, sizes: Collection[int] = ()
+) -> VerifyReport:
+    """Walk the whole chain; return where it first breaks (or that it holds).
+
+    ``sizes``: tree sizes whose Merkle root the report carries (``roots``), e.g. the sizes of
+    every stored and witnessed checkpoint.
+    """
+    wanted = frozenset(sizes)
+    tree = CompactRange()
+    roots: dict[int, bytes] = {}
+    if 0 in wanted:
+        roots[0] = tree.root()
+    without_personal: dict[str, int] = {}
+    erased: set[str] = set()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         head = await conn.fetchrow("SELECT seq, hash FROM ledger_head WHERE id = 1")
         head_seq = int(head["seq"]) if head is not None else 0
@@ -164,6 +196,8 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
                 reason,
                 unchecked,
                 last_entry_id=last_entry,
+                roots=roots,
+                root=tree.root(),
             )
 
         async for kind, row in _merged(conn):
@@ -199,9 +233,16 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
                         f"the fact names decision {row['decision_id']}, which is not earlier "
                         "in the chain (inserted)",
                     )
+            if kind == "decision" and row["p_id"] is None:
+                without_personal[entry] = seq
+            if kind == "event" and row["kind"] in _ERASING_EVENTS:
+                erased.update(_erased_ids(row))
             running = digest
             expected += 1
             last_entry = entry
+            tree.append(leaf_hash(digest))
+            if seq in wanted:
+                roots[seq] = tree.root()
         last = expected - 1
         if head_seq != last or bytes.fromhex(head_hash) != running:
             return VerifyReport(
@@ -216,7 +257,35 @@ async def verify_chain(conn: asyncpg.Connection, key: DigestKey | None = None) -
                 unchecked,
                 at_head=True,
                 last_entry_id=last_entry,
+                roots=roots,
+                root=tree.root(),
+            )
+        unexplained = sorted(
+            (seq, entry) for entry, seq in without_personal.items() if entry not in erased
+        )
+        if unexplained:
+            seq, entry = unexplained[0]
+            return VerifyReport(
+                False,
+                last,
+                head_seq,
+                head_hash,
+                seq,
+                entry,
+                f"the personal data of this decision is gone but no erase or purge event records "
+                f"its erasure ({len(unexplained)} such decision(s); deleted outside the product)",
+                unchecked,
+                last_entry_id=last_entry,
+                roots=roots,
+                root=tree.root(),
             )
         return VerifyReport(
-            True, last, head_seq, head_hash, unchecked_personal=unchecked, last_entry_id=last_entry
+            True,
+            last,
+            head_seq,
+            head_hash,
+            unchecked_personal=unchecked,
+            last_entry_id=last_entry,
+            roots=roots,
+            root=tree.root(),
         )

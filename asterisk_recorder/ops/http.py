@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -80,6 +80,7 @@ class ReadinessReport:
         ledger_writable: bool,
         ledger_spooling: bool,
         spool_depth: int = 0,
+        witnesses_lagging: Sequence[str] | None = None,
     ) -> ReadinessReport:
         """Build the product's report.
 
@@ -88,6 +89,8 @@ class ReadinessReport:
             ledger_writable: PostgreSQL accepts decisions.
             ledger_spooling: PostgreSQL is away but the local spool accepts decisions.
             spool_depth: decisions waiting in the spool (shown in the detail).
+            witnesses_lagging: checkpoint witnesses behind by more than the allowed lag
+                (``None``: no witnesses configured, no check).
         """
         checks = [
             ReadinessCheck(f"ari:{name}", up, "connected" if up else "disconnected")
@@ -99,7 +102,16 @@ class ReadinessReport:
             ledger = ReadinessCheck("ledger", True, f"spooling ({spool_depth} queued)")
         else:
             ledger = ReadinessCheck("ledger", False, "neither PostgreSQL nor the spool is writable")
-        return cls((*checks, ledger))
+        checks.append(ledger)
+        if witnesses_lagging is not None:
+            checks.append(
+                ReadinessCheck(
+                    "witnesses",
+                    not witnesses_lagging,
+                    "behind: " + ", ".join(witnesses_lagging) if witnesses_lagging else "current",
+                )
+            )
+        return cls(tuple(checks))
 
     def as_json(self) -> dict[str, object]:
         """The ``/readyz`` body."""
