@@ -29,12 +29,15 @@ from asterisk_recorder.agi.server import FastAgiServer
 from asterisk_recorder.agi.session import SessionResult, consent_handler
 from asterisk_recorder.controller.app import AriController, ControllerHooks
 from asterisk_recorder.drivers.ports import CallFate, CallReport, CoreHooks, Fate
-from asterisk_recorder.errors import DatabaseUnavailable
+from asterisk_recorder.errors import DatabaseUnavailable, LedgerError
 from asterisk_recorder.flow import ConsentFlow
 from asterisk_recorder.flow.facts import CALL_FATE, CALL_HAND_BACK_FAILED, LedgerFact
 from asterisk_recorder.flow.ports import DecisionSink
 from asterisk_recorder.ledger import Ledger, migrate
+from asterisk_recorder.ledger.checkpoints import Checkpointer, witness_from_target
 from asterisk_recorder.ledger.database import database_dsn
+from asterisk_recorder.ledger.signing import load_signing_key
+from asterisk_recorder.ledger.witness import WitnessPusher
 from asterisk_recorder.logs import get_logger
 from asterisk_recorder.ops.http import OpsServer, ReadinessReport
 from asterisk_recorder.ops.metrics import RecorderMetrics
@@ -248,6 +251,8 @@ class Service:
         self.instance_id = self.parts.instance_id
         self.controllers: list[AriController] = []
         self.ledger: Ledger | None = None
+        self.checkpointer: Checkpointer | None = None
+        self.pusher: WitnessPusher | None = None
         self.ops: OpsServer | None = None
         self.agi: FastAgiServer | None = None
         self.dsn: str | None = None
@@ -270,7 +275,18 @@ class Service:
             ledger_writable=ledger is None or ledger.healthy,
             ledger_spooling=spooling,
             spool_depth=ledger.spool_depth if ledger is not None else 0,
+            witnesses_lagging=self._checkpoints_behind(),
         )
+
+    def _checkpoints_behind(self) -> list[str] | None:
+        """Witnesses (and the checkpointer) behind by more than ``witness_max_lag``."""
+        if self.checkpointer is None:
+            return None
+        max_lag = self.settings.ledger.witness_max_lag
+        behind = self.pusher.lagging(max_lag) if self.pusher is not None else []
+        if self.checkpointer.uncovered_for() > max_lag:
+            behind.append("checkpoints (none signed for the newest entries)")
+        return behind
 
     def new_flow(self) -> ConsentFlow:
         """A fresh consent flow with this service's settings and policy."""
@@ -309,6 +325,7 @@ class Service:
                     )
                 )
                 self._sink = self.ledger
+                await self._start_checkpoints(stack, dsn)
             sink = self._sink
             assert sink is not None
             self.metrics.ledger_spool_depth.set_function(
@@ -376,6 +393,49 @@ class Service:
                         task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
         log.info("service.stopped")
+
+    async def _start_checkpoints(self, stack: contextlib.AsyncExitStack, dsn: str) -> None:
+        """Grow the tree, sign checkpoints and push them to the witnesses, off the call path."""
+        settings = self.settings.ledger
+        if not settings.checkpoints:
+            return
+        try:
+            key = load_signing_key(settings)
+            witnesses = [witness_from_target(t, settings) for t in settings.witnesses]
+        except LedgerError as exc:  # calls must still flow; /readyz and the log say why
+            log.error("checkpoint.disabled", error=str(exc))
+            return
+        if witnesses:
+            self.pusher = WitnessPusher(witnesses, metrics=self.metrics)
+            await self.pusher.start()
+            stack.push_async_callback(self.pusher.close)
+        checkpointer = Checkpointer(
+            dsn,
+            key,
+            every=settings.checkpoint_every,
+            interval=settings.checkpoint_interval,
+            pusher=self.pusher,
+            connect_timeout=self.settings.database.connect_timeout,
+        )
+        self.checkpointer = checkpointer
+        task = asyncio.create_task(checkpointer.run(), name="checkpointer")
+
+        async def stop() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await checkpointer.close()
+
+        stack.push_async_callback(stop)
+        self.metrics.ledger_tree_size.set_function(lambda: float(checkpointer.tree_size))
+        self.metrics.checkpoint_size.set_function(lambda: float(checkpointer.checkpoint_size))
+        self.metrics.checkpoint_uncovered_seconds.set_function(checkpointer.uncovered_for)
+        self.metrics.checkpoint_failures.set_function(lambda: float(checkpointer.failures))
+        log.info(
+            "checkpoint.started",
+            origin=key.name,
+            verifier=key.verifier().to_text(),
+            witnesses=[w.name for w in witnesses],
+        )
 
     async def _wait(self, stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
         stop_task = asyncio.create_task(stop.wait())

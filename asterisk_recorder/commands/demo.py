@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from asterisk_recorder.config import load, secret_values
 from asterisk_recorder.demo import run_demo
@@ -40,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="drive this real Asterisk instead of the fake (its ARI user and password come from "
         "the configuration; include dialplan/recorder.conf and dialplan/recorder-demo.conf)",
     )
+    parser.add_argument(
+        "--witness", default=None, metavar="DIR",
+        help="push the ledger's signed checkpoints to DIR (absolute), end with one covering the "
+        "last entry, and verify against it; 'ledger verify --witness DIR' checks it later",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the controller's log lines")
     parser.set_defaults(func=run)
 
@@ -53,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["ari.enabled"] = "false"  # the fake Asterisk stands in; no password needed
     if args.dsn:
         overrides["database.dsn"] = args.dsn
+    if args.witness:
+        overrides["ledger.witnesses"] = str(Path(args.witness).resolve())
     settings = load(args.config, overrides=overrides)
     level = "info" if args.verbose else "warning"
     configure(LoggingSettings(level=level, format="console"), secrets=secret_values(settings))

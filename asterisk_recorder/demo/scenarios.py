@@ -35,10 +35,13 @@ from asterisk_recorder.ari.events import (
     StreamEvent,
 )
 from asterisk_recorder.ari.stream import EventStream
-from asterisk_recorder.errors import RecorderError
+from asterisk_recorder.errors import LedgerError, RecorderError
 from asterisk_recorder.ledger.admin import show_call
+from asterisk_recorder.ledger.audit import Claim, audit_ledger
+from asterisk_recorder.ledger.checkpoints import witness_from_target
 from asterisk_recorder.ledger.database import connect_app
-from asterisk_recorder.ledger.verify import verify_chain
+from asterisk_recorder.ledger.signing import trusted_verifiers
+from asterisk_recorder.ledger.witness import WitnessedCheckpoint
 from asterisk_recorder.recordings import KekOpener, KeyStore, SealInfo, VerifyResult, verify
 from asterisk_recorder.recordings.catalog import Catalog
 from asterisk_recorder.recordings.runner import sealer_actor, sealer_paths
@@ -303,7 +306,7 @@ async def run_demo(
             recorded = [r for r in results if r.variables.get("RECORDER_DECISION") == "record"]
             sealed_ok = await sealing.report(service, recorded, out)
             recordings = f"{len(recorded)} sealed, verify {'OK' if sealed_ok else 'FAILED'}"
-        verified = await _verify(service, out)
+        verified = await _verify(service, out, base)
         print("", file=out)
         print(
             f"{sum(r.as_expected for r in results)}/{len(results)} scenarios as expected; "
@@ -646,18 +649,52 @@ def _key_text(key: dict[str, Any]) -> str:
     return text
 
 
-async def _verify(service: Service, out: TextIO) -> bool:
+async def _final_checkpoint(service: Service, base: Settings, out: TextIO) -> list[Claim]:
+    """Sign a checkpoint covering the last entry, push it to the witnesses and wait for each."""
+    checkpointer = service.checkpointer
+    if checkpointer is None:
+        return []
+    signed = await checkpointer.cycle(force=True) or await checkpointer.latest()
+    if signed is None:
+        return []
+    print(f"checkpoint: {signed.size} entries, root {signed.root.hex()[:16]}..., signed by "
+          f"{checkpointer.key.verifier().to_text()}", file=out)
+    claims: list[Claim] = []
+    for target in base.ledger.witnesses:
+        witness = witness_from_target(target, base.ledger)
+        try:
+            await witness.push(WitnessedCheckpoint(signed.size, signed.note))
+            claims += [Claim(witness.name, c.note) for c in await witness.fetch()]
+            print(f"witness {witness.name}: holds checkpoint {signed.size}", file=out)
+        except LedgerError as exc:
+            print(f"witness {witness.name}: FAILED {exc}", file=out)
+    return claims
+
+
+async def _verify(service: Service, out: TextIO, base: Settings) -> bool:
     assert service.dsn is not None
     assert service.ledger is not None
+    claims = await _final_checkpoint(service, base, out)
+    verifiers = trusted_verifiers(base.ledger)
     conn = await connect_app(service.dsn)
     try:
-        report = await verify_chain(conn, service.ledger.key)
+        report = await audit_ledger(conn, service.ledger.key, verifiers, witnessed=claims)
     finally:
         await conn.close()
-    if report.ok:
-        print(f"ledger verify: chain of {report.rows} entries intact, head {report.head_hash[:16]}",
+    chain = report.chain
+    if chain.ok:
+        print(f"ledger verify: chain of {chain.rows} entries intact, head {chain.head_hash[:16]}",
               file=out)
     else:
-        print(f"ledger verify: BROKEN at {report.position} ({report.entry_id}): {report.reason}",
+        print(f"ledger verify: BROKEN at {chain.position} ({chain.entry_id}): {chain.reason}",
               file=out)
+    if report.checkpoints or report.witnessed:
+        print(f"ledger verify: {report.checkpoints} signed checkpoints in the database, "
+              f"{report.witnessed} at the witnesses; they cover entries 1..{report.covered}",
+              file=out)
+    for problem in report.problems:
+        print(f"ledger verify: CHECKPOINT PROBLEM {problem}", file=out)
+    for target in base.ledger.witnesses:
+        print(f"check it later from outside the database: asterisk-recorder ledger verify "
+              f"--witness {target} (with the same --config/--dsn)", file=out)
     return report.ok

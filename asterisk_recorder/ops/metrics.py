@@ -388,6 +388,10 @@ class RecorderMetrics:
             a witness was offered (0 when up to date), by witness.
         checkpoint_witness_superseded: undelivered checkpoints dropped for newer ones because a
             witness's backlog was full, by witness.
+        ledger_tree_size / checkpoint_size: entries the Merkle tree covers, and the size of the
+            newest signed checkpoint.
+        checkpoint_uncovered_seconds: how long the oldest entry no checkpoint covers has waited.
+        checkpoint_failures: checkpoint cycles that failed since start.
 
     It implements ``ledger.witness.WitnessMetrics`` (``witness_delivered``, ``witness_failed``,
     ``witness_lag``, ``witness_superseded``), so the ledger reports without importing ops.
@@ -463,6 +467,22 @@ class RecorderMetrics:
             "asterisk_recorder_checkpoint_witness_superseded_total",
             "Undelivered checkpoints dropped for newer ones (witness backlog full), by witness.",
             ("witness",),
+        )
+        self.ledger_tree_size = self.registry.gauge(
+            "asterisk_recorder_ledger_tree_size",
+            "Ledger entries the Merkle tree covers (as this controller last grew or saw it).",
+        )
+        self.checkpoint_size = self.registry.gauge(
+            "asterisk_recorder_checkpoint_size",
+            "Tree size of the newest signed checkpoint this controller saw.",
+        )
+        self.checkpoint_uncovered_seconds = self.registry.gauge(
+            "asterisk_recorder_checkpoint_uncovered_seconds",
+            "Seconds the oldest ledger entry not covered by a signed checkpoint has waited.",
+        )
+        self.checkpoint_failures = self.registry.gauge(
+            "asterisk_recorder_checkpoint_failures",
+            "Checkpoint cycles that failed (PostgreSQL away, a gap in the chain) since start.",
         )
 
     def observe_decision(

@@ -70,3 +70,60 @@ def test_demo_prints_its_changes_every_row_and_ids_ledger_show_finds(
         shown = capsys.readouterr().out
         assert re.search(rf"^decision_id\s+{decision_id}$", shown, re.M)
         assert re.search(rf"^outcome\s+{expect}$", shown, re.M)
+
+
+async def _cover_up(dsn: str, keep: int) -> None:
+    """As a superuser: delete the newest entries, rewind the head, wipe every checkpoint."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            head = None
+            for table in ("decisions", "ledger_facts", "ledger_events"):
+                sql = f"SELECT hash FROM {table} WHERE seq = $1"  # noqa: S608 - fixed names
+                found = await conn.fetchval(sql, keep)
+                head = found if found is not None else head
+            await conn.execute(
+                "DELETE FROM decision_personal WHERE decision_id IN "
+                "(SELECT decision_id FROM decisions WHERE seq > $1)", keep
+            )
+            for table in ("ledger_facts", "decisions", "ledger_events"):
+                await conn.execute(f"DELETE FROM {table} WHERE seq > $1", keep)  # noqa: S608
+            await conn.execute(
+                "UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1", keep, head
+            )
+            await conn.execute("DELETE FROM ledger_checkpoints")
+            await conn.execute("DELETE FROM ledger_tiles")
+            await conn.execute("UPDATE ledger_tree SET size = 0")
+    finally:
+        await conn.close()
+
+
+def test_demo_witness_catches_a_cover_up_that_the_database_alone_cannot(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """demo --witness DIR ends with a checkpoint there; a superuser's cover-up fails verify."""
+    import asyncio
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTERISK_RECORDER_")}
+    env.update(HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"))
+    witness = tmp_path / "witness"
+
+    demo = _run(env, "demo", "--dsn", pg_dsn, "--witness", str(witness))
+    before = _run(env, "ledger", "verify", "--dsn", pg_dsn, "--witness", str(witness))
+    found = re.search(r"^checkpoint: (\d+) entries", demo.stdout, re.M)
+    assert found is not None, demo.stdout + demo.stderr
+    size = int(found.group(1))
+    asyncio.run(_cover_up(pg_dsn, size - 5))
+    alone = _run(env, "ledger", "verify", "--dsn", pg_dsn)
+    after = _run(env, "ledger", "verify", "--dsn", pg_dsn, "--witness", str(witness))
+
+    assert 0 == demo.returncode, demo.stdout + demo.stderr
+    assert f"witness dir:{witness}: holds checkpoint {size}" in demo.stdout
+    assert (0, "verify OK") == (before.returncode, before.stdout.splitlines()[-1])
+    assert 0 == alone.returncode, "without the witness the cover-up is invisible"
+    assert 1 == after.returncode
+    assert f"entries {size - 4}..{size} are missing" in after.stderr
+    assert "which the database no longer has" in after.stderr
