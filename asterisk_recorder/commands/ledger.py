@@ -117,7 +117,8 @@ def register(subparsers: Any) -> None:
         run_export,
         "export everything about one number",
         "Print every decision about NUMBER (as caller, called or party) with its "
-        "recording path, its facts and effective outcome: a data subject's access request.",
+        "recording path, its facts and effective outcome: a data subject's access request. "
+        "JSON carries each decision's consent receipt (checkable with 'ledger check-receipt').",
     )
     export.add_argument("--number", required=True, help="the phone number, exactly as stored")
     export.add_argument("--format", choices=("json", "csv"), default="json")
@@ -271,7 +272,12 @@ def run_export(args: argparse.Namespace) -> int:
     """``ledger export --number N``."""
     settings = config.settings_from_args(args, require_ari_password=False)
     key = load_digest_key(settings.ledger)
-    rows = asyncio.run(_with_conn(settings, lambda c: admin.export_number(c, key, args.number)))
+    with_receipts = args.format == "json"
+    rows = asyncio.run(
+        _with_conn(
+            settings, lambda c: admin.export_number(c, key, args.number, receipts=with_receipts)
+        )
+    )
     if args.format == "csv":
         _write_csv(rows, sys.stdout)
     else:

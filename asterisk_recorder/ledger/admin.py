@@ -28,6 +28,7 @@ from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.flow.facts import effective_outcome
 from asterisk_recorder.ledger.chain import append_event
 from asterisk_recorder.ledger.keys import DigestKey
+from asterisk_recorder.ledger.receipts import prove_decision
 from asterisk_recorder.ledger.records import (
     TIME_FIELDS,
     Row,
@@ -190,11 +191,13 @@ async def _key_mismatch(conn: asyncpg.Connection, key: DigestKey) -> str | None:
 
 
 async def export_number(
-    conn: asyncpg.Connection, key: DigestKey, number: str
+    conn: asyncpg.Connection, key: DigestKey, number: str, *, receipts: bool = False
 ) -> list[dict[str, Any]]:
     """Every decision about ``number`` (as caller, called or any party), oldest first.
 
-    Each decision carries its ``facts`` and ``effective`` outcome (``with_facts``).
+    Each decision carries its ``facts`` and ``effective`` outcome (``with_facts``); with
+    ``receipts``, also its consent ``receipt`` (``receipts.prove_decision``), or
+    ``receipt_unavailable`` saying why (no checkpoint covers it yet).
 
     Raises:
         LedgerError: ``number`` is empty, or rows were written with another digest key (the
@@ -207,7 +210,14 @@ async def export_number(
             f"no match, and the ledger holds rows digested with another key ({other}, this "
             f"process uses {key.key_id}): configure ledger.digest_key like the controllers"
         )
-    return await with_facts(conn, [decision_view(r) for r in rows])
+    views = await with_facts(conn, [decision_view(r) for r in rows])
+    if receipts:
+        for view in views:
+            try:
+                view["receipt"] = await prove_decision(conn, view["decision_id"])
+            except LedgerError as exc:
+                view["receipt_unavailable"] = str(exc)
+    return views
 
 
 async def show_call(conn: asyncpg.Connection, call_id: str) -> list[dict[str, Any]]:
