@@ -13,7 +13,10 @@ from asterisk_recorder.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "docs" / "ledger.md", ROOT / "docs" / "operations.md"]
-ACTIONS = ("verify", "spool-status", "export", "erase", "purge", "show", "tail")
+ACTIONS = (
+    "verify", "spool-status", "export", "erase", "purge", "show", "tail",
+    "checkpoint", "checkpoint-key", "prove", "check-receipt",
+)
 
 PLACEHOLDERS = {
     "--number": "+12125550100",
@@ -23,6 +26,9 @@ PLACEHOLDERS = {
     "--config": "recorder.toml",
     "--dsn": "postgresql://recorder@db/recorder",
     "--older-than": "90d",
+    "--witness": "/srv/witness",
+    "--key": "recorder.example.com/ledger+01234567+AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB",
+    "--out": "receipt.json",
 }
 """A concrete value for the placeholder that follows each flag in the docs."""
 

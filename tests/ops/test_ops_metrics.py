@@ -245,6 +245,10 @@ class TestRecorderMetrics:
             ["asterisk_recorder_checkpoint_witness_failures_total", "counter"],
             ["asterisk_recorder_checkpoint_witness_lag_seconds", "gauge"],
             ["asterisk_recorder_checkpoint_witness_superseded_total", "counter"],
+            ["asterisk_recorder_ledger_tree_size", "gauge"],
+            ["asterisk_recorder_checkpoint_size", "gauge"],
+            ["asterisk_recorder_checkpoint_uncovered_seconds", "gauge"],
+            ["asterisk_recorder_checkpoint_failures", "gauge"],
         ] == types
 
     def test_observe_decision_counts_and_times(self) -> None:
