@@ -78,7 +78,8 @@ async def test_calls_end_up_in_a_witnessed_checkpoint_and_a_dead_witness_shows_o
     for n in range(3):
         ch = await fake.originate(caller_number=f"+1212555010{n}", extension="2125550199")
         await fake.wait_for_continue(ch.id)
-    assert service.checkpointer is not None and service.ops is not None
+    assert service.checkpointer is not None
+    assert service.ops is not None
     key = load_signing_key(service.settings.ledger, create=False)
     async with asyncio.timeout(15):
         while True:

@@ -27,7 +27,7 @@ PLACEHOLDERS = {
     "--dsn": "postgresql://recorder@db/recorder",
     "--older-than": "90d",
     "--witness": "/srv/witness",
-    "--key": "recorder.example.com/ledger+01234567+AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB",
+    "--key": "recorder.example.com/ledger+01234567+" + "AQEB" * 11,
     "--out": "receipt.json",
 }
 """A concrete value for the placeholder that follows each flag in the docs."""
