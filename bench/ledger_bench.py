@@ -6,6 +6,10 @@ server named by ``ASTERISK_RECORDER_TEST_DSN``). Prints one JSON object, then a 
     python bench/ledger_bench.py [--decisions 30000] [--rate 500] [--seconds 10]
 
 Targets (issue 4): >= 5,000 decisions/s sustained; p99 time-to-acknowledge <= 25 ms at 500/s.
+Targets (issue 15): throughput with the checkpointer running >= 0.9x without it, measured in
+the same run (alternating off/on rounds, best of each); an inclusion proof in a 10-million-leaf
+tree stored in PostgreSQL < 5 ms; fetching and verifying a consistency proof between two
+checkpoints of that tree < 5 ms.
 It also measures the time to acknowledge when PostgreSQL is a black hole (a TCP path that
 swallows every byte): the first decisions wait for ``ack_timeout`` and are spooled, the ones
 after are spooled at once until PostgreSQL answers again.
@@ -35,7 +39,11 @@ import structlog
 from asterisk_recorder.embedded_pg import EmbeddedPostgres
 from asterisk_recorder.flow.decision import ConsentDecision, KeyPress, Outcome, PartyRecord
 from asterisk_recorder.ledger import Ledger, migrate
+from asterisk_recorder.ledger.checkpoints import Checkpointer
 from asterisk_recorder.ledger.database import connect_app
+from asterisk_recorder.ledger.merkle import TileBuilder, verify_consistency, verify_inclusion
+from asterisk_recorder.ledger.note import SigningKey
+from asterisk_recorder.ledger.tree import tree_consistency, tree_inclusion, tree_root
 from asterisk_recorder.ledger.verify import verify_chain
 from asterisk_recorder.policy.modes import Mode
 from asterisk_recorder.settings import LedgerSettings, Secret
@@ -274,6 +282,104 @@ async def _blackhole(
     }
 
 
+async def _checkpointing(
+    dsn: str, settings: LedgerSettings, count: int, callers: int, rounds: int
+) -> dict[str, object]:
+    """Throughput without and with a checkpointer running beside the ledger, alternating."""
+    key = SigningKey.generate("bench.local/ledger")
+    off: list[float] = []
+    on: list[float] = []
+    signed = 0
+    for _ in range(rounds):  # alternate, so drift (autovacuum, other load) hits both alike
+        off.append((await _throughput(dsn, settings, count, callers))["decisions_per_s"])
+        checkpointer = Checkpointer(dsn, key, every=1000, interval=1.0, poll=0.2)
+        task = asyncio.create_task(checkpointer.run())
+        try:
+            on.append((await _throughput(dsn, settings, count, callers))["decisions_per_s"])
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await checkpointer.cycle(force=True)
+            signed = checkpointer.checkpoint_size
+            await checkpointer.close()
+    return {
+        "decisions_per_round": count,
+        "rounds": rounds,
+        "off_decisions_per_s": off,
+        "on_decisions_per_s": on,
+        "ratio_best": round(max(on) / max(off), 3),
+        "ratio_median": round(statistics.median(on) / statistics.median(off), 3),
+        "final_checkpoint_size": signed,
+    }
+
+
+async def _big_tree(dsn: str, leaves: int, samples: int) -> dict[str, object]:
+    """Tiles of a ``leaves``-leaf tree in ledger_tiles; time proofs read from PostgreSQL."""
+    import random
+
+    started = time.perf_counter()
+    builder = TileBuilder()
+    conn = await connect_app(dsn)
+    try:
+        async with conn.transaction():
+            chunk = 1 << 16
+            done = 0
+            while done < leaves:
+                n = min(chunk, leaves - done)
+                raw = os.urandom(32 * n)
+                changed = builder.append([raw[i : i + 32] for i in range(0, len(raw), 32)])
+                await conn.execute(
+                    "INSERT INTO ledger_tiles (level, idx, hashes) SELECT * FROM "
+                    "unnest($1::smallint[], $2::bigint[], $3::bytea[]) "
+                    "ON CONFLICT (level, idx) DO UPDATE SET hashes = EXCLUDED.hashes",
+                    [t.level for t in changed],
+                    [t.index for t in changed],
+                    list(changed.values()),
+                )
+                done += n
+            await conn.execute("UPDATE ledger_tree SET size = $1 WHERE id = 1", leaves)
+        build_s = time.perf_counter() - started
+        root = builder.root()
+        assert await tree_root(conn, leaves) == root
+        old = leaves - 1000
+        old_root = await tree_root(conn, old)
+        rng = random.Random(15)
+        inclusion: list[float] = []
+        consistency: list[float] = []
+        for _ in range(samples):
+            index = rng.randrange(leaves)
+            t0 = time.perf_counter()
+            proof = await tree_inclusion(conn, index, leaves)
+            inclusion.append(time.perf_counter() - t0)
+            assert len(proof) >= leaves.bit_length() - 2
+            t0 = time.perf_counter()
+            cproof = await tree_consistency(conn, old, leaves)
+            verify_consistency(old, leaves, old_root, root, cproof)
+            consistency.append(time.perf_counter() - t0)
+        # one inclusion proof checked end to end (needs the leaf: read it from its tile)
+        tile = await conn.fetchval("SELECT hashes FROM ledger_tiles WHERE level = 0 AND idx = 0")
+        verify_inclusion(bytes(tile)[32:64], 1, leaves, await tree_inclusion(conn, 1, leaves),
+                         root)
+        size_bytes = await conn.fetchval("SELECT pg_total_relation_size('ledger_tiles')")
+    finally:
+        await conn.close()
+
+    def pct(values: list[float], p: float) -> float:
+        values = sorted(values)
+        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3)
+
+    return {
+        "leaves": leaves,
+        "build_s": round(build_s, 1),
+        "tiles_bytes": int(size_bytes),
+        "inclusion_p50_ms": pct(inclusion, 0.5),
+        "inclusion_p99_ms": pct(inclusion, 0.99),
+        "consistency_p50_ms": pct(consistency, 0.5),
+        "consistency_p99_ms": pct(consistency, 0.99),
+        "samples": samples,
+    }
+
+
 async def _run(args: argparse.Namespace) -> dict[str, object]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
@@ -289,6 +395,9 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
             latency = await _latency(dsn, settings, args.rate, args.seconds)
             throughput = await _throughput(dsn, settings, args.decisions, args.callers)
             blackhole = await _blackhole(dsn, settings, args.blackhole_burst, 200)
+            checkpointing = await _checkpointing(
+                dsn, settings, args.checkpoint_decisions, args.callers, args.checkpoint_rounds
+            )
             conn = await connect_app(dsn)
             try:
                 started = time.perf_counter()
@@ -296,6 +405,9 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
                 verify_s = time.perf_counter() - started
             finally:
                 await conn.close()
+        async with _database(workdir) as dsn:
+            await migrate(dsn)
+            big_tree = await _big_tree(dsn, args.tree_leaves, args.proof_samples)
     return {
         "benchmark": "ledger",
         "cpu_count": os.cpu_count(),
@@ -307,6 +419,8 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
         "throughput": throughput,
         "latency": latency,
         "blackhole": blackhole,
+        "checkpointing": checkpointing,
+        "big_tree": big_tree,
         "verify": {
             "rows": report.rows,
             "ok": report.ok,
@@ -321,6 +435,11 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
             "blackhole_ack_bound_ms": round((settings.ack_timeout + 1.0) * 1000),
             "blackhole_met": blackhole["burst_max_ms"] <= (settings.ack_timeout + 1.0) * 1000
             and blackhole["spooled"] == blackhole["acknowledged"],
+            "checkpointing_ratio_min": 0.9,
+            "checkpointing_met": cast(float, checkpointing["ratio_best"]) >= 0.9,
+            "proof_ms_max": 5,
+            "proof_met": cast(float, big_tree["inclusion_p99_ms"]) < 5
+            and cast(float, big_tree["consistency_p99_ms"]) < 5,
         },
     }
 
@@ -333,11 +452,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--blackhole-burst", type=int, default=50)
+    parser.add_argument("--checkpoint-decisions", type=int, default=20_000)
+    parser.add_argument("--checkpoint-rounds", type=int, default=3)
+    parser.add_argument("--tree-leaves", type=int, default=10_000_000)
+    parser.add_argument("--proof-samples", type=int, default=300)
     args = parser.parse_args(argv)
     result = asyncio.run(_run(args))
     print(json.dumps(result))
-    t, lat, ver, bh = (
-        cast(dict[str, Any], result[k]) for k in ("throughput", "latency", "verify", "blackhole")
+    t, lat, ver, bh, cp, tree = (
+        cast(dict[str, Any], result[k])
+        for k in ("throughput", "latency", "verify", "blackhole", "checkpointing", "big_tree")
     )
     rows = [
         (
@@ -368,13 +492,35 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("spooled", f"{t['spooled'] + lat['spooled']}", "should be 0 with PostgreSQL up", ""),
         ("verify", f"{ver['rows_per_s']:,.0f} rows/s", f"{ver['rows']} rows, ok={ver['ok']}", ""),
+        (
+            "checkpointing on/off",
+            f"{cp['ratio_best']}x (median {cp['ratio_median']}x)",
+            f"best {max(cp['on_decisions_per_s']):,.0f} vs "
+            f"{max(cp['off_decisions_per_s']):,.0f}/s",
+            ">= 0.9x",
+        ),
+        (
+            "inclusion proof",
+            f"{tree['inclusion_p50_ms']} ms p50",
+            f"p99 {tree['inclusion_p99_ms']} ms, {tree['leaves']:,} leaves in PostgreSQL",
+            "< 5 ms",
+        ),
+        (
+            "consistency proof",
+            f"{tree['consistency_p50_ms']} ms p50",
+            f"p99 {tree['consistency_p99_ms']} ms, fetched + verified",
+            "< 5 ms",
+        ),
     ]
     print()
     print(f"{'measure':<22} {'value':<22} {'detail':<48} target")
     for row in rows:
         print(f"{row[0]:<22} {row[1]:<22} {row[2]:<48} {row[3]}")
     targets = cast(dict[str, Any], result["targets"])
-    met = targets["throughput_met"] and targets["latency_met"] and targets["blackhole_met"]
+    met = all(
+        targets[k]
+        for k in ("throughput_met", "latency_met", "blackhole_met", "checkpointing_met", "proof_met")
+    )
     return 0 if met else 1
 
 

@@ -206,14 +206,14 @@ class Checkpointer:
             (_log.error if isinstance(exc, ChainError) else _log.warning)(
                 "checkpoint.failed", error=self.last_error, first=first
             )
-            await self._drop_connection()
+            self._drop_connection()
             return None
         if self.last_error is not None:
             _log.info("checkpoint.recovered", after=self.last_error)
         self.last_error = None
         return signed
 
-    async def _drop_connection(self) -> None:
+    def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()
@@ -227,46 +227,58 @@ class Checkpointer:
             DatabaseUnavailable / OSError / asyncpg.PostgresError: PostgreSQL is away.
         """
         async with self._lock:
-            conn = await self._connection()
-            while True:
-                growth, self._builder = await extend_tree(conn, self._builder)
-                if growth is None:  # another controller is growing it right now
-                    return None
-                self.tree_size = growth.after
-                if growth.after == growth.before or growth.after - growth.before < 20_000:
-                    break
-            assert self._builder is not None
-            if self._latest is None:
-                latest = await latest_checkpoint(conn)
-                self._latest = latest.size if latest is not None else 0
-            uncovered = self.tree_size - self._latest
-            now = self._clock()
-            if uncovered <= 0:
-                self._uncovered_since = None
+            try:
+                return await self._cycle(force)
+            except asyncio.CancelledError:
+                self._drop_connection()  # cancelled mid-statement: the connection is unusable
+                raise
+
+    async def _cycle(self, force: bool) -> SignedCheckpoint | None:
+        conn = await self._connection()
+        while True:
+            growth, self._builder = await extend_tree(conn, self._builder)
+            if growth is None:  # another controller is growing it right now
                 return None
-            if self._uncovered_since is None:
-                self._uncovered_since = now
-            due = force or uncovered >= self.every or now - self._uncovered_since >= self.interval
-            if not due:
-                return None
-            checkpoint = Checkpoint(self.origin, self.tree_size, self._builder.root())
-            note = sign_checkpoint(checkpoint, self.key)
-            await conn.execute(
-                _STORE,
-                checkpoint.size,
-                checkpoint.root,
-                self.key.name,
-                self.key.key_id.hex(),
-                note,
-            )
-            self._latest = checkpoint.size
-            self.checkpoint_size = checkpoint.size
-            self.checkpoint_at = now
+            self.tree_size = growth.after
+            if growth.after == growth.before or growth.after - growth.before < 20_000:
+                break
+        assert self._builder is not None
+        if self._latest is None:
+            latest = await latest_checkpoint(conn)
+            self._latest = latest.size if latest is not None else 0
+        uncovered = self.tree_size - self._latest
+        now = self._clock()
+        if uncovered <= 0:
             self._uncovered_since = None
-            signed = SignedCheckpoint(checkpoint.size, checkpoint.root, note)
-            _log.info("checkpoint.signed", size=signed.size, root=signed.root.hex())
-            self._offer(signed)
-            return signed
+            return None
+        if self._uncovered_since is None:
+            self._uncovered_since = now
+        due = force or uncovered >= self.every or now - self._uncovered_since >= self.interval
+        if not due:
+            return None
+        latest = await latest_checkpoint(conn)  # another controller may have signed meanwhile
+        if latest is not None and latest.size >= self.tree_size:
+            self._latest = self.checkpoint_size = latest.size
+            self._uncovered_since = None
+            return None
+        checkpoint = Checkpoint(self.origin, self.tree_size, self._builder.root())
+        note = sign_checkpoint(checkpoint, self.key)
+        await conn.execute(
+            _STORE,
+            checkpoint.size,
+            checkpoint.root,
+            self.key.name,
+            self.key.key_id.hex(),
+            note,
+        )
+        self._latest = checkpoint.size
+        self.checkpoint_size = checkpoint.size
+        self.checkpoint_at = now
+        self._uncovered_since = None
+        signed = SignedCheckpoint(checkpoint.size, checkpoint.root, note)
+        _log.info("checkpoint.signed", size=signed.size, root=signed.root.hex())
+        self._offer(signed)
+        return signed
 
     def _offer(self, signed: SignedCheckpoint) -> None:
         if self.pusher is not None:
