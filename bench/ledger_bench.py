@@ -517,10 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"{row[0]:<22} {row[1]:<22} {row[2]:<48} {row[3]}")
     targets = cast(dict[str, Any], result["targets"])
-    met = all(
-        targets[k]
-        for k in ("throughput_met", "latency_met", "blackhole_met", "checkpointing_met", "proof_met")
-    )
+    names = ("throughput_met", "latency_met", "blackhole_met", "checkpointing_met", "proof_met")
+    met = all(targets[k] for k in names)
     return 0 if met else 1
 
 
