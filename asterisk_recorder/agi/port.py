@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from asterisk_recorder.agi.channel import AgiChannel
 from asterisk_recorder.agi.protocol import AgiEnvironment, digit_from_result
+from asterisk_recorder.drivers.variables import pack_variables
 from asterisk_recorder.errors import (
     AgiCommandError,
     AgiError,
@@ -331,9 +332,13 @@ class AgiPort:
         return []
 
     async def set_variables(self, variables: tuple[tuple[str, str], ...]) -> list[Event]:
-        """``SET VARIABLE`` each, in order."""
+        """One ``SET VARIABLE ARRAY(A,B,...) "a,b,..."`` when they pack, else one each, in order.
+
+        Dialplan reads none of them before the AGI script ends, so one command sets them all.
+        """
         self._usable()
-        for name, value in variables:
+        packed = pack_variables(variables)
+        for name, value in (packed,) if packed is not None else variables:
             self.commands += 1
             try:
                 await self._channel.set_variable(name, value)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -34,6 +33,7 @@ from asterisk_recorder.ari.events import (
 from asterisk_recorder.ari.models import Channel
 from asterisk_recorder.drivers.core import CallCore, FlowLike
 from asterisk_recorder.drivers.ports import CallReport, CoreHooks
+from asterisk_recorder.drivers.variables import pack_variables
 from asterisk_recorder.errors import (
     AriConflict,
     AriConnectionError,
@@ -328,7 +328,7 @@ class AriPort:
         """
         if self._gone:
             raise ChannelGone("channel gone")
-        packed = _packed(variables)
+        packed = pack_variables(variables)
         if packed is not None:
             # One request for all of them: ARRAY(A,B,...)=a,b,... (func_strings), which Asterisk
             # applies in the channel's control queue like one Set() each.
@@ -522,21 +522,6 @@ class CallSession:
     async def run(self) -> CallReport:
         """Run the call to its end; return the core's report."""
         return await self.core.run()
-
-
-_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
-_UNPACKABLE = re.compile(r'[,"\\\x00-\x1f]')
-
-
-def _packed(variables: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
-    """``("ARRAY(A,B)", "a,b")`` for ``A=a, B=b``; None when one of them cannot be packed."""
-    if len(variables) < 2:
-        return None
-    for name, value in variables:
-        if not _NAME.fullmatch(name) or _UNPACKABLE.search(value):
-            return None
-    names = ",".join(name for name, _ in variables)
-    return f"ARRAY({names})", ",".join(value for _, value in variables)
 
 
 def _status_label(exc: AriError) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from asterisk_recorder.agi.protocol import split_command
+from asterisk_recorder.testing.fake_asterisk.resources import variable_assignments
 
 __all__ = [
     "DEAD_CAPABLE",
@@ -475,7 +476,8 @@ class ScriptedAsterisk:
         if name == "SET VARIABLE":
             if argc != 4:
                 return self._usage(name)
-            self.variables[argv[2]] = argv[3]
+            for one, text in variable_assignments(argv[2], argv[3]):
+                self.variables[one] = text  # ARRAY(A,B) "a,b" sets both, as Asterisk does
             return ["200 result=1"]
         if name == "HANGUP":
             self._die()

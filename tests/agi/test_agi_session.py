@@ -58,6 +58,7 @@ FIXED_FORMS = [
     re.compile(r"WAIT FOR DIGIT [0-9]+"),
     re.compile(r"CHANNEL STATUS"),
     re.compile(r'SET VARIABLE RECORDER_[A-Z_]+ (""|[A-Za-z0-9_./()-]+)'),
+    re.compile(r"SET VARIABLE ARRAY\(RECORDER_[A-Z_]+(,RECORDER_[A-Z_]+)+\) [A-Za-z0-9_./(),-]+"),
 ]
 """Every command the session may write; anything else is a defect."""
 

@@ -478,7 +478,7 @@ async def test_channel_re_entering_the_app_after_hand_back_is_a_new_call(rig: Ri
 
 def test_variables_pack_into_one_array_only_when_every_value_is_safe() -> None:
     """ARRAY(...) only for plain names and values without a comma, quote, backslash or control."""
-    from asterisk_recorder.controller.call import _packed
+    from asterisk_recorder.drivers.variables import pack_variables as _packed
 
     assert ("ARRAY(A,B)", "x,") == _packed((("A", "x"), ("B", "")))
     assert None is _packed((("A", "x"),))  # one variable: a plain set

@@ -29,7 +29,7 @@ from asterisk_recorder.testing.fake_asterisk.control import FakeControl
 from asterisk_recorder.testing.fake_asterisk.core import error_response
 from asterisk_recorder.testing.fake_asterisk.records import ContinueRecord, now_iso
 
-__all__ = ["FakeResources", "parse_caller_id"]
+__all__ = ["FakeResources", "parse_caller_id", "variable_assignments"]
 
 
 class FakeResources(FakeControl):
@@ -233,7 +233,7 @@ class FakeResources(FakeControl):
         channel = ch
 
         async def run() -> None:
-            for one, text in _assignments(name, value):
+            for one, text in variable_assignments(name, value):
                 channel.variables[one] = text
                 self._emit_channel(
                     channel, "ChannelVarset", {"variable": one, "value": text}, channel_last=False
@@ -363,8 +363,9 @@ def parse_caller_id(value: str) -> tuple[str, str]:
     return "", value
 
 
-def _assignments(name: str, value: str) -> list[tuple[str, str]]:
-    """What one ``POST /variable`` sets: ``ARRAY(A,B,...)`` sets each, like func_strings does.
+def variable_assignments(name: str, value: str) -> list[tuple[str, str]]:
+    """What one ``POST /variable`` (or AGI ``SET VARIABLE``) sets: ``ARRAY(A,B,...)`` sets
+    each, like func_strings does.
 
     ``ARRAY(A,B)`` with ``x,y`` sets ``A=x`` and ``B=y``; missing values are empty (Asterisk
     22's ``Set(ARRAY(...)=...)``). Any other name is one variable.
