@@ -38,6 +38,7 @@ class DecisionFacts:
         outcome: its outcome (``recorded_notified``, ``declined``, ...).
         recording_path: the path the controller handed to MixMonitor (``None`` when none).
         closed_sha256: the digest of the last ``recording.closed`` fact (``None``: none yet).
+        closed_inode: the file's inode when that digest was taken (``None``: not recorded).
         sealed: a ``recording.sealed`` fact exists.
         absent: a ``recording.absent`` fact exists.
     """
@@ -48,6 +49,7 @@ class DecisionFacts:
     closed_sha256: str | None
     sealed: bool
     absent: bool
+    closed_inode: int | None = None
 
     @property
     def recorded(self) -> bool:
@@ -115,6 +117,7 @@ class Catalog:
             list(_RECORDING_KINDS),
         )
         closed: str | None = None
+        inode: int | None = None
         sealed = absent = False
         for fact in facts:
             kind = fact["kind"]
@@ -122,6 +125,8 @@ class Catalog:
                 payload = json.loads(fact["payload"])
                 value = payload.get("sha256")
                 closed = value if isinstance(value, str) else None
+                number = payload.get("inode")
+                inode = number if isinstance(number, int) and not isinstance(number, bool) else None
             elif kind == "recording.sealed":
                 sealed = True
             elif kind == "recording.absent":
@@ -134,6 +139,7 @@ class Catalog:
             closed_sha256=closed,
             sealed=sealed,
             absent=absent,
+            closed_inode=inode,
         )
 
     async def absent_candidates(

@@ -173,10 +173,6 @@ def _fact_id(*parts: str) -> str:
     return str(uuid.uuid5(FACT_NAMESPACE, "/".join(parts)))
 
 
-def _sha256(path: Path) -> str:
-    return _digest(path)[0]
-
-
 def _digest(path: Path) -> tuple[str, FileIdentity | None]:
     """SHA-256 of ``path`` and the file's identity, or ``None`` when it changed while read."""
     digest = hashlib.sha256()
@@ -364,7 +360,7 @@ class Sealer:
         self._update_waiting()
 
     def _remove_temporaries(self) -> None:
-        for dirpath, _dirs, names in os.walk(self.paths.sealed):
+        for dirpath, _dirs, names in _walk(self.paths.sealed, self.paths.quarantine):
             for name in names:
                 if name.startswith(".") and name.endswith(".tmp"):
                     path = Path(dirpath) / name
@@ -374,7 +370,7 @@ class Sealer:
 
     def _pending_notes(self) -> list[Path]:
         notes: list[Path] = []
-        for dirpath, _dirs, names in os.walk(self.paths.sealed):
+        for dirpath, _dirs, names in _walk(self.paths.sealed, self.paths.quarantine):
             notes.extend(Path(dirpath) / n for n in names if n.endswith(PENDING_SUFFIX))
         return sorted(notes)
 
@@ -486,18 +482,23 @@ class Sealer:
             return
         digest, identity = await asyncio.to_thread(_digest, path)
         if decision.closed_sha256 is None:
+            closed = self._closed_payload(path, head, digest, source)
+            if identity is not None:
+                closed["inode"] = identity.inode
             await self._fact("recording.closed", decision.decision_id,
-                             _fact_id("closed", decision.decision_id, digest),
-                             self._closed_payload(path, head, digest, source))
+                             _fact_id("closed", decision.decision_id, digest), closed)
             self.metrics.closed.inc()
             _log.info("recordings.closed", decision_id=decision.decision_id, file=path.name,
                       bytes=head.size, duration_s=head.duration_s, empty=head.empty)
             files.crash_point("closed")
         elif decision.closed_sha256 != digest:
+            edited = identity is not None and identity.inode == decision.closed_inode
             await self._quarantine(
-                path, decision, "replaced",
+                path, decision, "edited" if edited else "replaced",
                 f"SHA-256 {digest[:16]}... differs from {decision.closed_sha256[:16]}... "
-                "recorded when the file was closed", head, digest=digest)
+                "recorded when the file was closed"
+                + (" (same file, written to since)" if edited else " (another file now)"),
+                head, digest=digest, identity=identity)
             return
         if head.empty:
             await self._fact("recording.absent", decision.decision_id,
@@ -506,7 +507,7 @@ class Sealer:
                               "file": self._relative(path)})
             self.metrics.absent.inc()
             await self._quarantine(path, decision, "empty", "no audio samples", head,
-                                   digest=digest)
+                                   digest=digest, identity=identity)
             return
         await self._seal(path, decision, digest, identity, closed_at)
 
@@ -545,36 +546,98 @@ class Sealer:
         head: RecordingProbe,
         *,
         digest: str | None = None,
+        identity: FileIdentity | None = None,
     ) -> None:
+        """Take ``path`` out of the normal path: sealed into the quarantine directory (audio),
+        or deleted once the fact is written (no audio: zero-length or header only)."""
         if digest is None:
-            digest = await asyncio.to_thread(_sha256, path)
-        target = await asyncio.to_thread(self._quarantine_target, path)
-        moved_to = str(target.relative_to(self.paths.quarantine))
-        await self._fact(
-            "recording.quarantined",
-            decision.decision_id if decision is not None else None,
-            _fact_id("quarantined", self._relative(path), digest),
-            {"file": self._relative(path), "reason": reason, "detail": detail[:500],
-             "bytes": head.size, "sha256": digest, "moved_to": moved_to},
+            taken, identity = await asyncio.to_thread(_digest, path)
+            digest = taken
+        decision_id = decision.decision_id if decision is not None else None
+        base: dict[str, Scalar] = {
+            "file": self._relative(path), "reason": reason, "detail": detail[:500],
+            "bytes": head.size, "sha256": digest,
+        }
+        fact_id = _fact_id("quarantined", self._relative(path), digest)
+        if head.empty:  # nothing to keep: no audio sample in the file
+            await self._fact("recording.quarantined", decision_id, fact_id,
+                             {**base, "deleted": True})
+            files.crash_point("quarantine_fact")
+            await asyncio.to_thread(files.durable_unlink, path)
+            self._done_quarantine(path, reason, detail, "deleted (no audio)")
+            return
+        closed_at = self._waiting.get(path)
+        if closed_at is None:
+            closed_at = (await asyncio.to_thread(path.stat)).st_mtime
+        kek = await asyncio.to_thread(
+            self._keys.current, self.settings.retention_class, _month(closed_at)
         )
+        recording_id = decision_id or f"quarantine-{fact_id}"
+        target = await asyncio.to_thread(self._quarantine_target, path)
+        note_extra: dict[str, object] = {
+            "decision_id": decision_id, "plain": self._relative(path), "closed_at": closed_at,
+            "quarantine": {**base, "fact_id": fact_id},
+        }
+        try:
+            await asyncio.to_thread(
+                self._seal_blocking, path, target, recording_id, kek, digest, identity, note_extra)
+        except EnvelopeError as exc:  # changed again while sealed into quarantine: next pass
+            raise _Retry(f"{path} changed while it was sealed into quarantine: {exc}") from exc
+        await self._after_quarantine_rename(path, target, None)
+
+    async def _after_quarantine_rename(
+        self, path: Path, target: Path, fields: dict[str, object] | None
+    ) -> None:
+        """The quarantine envelope is in place (its note beside it): unlink the plaintext, write
+        ``recording.quarantined`` with both digests and the key id, remove the note."""
+        note = target.with_name(target.name + PENDING_SUFFIX)
+        if fields is None:
+            fields = json.loads(await asyncio.to_thread(note.read_text, encoding="ascii"))
+        quarantine = fields["quarantine"]
+        assert isinstance(quarantine, dict)
+        await asyncio.to_thread(files.durable_unlink, path)
+        files.crash_point("unlinked")
+        payload: dict[str, Scalar] = {
+            key: quarantine[key] for key in ("file", "reason", "detail", "bytes", "sha256")
+        }
+        payload.update({
+            "moved_to": str(target.relative_to(self.paths.quarantine)),
+            "recording_id": _text(fields.get("recording_id")),
+            "plain_sha256": str(fields["plain_sha256"]),
+            "sealed_sha256": str(fields["sealed_sha256"]),
+            "kek_id": str(fields["kek_id"]),
+            "sealed_bytes": _int(fields.get("sealed_bytes")),
+        })
+        decision_id = fields.get("decision_id")
+        await self._fact("recording.quarantined",
+                         decision_id if isinstance(decision_id, str) else None,
+                         str(quarantine["fact_id"]), payload)
         files.crash_point("quarantine_fact")
-        await asyncio.to_thread(files.durable_move, path, target)
+        await asyncio.to_thread(files.durable_unlink, note)
+        self._done_quarantine(path, str(payload["reason"]), str(payload["detail"]),
+                              f"sealed to {target}")
+
+    def _done_quarantine(self, path: Path, reason: str, detail: str, outcome: str) -> None:
         self._waiting.pop(path, None)
         self.metrics.quarantined.inc(reason=reason)
         _log.error("recordings.quarantined", file=self._relative(path), reason=reason,
-                   detail=detail, moved_to=str(target))
+                   detail=detail, outcome=outcome)
 
     def _quarantine_target(self, path: Path) -> Path:
+        """A new name ``<quarantine>/<same YYYY/MM/DD>/<name>[.n].arrec`` (never overwrites)."""
         relative = path.relative_to(self.paths.recordings)
         directory = self.paths.quarantine
         for part in relative.parent.parts:
             directory = files.private_dir(directory / part)
-        target = directory / relative.name
-        n = 1
-        while target.exists():
-            target = directory / f"{relative.name}.{n}"
+        n = 0
+        while True:
+            name = relative.name + (f".{n}" if n else "") + SEALED_SUFFIX
+            target = directory / name
+            taken = (target, target.with_name(target.name + PENDING_SUFFIX),
+                     target.with_name(f".{target.name}.tmp"))
+            if not any(os.path.lexists(one) for one in taken):
+                return target
             n += 1
-        return target
 
     # -- sealing ---------------------------------------------------------------------------
 
@@ -593,15 +656,19 @@ class Sealer:
         try:
             info = await asyncio.to_thread(
                 self._seal_blocking, path, sealed, decision.decision_id, kek, digest, identity,
-                closed_at,
+                {"decision_id": decision.decision_id, "plain": self._relative(path),
+                 "closed_at": closed_at},
             )
         except EnvelopeError as exc:
-            now_digest = await asyncio.to_thread(_sha256, path)
+            now_digest, now_identity = await asyncio.to_thread(_digest, path)
             if now_digest != digest:
+                same_file = identity is not None and now_identity is not None and (
+                    (identity.device, identity.inode) == (now_identity.device, now_identity.inode))
                 await self._quarantine(
-                    path, decision, "replaced",
+                    path, decision, "edited" if same_file else "replaced",
                     f"the file changed between its close and its seal: {exc}",
-                    await asyncio.to_thread(probe, path), digest=now_digest)
+                    await asyncio.to_thread(probe, path), digest=now_digest,
+                    identity=now_identity)
                 return
             raise
         await self._after_rename(path, sealed, info, decision.decision_id, closed_at)
@@ -610,18 +677,23 @@ class Sealer:
         self,
         path: Path,
         sealed: Path,
-        decision_id: str,
+        recording_id: str,
         kek: KekPublicKey,
         digest: str,
         identity: FileIdentity | None,
-        closed_at: float,
+        note_extra: dict[str, object],
     ) -> SealInfo:
-        sealed.parent.mkdir(parents=True, exist_ok=True)
+        """Seal ``path`` to ``sealed`` (a normal seal or a quarantine): temporary name, fsync,
+        the note (``info`` and ``note_extra``), rename, fsync the directory."""
+        if sealed.is_relative_to(self.paths.quarantine):
+            files.private_dir(sealed.parent)
+        else:
+            sealed.parent.mkdir(parents=True, exist_ok=True)
         temp = sealed.with_name(f".{sealed.name}.tmp")
         try:
             with open(path, "rb") as src, files.create_output(temp) as dst:
                 # the file unchanged since its digest was taken: one pass, no re-hash
-                info = seal(src, dst, recording_id=decision_id, kek=kek, plain_sha256=digest,
+                info = seal(src, dst, recording_id=recording_id, kek=kek, plain_sha256=digest,
                             unchanged=identity)
                 dst.flush()
                 os.fsync(dst.fileno())
@@ -630,12 +702,7 @@ class Sealer:
                     f"sealed plaintext SHA-256 {info.plain_sha256} is not {digest}")
             files.crash_point("temp")
             note = sealed.with_name(sealed.name + PENDING_SUFFIX)
-            files.write_json_durably(note, {
-                **info.payload(),
-                "decision_id": decision_id,
-                "plain": self._relative(path),
-                "closed_at": closed_at,
-            })
+            files.write_json_durably(note, {**info.payload(), **note_extra})
             files.crash_point("pending")
             os.rename(temp, sealed)
             files.fsync_dir(sealed.parent)
@@ -687,6 +754,8 @@ class Sealer:
         try:
             fields = json.loads(await asyncio.to_thread(note.read_text, encoding="ascii"))
             decision_id = str(fields["decision_id"])
+            if not isinstance(fields.get("plain"), str) or not _safe_relative(fields["plain"]):
+                raise ValueError(f"plain {fields.get('plain')!r} is no path below the recordings")
             plain = self.paths.recordings / str(fields["plain"])
             closed_at = float(fields["closed_at"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -703,6 +772,9 @@ class Sealer:
             raise _Retry(f"sealed file {sealed} does not match its note and the plaintext is "
                          "gone: keep both for an operator")
         self._waiting.setdefault(plain, closed_at)
+        if "quarantine" in fields:
+            await self._after_quarantine_rename(plain, sealed, fields)
+            return
         await self._after_rename(plain, sealed, fields, decision_id, closed_at)
 
     # -- absent recordings -------------------------------------------------------------------
@@ -764,6 +836,16 @@ class Sealer:
                            "inotify and scans" if self._watcher is not None else "scans only"),
         )
         return ReadinessReport(checks)
+
+
+def _walk(*tops: Path) -> list[tuple[str, list[str], list[str]]]:
+    return [entry for top in tops for entry in os.walk(top)]
+
+
+def _safe_relative(value: str) -> bool:
+    """``value`` is a relative path that stays below its base (no ``..``, not absolute)."""
+    relative = Path(value)
+    return not relative.is_absolute() and ".." not in relative.parts and value not in ("", ".")
 
 
 def _int(value: object) -> int | None:
