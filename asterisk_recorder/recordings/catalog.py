@@ -143,9 +143,15 @@ class Catalog:
         )
 
     async def absent_candidates(
-        self, *, ended_before: float, ended_after: float, limit: int = 500
+        self,
+        *,
+        ended_before: float,
+        ended_after: float,
+        asterisk_ids: Sequence[str] = (),
+        limit: int = 500,
     ) -> list[AbsentCandidate]:
-        """Decisions with a ``call.fate`` ``recorded`` fact in the window and no recording fact.
+        """Decisions with a ``call.fate`` ``recorded`` fact in the window and no recording fact,
+        made on one of ``asterisk_ids`` (the decision's ``asterisk_id``; empty: any).
 
         Raises:
             DatabaseUnavailable: PostgreSQL does not answer.
@@ -156,11 +162,13 @@ class Catalog:
             "WHERE f.kind = 'call.fate' AND f.payload::jsonb ->> 'fate' = 'recorded' "
             "AND f.at < $1 AND f.at >= $2 AND NOT EXISTS (SELECT 1 FROM ledger_facts g "
             "WHERE g.decision_id = f.decision_id AND g.kind = ANY($3::text[])) "
+            "AND (cardinality($5::text[]) = 0 OR d.asterisk_id = ANY($5::text[])) "
             "GROUP BY f.decision_id, d.recording_path ORDER BY max(f.at) LIMIT $4",
             datetime.fromtimestamp(ended_before, UTC),
             datetime.fromtimestamp(ended_after, UTC),
             list(_RECORDING_KINDS),
             limit,
+            list(asterisk_ids),
         )
         return [
             AbsentCandidate(row["id"], row["recording_path"], row["at"].timestamp())

@@ -17,7 +17,6 @@ import errno
 import io
 import json
 import os
-import shutil
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -145,13 +144,17 @@ def private_dir(directory: Path) -> Path:
 
 
 def durable_move(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target`` (a new name) durably; copy + fsync + unlink across devices.
+    """Move ``source`` to ``target`` (a new name) durably; across file systems (``EXDEV``) copy
+    to a 0600 temporary name beside ``target``, fsync, rename, fsync, then unlink ``source``.
+
+    The sealer itself moves no plaintext (quarantine seals, docs/recordings.md); this is the
+    one cross-directory move it offers.
 
     Raises:
         FileExistsError: ``target`` exists.
-        OSError: the move failed (``source`` is then still in place).
+        OSError: the move failed (``source`` is then still in place, no partial copy left).
     """
-    if target.exists():
+    if os.path.lexists(target):
         raise FileExistsError(errno.EEXIST, "target exists", str(target))
     try:
         os.rename(source, target)
@@ -160,10 +163,9 @@ def durable_move(source: Path, target: Path) -> None:
             raise
         partial = target.with_name(f".{target.name}.tmp")
         try:
-            shutil.copyfile(source, partial)
-            fsync_file(partial)
+            _copy_private(source, partial)
             os.rename(partial, target)
-        except OSError:
+        except BaseException:
             with contextlib.suppress(OSError):
                 partial.unlink()
             raise
@@ -171,6 +173,20 @@ def durable_move(source: Path, target: Path) -> None:
         os.unlink(source)
     fsync_dir(target.parent)
     fsync_dir(source.parent)
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy ``source`` into the new file ``target`` (mode 0600, created exclusively), fsynced."""
+    with open(source, "rb") as src:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            while block := src.read(1 << 20):
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def durable_unlink(path: Path) -> None:

@@ -785,6 +785,7 @@ class Sealer:
             candidates = await self._catalog.absent_candidates(
                 ended_before=now - self.settings.absent_after,
                 ended_after=now - _ABSENT_LOOKBACK,
+                asterisk_ids=self.settings.asterisk_ids,
             )
         except DatabaseUnavailable as exc:
             self.database_ok = False
