@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sealer_helpers import SealerEnv, facts_of
+from sealer_helpers import SealerEnv, facts_of, sealer_for
 
 from asterisk_recorder.flow.decision import Outcome
 from asterisk_recorder.flow.facts import LedgerFact, effective_outcome
-from asterisk_recorder.ledger.store import Ledger
-from asterisk_recorder.recordings.catalog import Catalog
 from asterisk_recorder.recordings.envelope import SealInfo, open_stream, verify
 from asterisk_recorder.recordings.files import FAULT_ENV
-from asterisk_recorder.recordings.sealer import Sealer, sealed_path_for
+from asterisk_recorder.recordings.sealer import sealed_path_for
 from asterisk_recorder.recordings.wav import WAV_HEADER_BYTES, tone_pcm, write_wav
-
-
-@contextlib.asynccontextmanager
-async def sealer_for(
-    env: SealerEnv, *, clock: Callable[[], float] = time.time, **settings: Any
-) -> AsyncIterator[Sealer]:
-    """A sealer on ``env`` with a real ledger; the ledger is flushed when the block ends."""
-    catalog = Catalog(env.dsn)
-    async with Ledger.open(env.dsn, env.ledger_settings(), instance_id="sealer:test") as ledger:
-        sealer = Sealer(env.settings(**settings), env.paths, ledger, catalog,
-                        actor="sealer:test", clock=clock)
-        sealer.prepare()
-        try:
-            yield sealer
-        finally:
-            await catalog.close()
 
 
 def kinds(facts: list[tuple[str, dict[str, Any]]]) -> list[str]:

@@ -82,4 +82,5 @@ def test_asterisk_ids_come_from_the_environment_and_check_config_shows_them(
         capture_output=True, text=True, env=env, check=False, timeout=60,
     )
     assert "asterisk_ids" in result.stdout, result.stdout + result.stderr
-    assert "pbx-a" in result.stdout and "pbx-b" in result.stdout
+    assert "pbx-a" in result.stdout
+    assert "pbx-b" in result.stdout
