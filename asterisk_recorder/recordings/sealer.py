@@ -176,10 +176,12 @@ def _fact_id(*parts: str) -> str:
 def _digest(path: Path) -> tuple[str, FileIdentity | None]:
     """SHA-256 of ``path`` and the file's identity, or ``None`` when it changed while read."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
         before = FileIdentity.of(os.fstat(handle.fileno()))
-        while block := handle.read(1 << 20):
-            digest.update(block)
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
         after = FileIdentity.of(os.fstat(handle.fileno()))
     return digest.hexdigest(), before if before == after else None
 
