@@ -31,6 +31,7 @@ __all__ = [
     "FAULT_ENV",
     "crash_point",
     "create_output",
+    "durable_dirs",
     "durable_move",
     "durable_unlink",
     "fsync_dir",
@@ -51,6 +52,7 @@ CRASH_POINTS = (
 """The steps of sealing a file, in order (``docs/recordings.md``)."""
 
 _faults_used: dict[str, int] = {}
+_durable: set[Path] = set()  # directories whose entries this process made durable
 
 
 def crash_point(name: str) -> None:
@@ -140,6 +142,33 @@ def private_dir(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     if directory.stat().st_mode & 0o777 != 0o700:
         directory.chmod(0o700)
+    return directory
+
+
+def durable_dirs(directory: Path, top: Path, *, private: bool = False) -> Path:
+    """Create ``directory`` below the existing ``top`` level by level, fsyncing each level's
+    parent, so a file renamed into a new ``YYYY/MM/DD`` survives a crash with its directories
+    (fsyncing the file's own directory does not make that directory's entry durable). With
+    ``private`` every level is mode 0700. Levels already made durable by this process are not
+    fsynced again.
+
+    Raises:
+        ValueError: ``directory`` is not below ``top``.
+        OSError: a level cannot be created.
+    """
+    relative = directory.relative_to(top)
+    if ".." in relative.parts:
+        raise ValueError(f"{directory} is not below {top}")
+    current = top
+    for part in relative.parts:
+        parent, current = current, current / part
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(current, 0o700)
+        if private and current.stat().st_mode & 0o777 != 0o700:
+            current.chmod(0o700)
+        if current not in _durable:
+            fsync_dir(parent)
+            _durable.add(current)
     return directory
 
 

@@ -628,9 +628,8 @@ class Sealer:
     def _quarantine_target(self, path: Path) -> Path:
         """A new name ``<quarantine>/<same YYYY/MM/DD>/<name>[.n].arrec`` (never overwrites)."""
         relative = path.relative_to(self.paths.recordings)
-        directory = self.paths.quarantine
-        for part in relative.parent.parts:
-            directory = files.private_dir(directory / part)
+        directory = files.durable_dirs(self.paths.quarantine / relative.parent,
+                                       self.paths.quarantine, private=True)
         n = 0
         while True:
             name = relative.name + (f".{n}" if n else "") + SEALED_SUFFIX
@@ -687,10 +686,10 @@ class Sealer:
     ) -> SealInfo:
         """Seal ``path`` to ``sealed`` (a normal seal or a quarantine): temporary name, fsync,
         the note (``info`` and ``note_extra``), rename, fsync the directory."""
-        if sealed.is_relative_to(self.paths.quarantine):
-            files.private_dir(sealed.parent)
-        else:
-            sealed.parent.mkdir(parents=True, exist_ok=True)
+        quarantine = sealed.is_relative_to(self.paths.quarantine)
+        files.durable_dirs(sealed.parent,
+                           self.paths.quarantine if quarantine else self.paths.sealed,
+                           private=quarantine)
         temp = sealed.with_name(f".{sealed.name}.tmp")
         try:
             with open(path, "rb") as src, files.create_output(temp) as dst:

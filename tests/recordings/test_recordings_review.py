@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from asterisk_recorder.recordings import files
 from asterisk_recorder.recordings.inotify import CloseWatcher
 
 
@@ -25,3 +26,21 @@ def test_a_watcher_that_cannot_start_leaves_no_inotify_descriptor(tmp_path: Path
     assert open_fds() <= before
     assert watcher.watching == 0
     watcher.close()  # still safe
+
+
+def test_durable_dirs_creates_each_level_private_and_refuses_a_path_outside_its_top(
+    tmp_path: Path,
+) -> None:
+    """New YYYY/MM/DD levels are created (0700 when private), twice is fine, outside refused."""
+    top = tmp_path / "quarantine"
+    top.mkdir(mode=0o700)
+    made = files.durable_dirs(top / "2026" / "12" / "04", top, private=True)
+    assert made.is_dir()
+    for level in (top / "2026", top / "2026" / "12", made):
+        assert level.stat().st_mode & 0o777 == 0o700
+    assert files.durable_dirs(made, top, private=True) == made
+    with pytest.raises(ValueError, match=r"not below|is not in the subpath"):
+        files.durable_dirs(tmp_path / "elsewhere", top)
+    with pytest.raises(ValueError, match="not below"):
+        files.durable_dirs(top / ".." / "escape", top)
+    assert not (tmp_path / "escape").exists()
