@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import time
 import uuid
 from collections.abc import Callable
@@ -178,12 +179,26 @@ def _digest(path: Path) -> tuple[str, FileIdentity | None]:
     digest = hashlib.sha256()
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
+    with open(path, "rb", buffering=0, opener=_no_follow) as handle:
         before = FileIdentity.of(os.fstat(handle.fileno()))
         while count := handle.readinto(buffer):
             digest.update(view[:count])
         after = FileIdentity.of(os.fstat(handle.fileno()))
     return digest.hexdigest(), before if before == after else None
+
+
+def _no_follow(name: str, flags: int) -> int:
+    """``open()`` opener that refuses a symbolic link (``ELOOP``): the sealer reads only the
+    regular files MixMonitor wrote, never what a link in the recording directory points to."""
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _regular(path: Path) -> bool:
+    """``path`` is a regular file itself (not a link, directory, FIFO, socket or device)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _sealed_digest(path: Path) -> str | None:
@@ -240,6 +255,7 @@ class Sealer:
         self._ready: dict[Path, str] = {}  # reported closed, not processed yet: path -> source
         self._wake = asyncio.Event()
         self._new_dirs: set[Path] = set()
+        self._refused: set[Path] = set()
         self._watcher: CloseWatcher | None = None
         self.last_problem = ""
         self.database_ok = True
@@ -383,7 +399,10 @@ class Sealer:
         for dirpath, _dirs, names in os.walk(top or self.paths.recordings):
             for name in sorted(names):
                 path = Path(dirpath) / name
-                if not self._ours(path) or not path.is_file():
+                if not self._ours(path):
+                    continue
+                if not _regular(path):
+                    self._refuse(path)
                     continue
                 try:
                     head = probe(path)
@@ -446,11 +465,14 @@ class Sealer:
 
     async def _process(self, path: Path, source: str) -> None:
         try:
-            stat = await asyncio.to_thread(path.stat)
+            info = await asyncio.to_thread(os.lstat, path)
         except FileNotFoundError:
             self._waiting.pop(path, None)
             return
-        closed_at = stat.st_mtime
+        if not stat.S_ISREG(info.st_mode):
+            self._refuse(path)
+            return
+        closed_at = info.st_mtime
         self._waiting.setdefault(path, closed_at)
         note = sealed_path_for(self.paths, path).with_name(
             sealed_path_for(self.paths, path).name + PENDING_SUFFIX
@@ -512,6 +534,17 @@ class Sealer:
                                    digest=digest, identity=identity)
             return
         await self._seal(path, decision, digest, identity, closed_at)
+
+    def _refuse(self, path: Path) -> None:
+        """A link or other non-regular file in the recording directory: never read, never
+        sealed, never removed; an ERROR once per path (MixMonitor writes regular files only)."""
+        if path in self._refused:
+            return
+        self._refused.add(path)
+        self.last_problem = f"{path} is not a regular file (a link?): left alone"
+        _log.error("recordings.not_a_file", file=str(path),
+                   hint="a symbolic link or special file in the recording directory is never "
+                        "followed or sealed; remove it")
 
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.paths.recordings))
@@ -692,7 +725,7 @@ class Sealer:
                            private=quarantine)
         temp = sealed.with_name(f".{sealed.name}.tmp")
         try:
-            with open(path, "rb") as src, files.create_output(temp) as dst:
+            with open(path, "rb", opener=_no_follow) as src, files.create_output(temp) as dst:
                 # the file unchanged since its digest was taken: one pass, no re-hash
                 info = seal(src, dst, recording_id=recording_id, kek=kek, plain_sha256=digest,
                             unchanged=identity)

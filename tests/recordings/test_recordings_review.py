@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from sealer_helpers import SealerEnv, facts_of, sealer_for
 
 from asterisk_recorder.recordings import files
 from asterisk_recorder.recordings.inotify import CloseWatcher
+from asterisk_recorder.recordings.wav import tone_pcm, write_wav
 
 
 def open_fds() -> set[str]:
@@ -44,3 +46,33 @@ def test_durable_dirs_creates_each_level_private_and_refuses_a_path_outside_its_
     with pytest.raises(ValueError, match="not below"):
         files.durable_dirs(top / ".." / "escape", top)
     assert not (tmp_path / "escape").exists()
+
+
+async def test_a_link_in_the_recording_directory_is_never_followed_sealed_or_removed(
+    env: SealerEnv,
+) -> None:
+    """A symlink named like a recording (to a file the sealer may read) and a FIFO: no fact,
+    nothing sealed or quarantined, the link and its target untouched; real files still seal."""
+    env.create_key()
+    secret = env.root / "secret.txt"
+    secret.write_bytes(b"not a recording")
+    decision, path = await env.decision()
+    path.parent.mkdir(parents=True)
+    path.symlink_to(secret)
+    fifo = path.with_name("pipe.wav")
+    os.mkfifo(fifo)
+    real, real_path = await env.decision()
+    write_wav(real_path, tone_pcm(1.0))
+    async with sealer_for(env) as sealer:
+        await sealer.scan()
+        await sealer.scan()
+        assert "not a regular file" in sealer.last_problem
+    assert await facts_of(env.dsn, decision.decision_id) == []
+    assert await facts_of(env.dsn, None) == []
+    assert path.is_symlink()
+    assert secret.read_bytes() == b"not a recording"
+    assert [p for p in env.paths.quarantine.rglob("*") if p.is_file()] == []
+    assert [k for k, _p in await facts_of(env.dsn, real.decision_id)] == [
+        "recording.closed", "recording.sealed"]
+    assert [p.name for p in env.paths.sealed.rglob("*") if p.is_file()] == [
+        real_path.name + ".arrec"]
