@@ -76,3 +76,16 @@ async def test_a_link_in_the_recording_directory_is_never_followed_sealed_or_rem
         "recording.closed", "recording.sealed"]
     assert [p.name for p in env.paths.sealed.rglob("*") if p.is_file()] == [
         real_path.name + ".arrec"]
+
+
+def test_a_key_file_that_cannot_be_put_in_place_leaves_no_temporary_copy(tmp_path: Path) -> None:
+    """The rename onto the final name fails (a directory is there): the error surfaces and no
+    ``.<name>.*.tmp`` with key material stays in the key directory."""
+    from asterisk_recorder.recordings import keys
+
+    target = tmp_path / "standard-202612-abcd0123.key.pem"
+    target.mkdir()
+    (target / "occupied").write_text("x")
+    with pytest.raises(IsADirectoryError):
+        keys._write_private(target, b"-----BEGIN PRIVATE KEY-----\n", 0o600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
