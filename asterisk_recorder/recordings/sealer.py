@@ -44,6 +44,7 @@ from asterisk_recorder.errors import (
     EnvelopeError,
     KeyUnavailable,
     LedgerError,
+    RecorderError,
 )
 from asterisk_recorder.flow.facts import LedgerFact, Scalar
 from asterisk_recorder.flow.recording import DECISION_ID_RE
@@ -79,6 +80,8 @@ FACT_NAMESPACE = uuid.UUID("5f0f3c9e-6f7e-4a39-9a43-2f5b8c1d7e01")
 """uuid5 namespace of the sealer's fact ids: a repeated step after a crash is idempotent."""
 LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 _ABSENT_LOOKBACK = 7 * 86400.0
+_NOTE_FIELDS = ("plain_sha256", "sealed_sha256", "kek_id")
+"""What a seal note must hold to finish its seal (``SealInfo.payload`` writes them)."""
 
 
 class FactWriter(Protocol):
@@ -444,6 +447,13 @@ class Sealer:
         except OSError as exc:
             self.metrics.failures.inc(cause="disk")
             self._note_problem(path, f"file system: {exc}", error=True)
+        except RecorderError as exc:
+            self.metrics.failures.inc(cause="envelope")
+            self._note_problem(path, f"{type(exc).__name__}: {exc}", error=True)
+        except Exception as exc:  # a bug must not stop every other recording being sealed
+            self.metrics.failures.inc(cause="internal")
+            _log.exception("recordings.seal.internal_error", file=str(path))
+            self._note_problem(path, f"internal error {type(exc).__name__}: {exc}", error=True)
         self._update_waiting()
 
     def _note_problem(self, path: Path, problem: str, *, error: bool = False) -> None:
@@ -704,7 +714,8 @@ class Sealer:
                     await asyncio.to_thread(probe, path), digest=now_digest,
                     identity=now_identity)
                 return
-            raise
+            # same bytes, but touched (chmod, utime) while sealed: take its identity again
+            raise _Retry(f"{path} changed its identity while it was sealed: {exc}") from exc
         await self._after_rename(path, sealed, info, decision.decision_id, closed_at)
 
     def _seal_blocking(
@@ -790,6 +801,9 @@ class Sealer:
             decision_id = str(fields["decision_id"])
             if not isinstance(fields.get("plain"), str) or not _safe_relative(fields["plain"]):
                 raise ValueError(f"plain {fields.get('plain')!r} is no path below the recordings")
+            missing = [key for key in _NOTE_FIELDS if not isinstance(fields.get(key), str)]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
             plain = self.paths.recordings / str(fields["plain"])
             closed_at = float(fields["closed_at"])
         except (OSError, ValueError, KeyError, TypeError) as exc:

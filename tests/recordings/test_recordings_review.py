@@ -89,3 +89,47 @@ def test_a_key_file_that_cannot_be_put_in_place_leaves_no_temporary_copy(tmp_pat
     with pytest.raises(IsADirectoryError):
         keys._write_private(target, b"-----BEGIN PRIVATE KEY-----\n", 0o600)
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+async def test_a_malformed_seal_note_is_kept_for_an_operator_and_other_files_still_seal(
+    env: SealerEnv,
+) -> None:
+    """A ``.pending.json`` beside a real envelope but missing its digests (or naming a plaintext
+    outside the recording directory): retried and reported, not a crash of the whole scan."""
+    import json
+
+    from asterisk_recorder.recordings.envelope import seal
+
+    env.create_key()
+    day = env.paths.sealed / "2026" / "12" / "01"
+    day.mkdir(parents=True)
+    source = env.root / "some.wav"
+    write_wav(source, tone_pcm(1.0))
+    kek = env.key_store().current("standard", _month())
+    with open(source, "rb") as src, open(day / "x.wav.arrec", "wb") as dst:
+        info = seal(src, dst, recording_id="x", kek=kek)
+    (env.paths.recordings / "2026" / "12" / "01").mkdir(parents=True)
+    note = day / "x.wav.arrec.pending.json"  # the right sealed digest, but no kek_id
+    note.write_text(json.dumps({"decision_id": "x", "plain": "2026/12/01/x.wav",
+                                "closed_at": 1.0, "sealed_sha256": info.sealed_sha256,
+                                "plain_sha256": info.plain_sha256}))
+    other = day / "y.wav.arrec.pending.json"
+    other.write_text(json.dumps({"decision_id": "y", "plain": "../../etc/y.wav",
+                                 "closed_at": 1.0, "plain_sha256": "0" * 64,
+                                 "sealed_sha256": "0" * 64, "kek_id": "k"}))
+    real, real_path = await env.decision()
+    write_wav(real_path, tone_pcm(1.0))
+    async with sealer_for(env) as sealer:
+        await sealer.scan()
+        assert "unreadable seal note" in sealer.last_problem
+    assert [k for k, _p in await facts_of(env.dsn, real.decision_id)] == [
+        "recording.closed", "recording.sealed"]
+    assert note.exists()
+    assert other.exists()
+    assert (day / "x.wav.arrec").exists()
+
+
+def _month() -> str:
+    from sealer_helpers import month_now
+
+    return month_now()
