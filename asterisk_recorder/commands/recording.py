@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import getpass
 import json
+import os
 import socket
 import sys
 import time
@@ -323,7 +324,9 @@ def _output(target: str) -> Iterator[BinaryIO]:
         raise RecordingError(f"{path} exists; refusing to overwrite it")
     partial = path.with_name(f".{path.name}.partial")
     try:
-        with open(partial, "xb") as handle:
+        # plaintext audio: 0600 whatever the umask, created exclusively
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as handle:
             yield handle
         partial.rename(path)  # a refused or failed open leaves no file behind
     finally:

@@ -117,8 +117,11 @@ def _kind(
     )
 
 
-QUARANTINE_REASONS = ("orphan", "declined", "replaced", "empty", "duplicate", "misplaced")
-"""Why the sealer moved a file to quarantine (``recording.quarantined`` ``reason``)."""
+QUARANTINE_REASONS = (
+    "orphan", "declined", "replaced", "edited", "empty", "duplicate", "misplaced",
+)
+"""Why the sealer quarantined a file (``recording.quarantined`` ``reason``): ``edited`` is the
+same file written to after its close, ``replaced`` another file renamed onto its name."""
 
 _RECORDING_FACTS = (
     _kind(
@@ -136,6 +139,7 @@ _RECORDING_FACTS = (
             "empty": FactField((bool,)),
             "header_complete": FactField((bool,)),
             "source": FactField(_TEXT, choices=("inotify", "scan")),
+            "inode": FactField(_INT),
         },
     ),
     _kind(
@@ -170,7 +174,8 @@ _RECORDING_FACTS = (
     _kind(
         "recording.quarantined",
         "optional",
-        "a file was moved to quarantine instead of sealed (orphan, declined, replaced, empty)",
+        "a file was sealed into quarantine instead of as its decision's recording (orphan, "
+        "declined, replaced, edited, ...), or deleted when it held no audio (empty)",
         {
             "file": FactField(_TEXT, required=True),
             "reason": FactField(_TEXT, required=True, choices=QUARANTINE_REASONS),
@@ -178,6 +183,12 @@ _RECORDING_FACTS = (
             "bytes": FactField(_INT),
             "sha256": FactField(_TEXT),
             "moved_to": FactField(_TEXT),
+            "recording_id": FactField(_TEXT),
+            "plain_sha256": FactField(_TEXT),
+            "sealed_sha256": FactField(_TEXT),
+            "kek_id": FactField(_TEXT),
+            "sealed_bytes": FactField(_INT),
+            "deleted": FactField((bool,)),
         },
     ),
 )

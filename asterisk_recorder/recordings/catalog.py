@@ -38,6 +38,7 @@ class DecisionFacts:
         outcome: its outcome (``recorded_notified``, ``declined``, ...).
         recording_path: the path the controller handed to MixMonitor (``None`` when none).
         closed_sha256: the digest of the last ``recording.closed`` fact (``None``: none yet).
+        closed_inode: the file's inode when that digest was taken (``None``: not recorded).
         sealed: a ``recording.sealed`` fact exists.
         absent: a ``recording.absent`` fact exists.
     """
@@ -48,6 +49,7 @@ class DecisionFacts:
     closed_sha256: str | None
     sealed: bool
     absent: bool
+    closed_inode: int | None = None
 
     @property
     def recorded(self) -> bool:
@@ -115,6 +117,7 @@ class Catalog:
             list(_RECORDING_KINDS),
         )
         closed: str | None = None
+        inode: int | None = None
         sealed = absent = False
         for fact in facts:
             kind = fact["kind"]
@@ -122,6 +125,8 @@ class Catalog:
                 payload = json.loads(fact["payload"])
                 value = payload.get("sha256")
                 closed = value if isinstance(value, str) else None
+                number = payload.get("inode")
+                inode = number if isinstance(number, int) and not isinstance(number, bool) else None
             elif kind == "recording.sealed":
                 sealed = True
             elif kind == "recording.absent":
@@ -134,12 +139,19 @@ class Catalog:
             closed_sha256=closed,
             sealed=sealed,
             absent=absent,
+            closed_inode=inode,
         )
 
     async def absent_candidates(
-        self, *, ended_before: float, ended_after: float, limit: int = 500
+        self,
+        *,
+        ended_before: float,
+        ended_after: float,
+        asterisk_ids: Sequence[str] = (),
+        limit: int = 500,
     ) -> list[AbsentCandidate]:
-        """Decisions with a ``call.fate`` ``recorded`` fact in the window and no recording fact.
+        """Decisions with a ``call.fate`` ``recorded`` fact in the window and no recording fact,
+        made on one of ``asterisk_ids`` (the decision's ``asterisk_id``; empty: any).
 
         Raises:
             DatabaseUnavailable: PostgreSQL does not answer.
@@ -150,11 +162,13 @@ class Catalog:
             "WHERE f.kind = 'call.fate' AND f.payload::jsonb ->> 'fate' = 'recorded' "
             "AND f.at < $1 AND f.at >= $2 AND NOT EXISTS (SELECT 1 FROM ledger_facts g "
             "WHERE g.decision_id = f.decision_id AND g.kind = ANY($3::text[])) "
+            "AND (cardinality($5::text[]) = 0 OR d.asterisk_id = ANY($5::text[])) "
             "GROUP BY f.decision_id, d.recording_path ORDER BY max(f.at) LIMIT $4",
             datetime.fromtimestamp(ended_before, UTC),
             datetime.fromtimestamp(ended_after, UTC),
             list(_RECORDING_KINDS),
             limit,
+            list(asterisk_ids),
         )
         return [
             AbsentCandidate(row["id"], row["recording_path"], row["at"].timestamp())

@@ -17,7 +17,6 @@ import errno
 import io
 import json
 import os
-import shutil
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ __all__ = [
     "FAULT_ENV",
     "crash_point",
     "create_output",
+    "durable_dirs",
     "durable_move",
     "durable_unlink",
     "fsync_dir",
@@ -52,6 +52,7 @@ CRASH_POINTS = (
 """The steps of sealing a file, in order (``docs/recordings.md``)."""
 
 _faults_used: dict[str, int] = {}
+_durable: set[Path] = set()  # directories whose entries this process made durable
 
 
 def crash_point(name: str) -> None:
@@ -144,14 +145,45 @@ def private_dir(directory: Path) -> Path:
     return directory
 
 
+def durable_dirs(directory: Path, top: Path, *, private: bool = False) -> Path:
+    """Create ``directory`` below the existing ``top`` level by level, fsyncing each level's
+    parent, so a file renamed into a new ``YYYY/MM/DD`` survives a crash with its directories
+    (fsyncing the file's own directory does not make that directory's entry durable). With
+    ``private`` every level is mode 0700. Levels already made durable by this process are not
+    fsynced again.
+
+    Raises:
+        ValueError: ``directory`` is not below ``top``.
+        OSError: a level cannot be created.
+    """
+    relative = directory.relative_to(top)
+    if ".." in relative.parts:
+        raise ValueError(f"{directory} is not below {top}")
+    current = top
+    for part in relative.parts:
+        parent, current = current, current / part
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(current, 0o700)
+        if private and current.stat().st_mode & 0o777 != 0o700:
+            current.chmod(0o700)
+        if current not in _durable:
+            fsync_dir(parent)
+            _durable.add(current)
+    return directory
+
+
 def durable_move(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target`` (a new name) durably; copy + fsync + unlink across devices.
+    """Move ``source`` to ``target`` (a new name) durably; across file systems (``EXDEV``) copy
+    to a 0600 temporary name beside ``target``, fsync, rename, fsync, then unlink ``source``.
+
+    The sealer itself moves no plaintext (quarantine seals, docs/recordings.md); this is the
+    one cross-directory move it offers.
 
     Raises:
         FileExistsError: ``target`` exists.
-        OSError: the move failed (``source`` is then still in place).
+        OSError: the move failed (``source`` is then still in place, no partial copy left).
     """
-    if target.exists():
+    if os.path.lexists(target):
         raise FileExistsError(errno.EEXIST, "target exists", str(target))
     try:
         os.rename(source, target)
@@ -160,10 +192,9 @@ def durable_move(source: Path, target: Path) -> None:
             raise
         partial = target.with_name(f".{target.name}.tmp")
         try:
-            shutil.copyfile(source, partial)
-            fsync_file(partial)
+            _copy_private(source, partial)
             os.rename(partial, target)
-        except OSError:
+        except BaseException:
             with contextlib.suppress(OSError):
                 partial.unlink()
             raise
@@ -171,6 +202,20 @@ def durable_move(source: Path, target: Path) -> None:
         os.unlink(source)
     fsync_dir(target.parent)
     fsync_dir(source.parent)
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy ``source`` into the new file ``target`` (mode 0600, created exclusively), fsynced."""
+    with open(source, "rb") as src:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            while block := src.read(1 << 20):
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def durable_unlink(path: Path) -> None:

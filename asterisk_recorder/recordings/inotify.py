@@ -97,8 +97,14 @@ class CloseWatcher:
             code = ctypes.get_errno()
             raise InotifyUnavailable(f"inotify_init1 failed: {os.strerror(code)}")
         self._fd = fd
-        self._add_tree(self.root)
-        asyncio.get_running_loop().add_reader(fd, self._readable)
+        try:
+            self._add_tree(self.root)
+            asyncio.get_running_loop().add_reader(fd, self._readable)
+        except BaseException:  # no descriptor left behind when the watch cannot start
+            self._fd = -1
+            self._watches.clear()
+            os.close(fd)
+            raise
 
     def close(self) -> None:
         """Stop watching; safe to call twice."""
@@ -161,7 +167,10 @@ class CloseWatcher:
         path = directory / name
         if mask & IN_ISDIR:
             if mask & (IN_CREATE | IN_MOVED_TO):
-                self._add_tree(path)
+                try:
+                    self._add_tree(path)
+                except InotifyUnavailable:  # watch limit: the caller's full scans find it
+                    self.overflowed = True
                 if self._on_directory is not None:
                     self._on_directory(path)
             return

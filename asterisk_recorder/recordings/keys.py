@@ -11,6 +11,7 @@ It must not write the ledger (callers record ``recording.key_created`` /
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -208,14 +209,21 @@ def _check_bucket(retention_class: str, month: str) -> None:
 def _write_private(path: Path, data: bytes, mode: int) -> None:
     """Write ``data`` to a new file with exactly ``mode`` (whatever the umask), fsynced."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:  # os.write may write less than asked (a full disk, a signal)
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # no half-written key file left behind
+        raise
     _fsync_dir(path.parent)
 
 
@@ -476,6 +484,7 @@ class KeyStore:
             handle.flush()
             os.fsync(handle.fileno())
         path.unlink()
+        _fsync_dir(path.parent)  # the removal itself survives a crash
         _write_private(
             path.with_name(f"{kek_id}.destroyed"), f"destroyed at {stamp:.0f}\n".encode(), 0o600
         )

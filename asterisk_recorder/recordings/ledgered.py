@@ -173,6 +173,14 @@ async def check_sealed(
             f"({chain.entry_id or 'head'}): {chain.reason}; its recording.sealed fact "
             f"(position {fact.seq}) is no evidence until that is explained"
         )
+    if path is None:
+        relative = Path(fact.file)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise EnvelopeError(
+                f"the ledger's recording.sealed fact of {fact.decision_id} (position "
+                f"{fact.seq}) names file {fact.file!r}, which is not below the sealed directory: "
+                "refused (give the PATH to check a file elsewhere)"
+            )
     target = path if path is not None else sealed_dir / fact.file
     result = await asyncio.to_thread(_verify_file, target, fact.info, opener)
     return LedgerCheck(fact, target, result, chain)

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import time
 import uuid
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from asterisk_recorder.errors import (
     EnvelopeError,
     KeyUnavailable,
     LedgerError,
+    RecorderError,
 )
 from asterisk_recorder.flow.facts import LedgerFact, Scalar
 from asterisk_recorder.flow.recording import DECISION_ID_RE
@@ -78,6 +80,8 @@ FACT_NAMESPACE = uuid.UUID("5f0f3c9e-6f7e-4a39-9a43-2f5b8c1d7e01")
 """uuid5 namespace of the sealer's fact ids: a repeated step after a crash is idempotent."""
 LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 _ABSENT_LOOKBACK = 7 * 86400.0
+_NOTE_FIELDS = ("plain_sha256", "sealed_sha256", "kek_id")
+"""What a seal note must hold to finish its seal (``SealInfo.payload`` writes them)."""
 
 
 class FactWriter(Protocol):
@@ -173,19 +177,31 @@ def _fact_id(*parts: str) -> str:
     return str(uuid.uuid5(FACT_NAMESPACE, "/".join(parts)))
 
 
-def _sha256(path: Path) -> str:
-    return _digest(path)[0]
-
-
 def _digest(path: Path) -> tuple[str, FileIdentity | None]:
     """SHA-256 of ``path`` and the file's identity, or ``None`` when it changed while read."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0, opener=_no_follow) as handle:
         before = FileIdentity.of(os.fstat(handle.fileno()))
-        while block := handle.read(1 << 20):
-            digest.update(block)
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
         after = FileIdentity.of(os.fstat(handle.fileno()))
     return digest.hexdigest(), before if before == after else None
+
+
+def _no_follow(name: str, flags: int) -> int:
+    """``open()`` opener that refuses a symbolic link (``ELOOP``): the sealer reads only the
+    regular files MixMonitor wrote, never what a link in the recording directory points to."""
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _regular(path: Path) -> bool:
+    """``path`` is a regular file itself (not a link, directory, FIFO, socket or device)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _sealed_digest(path: Path) -> str | None:
@@ -242,6 +258,7 @@ class Sealer:
         self._ready: dict[Path, str] = {}  # reported closed, not processed yet: path -> source
         self._wake = asyncio.Event()
         self._new_dirs: set[Path] = set()
+        self._refused: set[Path] = set()
         self._watcher: CloseWatcher | None = None
         self.last_problem = ""
         self.database_ok = True
@@ -364,7 +381,7 @@ class Sealer:
         self._update_waiting()
 
     def _remove_temporaries(self) -> None:
-        for dirpath, _dirs, names in os.walk(self.paths.sealed):
+        for dirpath, _dirs, names in _walk(self.paths.sealed, self.paths.quarantine):
             for name in names:
                 if name.startswith(".") and name.endswith(".tmp"):
                     path = Path(dirpath) / name
@@ -374,7 +391,7 @@ class Sealer:
 
     def _pending_notes(self) -> list[Path]:
         notes: list[Path] = []
-        for dirpath, _dirs, names in os.walk(self.paths.sealed):
+        for dirpath, _dirs, names in _walk(self.paths.sealed, self.paths.quarantine):
             notes.extend(Path(dirpath) / n for n in names if n.endswith(PENDING_SUFFIX))
         return sorted(notes)
 
@@ -385,7 +402,10 @@ class Sealer:
         for dirpath, _dirs, names in os.walk(top or self.paths.recordings):
             for name in sorted(names):
                 path = Path(dirpath) / name
-                if not self._ours(path) or not path.is_file():
+                if not self._ours(path):
+                    continue
+                if not _regular(path):
+                    self._refuse(path)
                     continue
                 try:
                     head = probe(path)
@@ -427,6 +447,13 @@ class Sealer:
         except OSError as exc:
             self.metrics.failures.inc(cause="disk")
             self._note_problem(path, f"file system: {exc}", error=True)
+        except RecorderError as exc:
+            self.metrics.failures.inc(cause="envelope")
+            self._note_problem(path, f"{type(exc).__name__}: {exc}", error=True)
+        except Exception as exc:  # a bug must not stop every other recording being sealed
+            self.metrics.failures.inc(cause="internal")
+            _log.exception("recordings.seal.internal_error", file=str(path))
+            self._note_problem(path, f"internal error {type(exc).__name__}: {exc}", error=True)
         self._update_waiting()
 
     def _note_problem(self, path: Path, problem: str, *, error: bool = False) -> None:
@@ -448,11 +475,14 @@ class Sealer:
 
     async def _process(self, path: Path, source: str) -> None:
         try:
-            stat = await asyncio.to_thread(path.stat)
+            info = await asyncio.to_thread(os.lstat, path)
         except FileNotFoundError:
             self._waiting.pop(path, None)
             return
-        closed_at = stat.st_mtime
+        if not stat.S_ISREG(info.st_mode):
+            self._refuse(path)
+            return
+        closed_at = info.st_mtime
         self._waiting.setdefault(path, closed_at)
         note = sealed_path_for(self.paths, path).with_name(
             sealed_path_for(self.paths, path).name + PENDING_SUFFIX
@@ -486,18 +516,23 @@ class Sealer:
             return
         digest, identity = await asyncio.to_thread(_digest, path)
         if decision.closed_sha256 is None:
+            closed = self._closed_payload(path, head, digest, source)
+            if identity is not None:
+                closed["inode"] = identity.inode
             await self._fact("recording.closed", decision.decision_id,
-                             _fact_id("closed", decision.decision_id, digest),
-                             self._closed_payload(path, head, digest, source))
+                             _fact_id("closed", decision.decision_id, digest), closed)
             self.metrics.closed.inc()
             _log.info("recordings.closed", decision_id=decision.decision_id, file=path.name,
                       bytes=head.size, duration_s=head.duration_s, empty=head.empty)
             files.crash_point("closed")
         elif decision.closed_sha256 != digest:
+            edited = identity is not None and identity.inode == decision.closed_inode
             await self._quarantine(
-                path, decision, "replaced",
+                path, decision, "edited" if edited else "replaced",
                 f"SHA-256 {digest[:16]}... differs from {decision.closed_sha256[:16]}... "
-                "recorded when the file was closed", head, digest=digest)
+                "recorded when the file was closed"
+                + (" (same file, written to since)" if edited else " (another file now)"),
+                head, digest=digest, identity=identity)
             return
         if head.empty:
             await self._fact("recording.absent", decision.decision_id,
@@ -506,9 +541,20 @@ class Sealer:
                               "file": self._relative(path)})
             self.metrics.absent.inc()
             await self._quarantine(path, decision, "empty", "no audio samples", head,
-                                   digest=digest)
+                                   digest=digest, identity=identity)
             return
         await self._seal(path, decision, digest, identity, closed_at)
+
+    def _refuse(self, path: Path) -> None:
+        """A link or other non-regular file in the recording directory: never read, never
+        sealed, never removed; an ERROR once per path (MixMonitor writes regular files only)."""
+        if path in self._refused:
+            return
+        self._refused.add(path)
+        self.last_problem = f"{path} is not a regular file (a link?): left alone"
+        _log.error("recordings.not_a_file", file=str(path),
+                   hint="a symbolic link or special file in the recording directory is never "
+                        "followed or sealed; remove it")
 
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.paths.recordings))
@@ -545,36 +591,97 @@ class Sealer:
         head: RecordingProbe,
         *,
         digest: str | None = None,
+        identity: FileIdentity | None = None,
     ) -> None:
+        """Take ``path`` out of the normal path: sealed into the quarantine directory (audio),
+        or deleted once the fact is written (no audio: zero-length or header only)."""
         if digest is None:
-            digest = await asyncio.to_thread(_sha256, path)
-        target = await asyncio.to_thread(self._quarantine_target, path)
-        moved_to = str(target.relative_to(self.paths.quarantine))
-        await self._fact(
-            "recording.quarantined",
-            decision.decision_id if decision is not None else None,
-            _fact_id("quarantined", self._relative(path), digest),
-            {"file": self._relative(path), "reason": reason, "detail": detail[:500],
-             "bytes": head.size, "sha256": digest, "moved_to": moved_to},
+            taken, identity = await asyncio.to_thread(_digest, path)
+            digest = taken
+        decision_id = decision.decision_id if decision is not None else None
+        base: dict[str, Scalar] = {
+            "file": self._relative(path), "reason": reason, "detail": detail[:500],
+            "bytes": head.size, "sha256": digest,
+        }
+        fact_id = _fact_id("quarantined", self._relative(path), digest)
+        if head.empty:  # nothing to keep: no audio sample in the file
+            await self._fact("recording.quarantined", decision_id, fact_id,
+                             {**base, "deleted": True})
+            files.crash_point("quarantine_fact")
+            await asyncio.to_thread(files.durable_unlink, path)
+            self._done_quarantine(path, reason, detail, "deleted (no audio)")
+            return
+        closed_at = self._waiting.get(path)
+        if closed_at is None:
+            closed_at = (await asyncio.to_thread(path.stat)).st_mtime
+        kek = await asyncio.to_thread(
+            self._keys.current, self.settings.retention_class, _month(closed_at)
         )
+        recording_id = decision_id or f"quarantine-{fact_id}"
+        target = await asyncio.to_thread(self._quarantine_target, path)
+        note_extra: dict[str, object] = {
+            "decision_id": decision_id, "plain": self._relative(path), "closed_at": closed_at,
+            "quarantine": {**base, "fact_id": fact_id},
+        }
+        try:
+            await asyncio.to_thread(
+                self._seal_blocking, path, target, recording_id, kek, digest, identity, note_extra)
+        except EnvelopeError as exc:  # changed again while sealed into quarantine: next pass
+            raise _Retry(f"{path} changed while it was sealed into quarantine: {exc}") from exc
+        await self._after_quarantine_rename(path, target, None)
+
+    async def _after_quarantine_rename(
+        self, path: Path, target: Path, fields: dict[str, object] | None
+    ) -> None:
+        """The quarantine envelope is in place (its note beside it): unlink the plaintext, write
+        ``recording.quarantined`` with both digests and the key id, remove the note."""
+        note = target.with_name(target.name + PENDING_SUFFIX)
+        if fields is None:
+            fields = json.loads(await asyncio.to_thread(note.read_text, encoding="ascii"))
+        quarantine = fields["quarantine"]
+        assert isinstance(quarantine, dict)
+        await asyncio.to_thread(files.durable_unlink, path)
+        files.crash_point("unlinked")
+        payload: dict[str, Scalar] = {
+            key: quarantine[key] for key in ("file", "reason", "detail", "bytes", "sha256")
+        }
+        payload.update({
+            "moved_to": str(target.relative_to(self.paths.quarantine)),
+            "recording_id": _text(fields.get("recording_id")),
+            "plain_sha256": str(fields["plain_sha256"]),
+            "sealed_sha256": str(fields["sealed_sha256"]),
+            "kek_id": str(fields["kek_id"]),
+            "sealed_bytes": _int(fields.get("sealed_bytes")),
+        })
+        decision_id = fields.get("decision_id")
+        await self._fact("recording.quarantined",
+                         decision_id if isinstance(decision_id, str) else None,
+                         str(quarantine["fact_id"]), payload)
         files.crash_point("quarantine_fact")
-        await asyncio.to_thread(files.durable_move, path, target)
+        await asyncio.to_thread(files.durable_unlink, note)
+        self._done_quarantine(path, str(payload["reason"]), str(payload["detail"]),
+                              f"sealed to {target}")
+
+    def _done_quarantine(self, path: Path, reason: str, detail: str, outcome: str) -> None:
         self._waiting.pop(path, None)
         self.metrics.quarantined.inc(reason=reason)
         _log.error("recordings.quarantined", file=self._relative(path), reason=reason,
-                   detail=detail, moved_to=str(target))
+                   detail=detail, outcome=outcome)
 
     def _quarantine_target(self, path: Path) -> Path:
+        """A new name ``<quarantine>/<same YYYY/MM/DD>/<name>[.n].arrec`` (never overwrites)."""
         relative = path.relative_to(self.paths.recordings)
-        directory = self.paths.quarantine
-        for part in relative.parent.parts:
-            directory = files.private_dir(directory / part)
-        target = directory / relative.name
-        n = 1
-        while target.exists():
-            target = directory / f"{relative.name}.{n}"
+        directory = files.durable_dirs(self.paths.quarantine / relative.parent,
+                                       self.paths.quarantine, private=True)
+        n = 0
+        while True:
+            name = relative.name + (f".{n}" if n else "") + SEALED_SUFFIX
+            target = directory / name
+            taken = (target, target.with_name(target.name + PENDING_SUFFIX),
+                     target.with_name(f".{target.name}.tmp"))
+            if not any(os.path.lexists(one) for one in taken):
+                return target
             n += 1
-        return target
 
     # -- sealing ---------------------------------------------------------------------------
 
@@ -593,35 +700,45 @@ class Sealer:
         try:
             info = await asyncio.to_thread(
                 self._seal_blocking, path, sealed, decision.decision_id, kek, digest, identity,
-                closed_at,
+                {"decision_id": decision.decision_id, "plain": self._relative(path),
+                 "closed_at": closed_at},
             )
         except EnvelopeError as exc:
-            now_digest = await asyncio.to_thread(_sha256, path)
+            now_digest, now_identity = await asyncio.to_thread(_digest, path)
             if now_digest != digest:
+                same_file = identity is not None and now_identity is not None and (
+                    (identity.device, identity.inode) == (now_identity.device, now_identity.inode))
                 await self._quarantine(
-                    path, decision, "replaced",
+                    path, decision, "edited" if same_file else "replaced",
                     f"the file changed between its close and its seal: {exc}",
-                    await asyncio.to_thread(probe, path), digest=now_digest)
+                    await asyncio.to_thread(probe, path), digest=now_digest,
+                    identity=now_identity)
                 return
-            raise
+            # same bytes, but touched (chmod, utime) while sealed: take its identity again
+            raise _Retry(f"{path} changed its identity while it was sealed: {exc}") from exc
         await self._after_rename(path, sealed, info, decision.decision_id, closed_at)
 
     def _seal_blocking(
         self,
         path: Path,
         sealed: Path,
-        decision_id: str,
+        recording_id: str,
         kek: KekPublicKey,
         digest: str,
         identity: FileIdentity | None,
-        closed_at: float,
+        note_extra: dict[str, object],
     ) -> SealInfo:
-        sealed.parent.mkdir(parents=True, exist_ok=True)
+        """Seal ``path`` to ``sealed`` (a normal seal or a quarantine): temporary name, fsync,
+        the note (``info`` and ``note_extra``), rename, fsync the directory."""
+        quarantine = sealed.is_relative_to(self.paths.quarantine)
+        files.durable_dirs(sealed.parent,
+                           self.paths.quarantine if quarantine else self.paths.sealed,
+                           private=quarantine)
         temp = sealed.with_name(f".{sealed.name}.tmp")
         try:
-            with open(path, "rb") as src, files.create_output(temp) as dst:
+            with open(path, "rb", opener=_no_follow) as src, files.create_output(temp) as dst:
                 # the file unchanged since its digest was taken: one pass, no re-hash
-                info = seal(src, dst, recording_id=decision_id, kek=kek, plain_sha256=digest,
+                info = seal(src, dst, recording_id=recording_id, kek=kek, plain_sha256=digest,
                             unchanged=identity)
                 dst.flush()
                 os.fsync(dst.fileno())
@@ -630,12 +747,7 @@ class Sealer:
                     f"sealed plaintext SHA-256 {info.plain_sha256} is not {digest}")
             files.crash_point("temp")
             note = sealed.with_name(sealed.name + PENDING_SUFFIX)
-            files.write_json_durably(note, {
-                **info.payload(),
-                "decision_id": decision_id,
-                "plain": self._relative(path),
-                "closed_at": closed_at,
-            })
+            files.write_json_durably(note, {**info.payload(), **note_extra})
             files.crash_point("pending")
             os.rename(temp, sealed)
             files.fsync_dir(sealed.parent)
@@ -687,6 +799,11 @@ class Sealer:
         try:
             fields = json.loads(await asyncio.to_thread(note.read_text, encoding="ascii"))
             decision_id = str(fields["decision_id"])
+            if not isinstance(fields.get("plain"), str) or not _safe_relative(fields["plain"]):
+                raise ValueError(f"plain {fields.get('plain')!r} is no path below the recordings")
+            missing = [key for key in _NOTE_FIELDS if not isinstance(fields.get(key), str)]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
             plain = self.paths.recordings / str(fields["plain"])
             closed_at = float(fields["closed_at"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -703,6 +820,9 @@ class Sealer:
             raise _Retry(f"sealed file {sealed} does not match its note and the plaintext is "
                          "gone: keep both for an operator")
         self._waiting.setdefault(plain, closed_at)
+        if "quarantine" in fields:
+            await self._after_quarantine_rename(plain, sealed, fields)
+            return
         await self._after_rename(plain, sealed, fields, decision_id, closed_at)
 
     # -- absent recordings -------------------------------------------------------------------
@@ -713,6 +833,7 @@ class Sealer:
             candidates = await self._catalog.absent_candidates(
                 ended_before=now - self.settings.absent_after,
                 ended_after=now - _ABSENT_LOOKBACK,
+                asterisk_ids=self.settings.asterisk_ids,
             )
         except DatabaseUnavailable as exc:
             self.database_ok = False
@@ -764,6 +885,16 @@ class Sealer:
                            "inotify and scans" if self._watcher is not None else "scans only"),
         )
         return ReadinessReport(checks)
+
+
+def _walk(*tops: Path) -> list[tuple[str, list[str], list[str]]]:
+    return [entry for top in tops for entry in os.walk(top)]
+
+
+def _safe_relative(value: str) -> bool:
+    """``value`` is a relative path that stays below its base (no ``..``, not absolute)."""
+    relative = Path(value)
+    return not relative.is_absolute() and ".." not in relative.parts and value not in ("", ".")
 
 
 def _int(value: object) -> int | None:

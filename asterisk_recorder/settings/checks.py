@@ -126,6 +126,19 @@ def _languages(v: tuple[str, ...]) -> str | None:
     return None
 
 
+_ASTERISK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,63}")
+
+
+def _asterisk_ids(v: tuple[str, ...]) -> str | None:
+    for one in v:
+        if one and not _ASTERISK_ID.fullmatch(one):
+            return (f"{show(one)} is not an Asterisk entity id (up to 64 letters, digits, ':', "
+                    "'.', '_', '-', such as 08:00:27:aa:bb:cc; \"\" for decisions without one)")
+    if len(set(v)) != len(v):
+        return "lists an Asterisk id twice"
+    return None
+
+
 def _language(v: str) -> str | None:
     if _LANGUAGE.fullmatch(v):
         return None
@@ -367,6 +380,7 @@ CHECKS: dict[str, _Check] = {
     "recordings.orphan_after": _non_negative,
     "recordings.max_lag": _positive,
     "recordings.http_port": _port,
+    "recordings.asterisk_ids": _asterisk_ids,
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
 }
 

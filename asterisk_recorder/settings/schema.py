@@ -217,8 +217,9 @@ _HELP: dict[str, str] = {
     "handback (not recorded) or resume.",
     "recordings.sealed_dir": "Absolute directory the sealer writes sealed envelopes into "
     "(not inside recording.directory).",
-    "recordings.quarantine_dir": "Absolute directory orphan, declined, replaced and empty "
-    "files are moved to (created 0700; same file system as recording.directory).",
+    "recordings.quarantine_dir": "Absolute directory orphan, declined, replaced and edited "
+    "files are sealed into, like normal seals (created 0700; any file system: it holds only "
+    "ciphertext).",
     "recordings.key_dir": "Absolute directory of the key-encryption PUBLIC keys the sealer "
     "seals to (never the private keys).",
     "recordings.retention_class": "Retention class whose current key seals new recordings "
@@ -235,6 +236,10 @@ _HELP: dict[str, str] = {
     "seconds to be sealed.",
     "recordings.http_port": "TCP port of the sealer's /healthz, /readyz, /metrics (host and "
     "enabled from [http]).",
+    "recordings.asterisk_ids": "Asterisk entity ids (a decision's asterisk_id, Asterisk's "
+    "ENTITYID) whose decisions this sealer may declare recording.absent; empty: all. Set it when "
+    "several Asterisk hosts share one ledger, each sealer to its own host's id (\"\" takes the "
+    "decisions with no id); in the environment, comma-separated.",
 }
 
 REMOVED: dict[str, str] = {

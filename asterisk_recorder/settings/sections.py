@@ -239,7 +239,7 @@ class RecordingsSettings:
 
     Attributes:
         sealed_dir: where sealed envelopes go (same ``YYYY/MM/DD`` layout).
-        quarantine_dir: where orphan, declined, replaced and empty files go (kept 0700).
+        quarantine_dir: where orphan, declined, replaced and edited files are sealed (0700).
         key_dir: directory of the key-encryption public keys (the private halves live elsewhere).
         retention_class: the retention class whose current key seals new recordings.
         absent_after: seconds after a ``call.fate`` ``recorded`` fact without any file before
@@ -252,6 +252,9 @@ class RecordingsSettings:
         max_lag: ``/readyz`` fails when a closed file has waited this long to be sealed.
         http_port: TCP port of the sealer's own ``/healthz``, ``/readyz``, ``/metrics``
             (host and enabled come from ``[http]``).
+        asterisk_ids: the Asterisk entity ids (a decision's ``asterisk_id``) whose decisions
+            this sealer's absent sweep considers; empty: all (one sealer per ledger). ``""``
+            in the list takes the decisions whose Asterisk id was not known.
     """
 
     sealed_dir: str = "/var/lib/asterisk-recorder-sealer/sealed"
@@ -264,6 +267,7 @@ class RecordingsSettings:
     orphan_after: float = 600.0
     max_lag: float = 300.0
     http_port: int = 8091
+    asterisk_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

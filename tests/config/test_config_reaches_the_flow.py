@@ -135,6 +135,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "recordings.orphan_after": (["0"], ["-1"]),
     "recordings.max_lag": (["60"], ["0"]),
     "recordings.http_port": (["9000"], ["0"]),
+    "recordings.asterisk_ids": (["pbx-a,08:00:27:aa:bb:cc", ""], ["pbx a", "x,x"]),
 }
 
 

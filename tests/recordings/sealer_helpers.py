@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +18,9 @@ from asterisk_recorder.flow.decision import ConsentDecision, KeyPress, Outcome, 
 from asterisk_recorder.flow.facts import LedgerFact
 from asterisk_recorder.ledger.store import Ledger
 from asterisk_recorder.policy.modes import Mode
+from asterisk_recorder.recordings.catalog import Catalog
 from asterisk_recorder.recordings.keys import KeyStore
-from asterisk_recorder.recordings.sealer import SealerPaths
+from asterisk_recorder.recordings.sealer import Sealer, SealerPaths
 from asterisk_recorder.settings import LedgerSettings, RecordingsSettings, Secret
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "facts_of",
     "make_decision",
     "month_now",
+    "sealer_for",
 ]
 
 FIXED_KEY = "test-digest-key-0123456789abcdef"
@@ -77,11 +81,13 @@ class SealerEnv:
 
     root: Path
     dsn: str
+    recordings_dir: Path | None = None
+    """Where MixMonitor's files land (default ``<root>/rec``; a tmpfs in some tests)."""
 
     @property
     def paths(self) -> SealerPaths:
         return SealerPaths(
-            recordings=self.root / "rec",
+            recordings=self.recordings_dir or self.root / "rec",
             sealed=self.root / "sealed",
             quarantine=self.root / "quarantine",
             keys=self.root / "kek-public",
@@ -156,3 +162,19 @@ async def facts_of(dsn: str, decision_id: str | None = None) -> list[tuple[str, 
     finally:
         await conn.close()
     return [(row["kind"], json.loads(row["payload"])) for row in rows]
+
+
+@contextlib.asynccontextmanager
+async def sealer_for(
+    env: SealerEnv, *, clock: Callable[[], float] = time.time, **settings: Any
+) -> AsyncIterator[Sealer]:
+    """A sealer on ``env`` with a real ledger; the ledger is flushed when the block ends."""
+    catalog = Catalog(env.dsn)
+    async with Ledger.open(env.dsn, env.ledger_settings(), instance_id="sealer:test") as ledger:
+        sealer = Sealer(env.settings(**settings), env.paths, ledger, catalog,
+                        actor="sealer:test", clock=clock)
+        sealer.prepare()
+        try:
+            yield sealer
+        finally:
+            await catalog.close()

@@ -115,6 +115,7 @@ def test_open_records_the_access_in_the_ledger_then_writes_the_audio(
     ])
 
     assert out.read_bytes() == data
+    assert out.stat().st_mode & 0o777 == 0o600  # plaintext audio: never group/world readable
     [(kind, actor, payload)] = _facts(pg_dsn)
     assert kind == "recording.accessed"
     assert actor.startswith("cli:")

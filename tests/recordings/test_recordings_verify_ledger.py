@@ -184,3 +184,25 @@ async def test_verify_of_an_unknown_id_or_without_a_ledger_says_why(
     assert f"no recording.sealed fact for {unknown}" in capsys.readouterr().err
     assert 1 == await _cli("recording", "verify", unknown)
     assert "needs the ledger" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../secret.arrec", "/etc/passwd", "2026/../../secret.arrec"])
+async def test_verify_by_id_refuses_a_sealed_fact_naming_a_file_outside_the_sealed_directory(
+    env: SealerEnv, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A (chained, intact) recording.sealed whose ``file`` is absolute or climbs out with ``..``
+    is refused by ``verify ID``: no file outside ``recordings.sealed_dir`` is opened."""
+    from asterisk_recorder.flow.facts import LedgerFact
+
+    decision, _path = await env.decision()
+    (env.root / "secret.arrec").write_bytes(b"outside")
+    payload = {"file": name, "recording_id": decision.decision_id, "plain_sha256": "0" * 64,
+               "sealed_sha256": "1" * 64, "kek_id": "standard-202612-00000000",
+               "plain_bytes": 1, "sealed_bytes": 1, "chunk_size": CHUNK_SIZE, "chunks": 1,
+               "chunk_root": "1" * 64}
+    await env.fact(LedgerFact("recording.sealed", decision.decision_id, 1.0, "sealer:test",
+                              payload))
+    capsys.readouterr()
+    assert 1 == await _cli("recording", "verify", decision.decision_id, "--config",
+                           str(_config(env)))
+    assert "not below the sealed directory" in capsys.readouterr().err

@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sealer_helpers import SealerEnv, facts_of
+from sealer_helpers import SealerEnv, facts_of, sealer_for
 
 from asterisk_recorder.flow.decision import Outcome
 from asterisk_recorder.flow.facts import LedgerFact, effective_outcome
-from asterisk_recorder.ledger.store import Ledger
-from asterisk_recorder.recordings.catalog import Catalog
 from asterisk_recorder.recordings.envelope import SealInfo, open_stream, verify
 from asterisk_recorder.recordings.files import FAULT_ENV
-from asterisk_recorder.recordings.sealer import Sealer, sealed_path_for
+from asterisk_recorder.recordings.sealer import sealed_path_for
 from asterisk_recorder.recordings.wav import WAV_HEADER_BYTES, tone_pcm, write_wav
-
-
-@contextlib.asynccontextmanager
-async def sealer_for(
-    env: SealerEnv, *, clock: Callable[[], float] = time.time, **settings: Any
-) -> AsyncIterator[Sealer]:
-    """A sealer on ``env`` with a real ledger; the ledger is flushed when the block ends."""
-    catalog = Catalog(env.dsn)
-    async with Ledger.open(env.dsn, env.ledger_settings(), instance_id="sealer:test") as ledger:
-        sealer = Sealer(env.settings(**settings), env.paths, ledger, catalog,
-                        actor="sealer:test", clock=clock)
-        sealer.prepare()
-        try:
-            yield sealer
-        finally:
-            await catalog.close()
 
 
 def kinds(facts: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -114,20 +94,33 @@ async def test_inotify_reports_a_close_before_any_scan(env: SealerEnv) -> None:
 
 
 async def test_a_file_named_by_no_decision_is_quarantined_and_alerted(env: SealerEnv) -> None:
-    """Orphans (unknown UUID, or no UUID at all) move to a 0700 quarantine with a fact each."""
+    """Orphans (unknown UUID, or no UUID at all) are sealed into a 0700 quarantine with a fact
+    each (both digests, key id); no plaintext is left, the private key opens them."""
+    kek_id = env.create_key()
     unknown = env.recording_path(str(uuid.uuid4()))
     stray = env.paths.recordings / "stray.wav"
     write_wav(unknown, tone_pcm(0.5))
     write_wav(stray, tone_pcm(0.5))
+    plains = {unknown.name: unknown.read_bytes(), stray.name: stray.read_bytes()}
     async with sealer_for(env) as sealer:
         await sealer.scan()
     assert not unknown.exists()
     assert not stray.exists()
     moved = files_below(env.paths.quarantine)
-    assert sorted(p.name for p in moved) == sorted([unknown.name, "stray.wav"])
+    assert sorted(p.name for p in moved) == sorted([unknown.name + ".arrec", "stray.wav.arrec"])
     assert stat.S_IMODE(env.paths.quarantine.stat().st_mode) == 0o700
     orphans = await facts_of(env.dsn, None)
     assert sorted(p["reason"] for _k, p in orphans) == ["orphan", "orphan"]
+    for _kind, payload in orphans:
+        assert payload["kek_id"] == kek_id
+        assert payload["plain_sha256"] == payload["sha256"]
+        target = env.paths.quarantine / payload["moved_to"]
+        with open(target, "rb") as handle:
+            assert verify(handle, opener=env.key_store().opener()).sealed_sha256 == (
+                payload["sealed_sha256"])
+            handle.seek(0)
+            assert b"".join(open_stream(handle, env.key_store().opener())) == (
+                plains[target.name.removesuffix(".arrec")])
     assert sealer.metrics.quarantined.value(reason="orphan") == 2
     assert files_below(env.paths.sealed) == []
 
@@ -165,7 +158,8 @@ async def test_a_file_of_a_decision_that_said_skip_is_quarantined(env: SealerEnv
 
 
 async def test_a_header_only_file_is_reported_empty_and_not_sealed(env: SealerEnv) -> None:
-    """44 bytes of header: recording.closed(empty), recording.absent, quarantined; not sealed."""
+    """44 bytes of header: recording.closed(empty), recording.absent, quarantined (deleted:
+    no audio to keep); not sealed, nothing left anywhere."""
     env.create_key()
     decision, path = await env.decision()
     write_wav(path, b"")
@@ -176,8 +170,11 @@ async def test_a_header_only_file_is_reported_empty_and_not_sealed(env: SealerEn
     assert facts[0][1]["empty"] is True
     assert facts[0][1]["bytes"] == WAV_HEADER_BYTES
     assert facts[2][1]["reason"] == "empty"
+    assert facts[2][1]["deleted"] is True
     assert effective_outcome("recorded_consented", facts).status == "not_recorded"
     assert files_below(env.paths.sealed) == []
+    assert files_below(env.paths.quarantine) == []
+    assert not path.exists()
 
 
 async def test_a_zero_length_file_is_reported_once_settled(env: SealerEnv) -> None:
@@ -194,6 +191,9 @@ async def test_a_zero_length_file_is_reported_once_settled(env: SealerEnv) -> No
     assert kinds(facts) == ["recording.closed", "recording.absent", "recording.quarantined"]
     assert facts[0][1]["bytes"] == 0
     assert facts[0][1]["empty"] is True
+    assert facts[2][1]["deleted"] is True
+    assert not path.exists()
+    assert files_below(env.paths.quarantine) == []
 
 
 async def test_a_file_still_being_written_is_left_alone(env: SealerEnv) -> None:
@@ -247,7 +247,8 @@ async def test_without_a_key_the_plaintext_is_kept_alerted_and_sealed_later(
 
 
 async def test_a_file_changed_between_close_and_seal_is_quarantined(env: SealerEnv) -> None:
-    """The digest at close differs from the file's at seal time: quarantined as replaced."""
+    """The digest at close differs from the file's at seal time: quarantined as edited (the
+    same file written to; a file renamed over it is ``replaced``, test_sealer_quarantine)."""
     decision, path = await env.decision()
     write_wav(path, tone_pcm(1.0))
     async with sealer_for(env) as sealer:
@@ -259,7 +260,7 @@ async def test_a_file_changed_between_close_and_seal_is_quarantined(env: SealerE
         await sealer.scan()
     facts = await facts_of(env.dsn, decision.decision_id)
     assert kinds(facts) == ["recording.closed", "recording.quarantined"]
-    assert facts[1][1]["reason"] == "replaced"
+    assert facts[1][1]["reason"] == "edited"
     assert files_below(env.paths.sealed) == []
     assert not path.exists()
 

@@ -30,8 +30,10 @@ absent_after = 120
 scan_interval = 30
 max_lag = 600
 http_port = 9100
+asterisk_ids = ["08:00:27:aa:bb:cc", "pbx-b"]
 """)
     rec = settings.recordings
+    assert rec.asterisk_ids == ("08:00:27:aa:bb:cc", "pbx-b")
     assert (rec.sealed_dir, rec.retention_class) == ("/srv/sealed", "sales_7y")
     assert rec.absent_after == 120
     assert (rec.scan_interval, rec.max_lag, rec.http_port) == (30, 600, 9100)
@@ -46,6 +48,9 @@ http_port = 9100
         ("[recordings]\nabsent_after = 0", "recordings.absent_after"),
         ("[recordings]\nscan_interval = -1", "recordings.scan_interval"),
         ("[recordings]\nhttp_port = 8090", "is also http.port"),
+        ('[recordings]\nasterisk_ids = ["pbx a"]', "recordings.asterisk_ids"),
+        ('[recordings]\nasterisk_ids = ["pbx-a", "pbx-a"]', "lists an Asterisk id twice"),
+        ("[recordings]\nasterisk_ids = [1]", "recordings.asterisk_ids"),
         ('[recording]\ndirectory = "/data/rec"\n[recordings]\nsealed_dir = "/data/rec/sealed"',
          "overlaps recording.directory"),
     ],
@@ -57,3 +62,25 @@ def test_bad_recordings_settings_are_refused_with_the_key_named(
     with pytest.raises(ConfigError) as info:
         load(tmp_path, text)
     assert any(problem in line for line in info.value.problems), info.value.problems
+
+
+def test_asterisk_ids_come_from_the_environment_and_check_config_shows_them(
+    tmp_path: Path,
+) -> None:
+    """ASTERISK_RECORDER_RECORDINGS_ASTERISK_IDS is comma-separated; check-config prints it."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.toml"
+    path.write_text("[ari]\nenabled = false\n")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "ASTERISK_RECORDER_DATABASE_EMBEDDED": "true",
+           "ASTERISK_RECORDER_RECORDINGS_ASTERISK_IDS": "pbx-a,pbx-b"}
+    result = subprocess.run(
+        [sys.executable, "-m", "asterisk_recorder", "check-config", "--config", str(path)],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )
+    assert "asterisk_ids" in result.stdout, result.stdout + result.stderr
+    assert "pbx-a" in result.stdout
+    assert "pbx-b" in result.stdout

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sealer_helpers import FIXED_KEY, SealerEnv, facts_of
 
-from asterisk_recorder.recordings.envelope import SealInfo, verify
+from asterisk_recorder.recordings.envelope import SealInfo, open_stream, verify
 from asterisk_recorder.recordings.files import CRASH_ENV
 from asterisk_recorder.recordings.sealer import sealed_path_for
 from asterisk_recorder.recordings.wav import tone_pcm, write_wav
@@ -123,29 +123,49 @@ async def test_a_sealer_killed_at_any_step_loses_nothing_after_restart(
     assert payload["plain_sha256"] == facts[0][1]["sha256"]
 
 
-async def test_a_sealer_killed_between_quarantine_fact_and_move_finishes_the_move(
-    env: SealerEnv,
+QUARANTINE_STEPS = ("midfile", "temp", "pending", "renamed", "unlinked", "quarantine_fact")
+
+
+@pytest.mark.parametrize("step", QUARANTINE_STEPS)
+async def test_a_sealer_killed_while_sealing_an_orphan_into_quarantine_loses_nothing(
+    env: SealerEnv, step: str
 ) -> None:
-    """An orphan's fact is written first with a stable id: after a kill, one fact, file moved."""
+    """SIGKILL at each step of a quarantine seal, restart: one envelope in quarantine that opens
+    to the orphan's bytes, one fact, no plaintext, no temporary file or note."""
+    env.create_key()
     orphan = env.paths.recordings / "2026" / "orphan-call.wav"
-    write_wav(orphan, tone_pcm(1.0))
+    write_wav(orphan, tone_pcm(6.0))  # 96 kB: two chunks, several writes
+    plain = orphan.read_bytes()
     config = write_config(env)
-    await killed(await start(config, crash="quarantine_fact"))
-    assert orphan.exists()
+    await killed(await start(config, crash=step))
     process = await start(config)
     try:
-        async def moved() -> bool:
-            return not orphan.exists()
-        await wait_for(moved, "the quarantine move")
+        async def done() -> bool:
+            return (not orphan.exists() and not quarantine_leftovers(env)
+                    and bool(await facts_of(env.dsn, None)))
+        await wait_for(done, f"the quarantine after a kill at {step}")
     finally:
         await stop(process)
     facts = await facts_of(env.dsn, None)
     assert [(k, p["reason"]) for k, p in facts] == [("recording.quarantined", "orphan")]
-    assert (env.paths.quarantine / "2026" / "orphan-call.wav").is_file()
+    target = env.paths.quarantine / "2026" / "orphan-call.wav.arrec"
+    assert [p for p in env.paths.quarantine.rglob("*") if p.is_file()] == [target]
+    assert facts[0][1]["moved_to"] == "2026/orphan-call.wav.arrec"
+    with open(target, "rb") as handle:
+        assert verify(handle).sealed_sha256 == facts[0][1]["sealed_sha256"]
+        handle.seek(0)
+        assert b"".join(open_stream(handle, env.key_store().opener())) == plain
+
+
+def quarantine_leftovers(env: SealerEnv) -> list[str]:
+    """Temporary files and seal notes anywhere in the quarantine directory."""
+    return sorted(p.name for p in env.paths.quarantine.rglob("*")
+                  if p.name.endswith((".tmp", ".pending.json")))
 
 
 async def test_a_file_edited_while_the_sealer_was_down_is_quarantined(env: SealerEnv) -> None:
-    """Killed after recording.closed, the file changes, restart: the digest differs, quarantine."""
+    """Killed after recording.closed, the file grows, restart: the digest differs, quarantined
+    as edited (same file), sealed into quarantine."""
     env.create_key()
     decision, path = await env.decision()
     write_wav(path, tone_pcm(2.0))
@@ -162,7 +182,7 @@ async def test_a_file_edited_while_the_sealer_was_down_is_quarantined(env: Seale
         await stop(process)
     facts = await facts_of(env.dsn, decision.decision_id)
     assert [k for k, _p in facts] == ["recording.closed", "recording.quarantined"]
-    assert facts[1][1]["reason"] == "replaced"
+    assert facts[1][1]["reason"] == "edited"
     assert leftovers(env) == []
     assert [p for p in env.paths.sealed.rglob("*") if p.is_file()] == []
 
