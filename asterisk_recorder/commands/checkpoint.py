@@ -26,7 +26,7 @@ from asterisk_recorder.ledger.audit import AuditReport, Claim, audit_ledger
 from asterisk_recorder.ledger.checkpoints import Checkpointer, SignedCheckpoint, witness_from_target
 from asterisk_recorder.ledger.database import connect_app, database_dsn
 from asterisk_recorder.ledger.keys import load_digest_key
-from asterisk_recorder.ledger.receipts import check_receipt, prove_decision
+from asterisk_recorder.ledger.receipts import MAX_RECEIPT_BYTES, check_receipt, prove_decision
 from asterisk_recorder.ledger.signing import (
     checkpoint_key_path,
     checkpoint_origin,
@@ -327,7 +327,11 @@ def run_check_receipt(args: argparse.Namespace) -> int:
     """``ledger check-receipt FILE --key PUBKEY``: no database, no configuration."""
     verifiers = given_verifiers(tuple(args.key))
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        if args.file == "-":
+            data = sys.stdin.buffer.read(MAX_RECEIPT_BYTES + 1)
+        else:
+            with Path(args.file).open("rb") as source:
+                data = source.read(MAX_RECEIPT_BYTES + 1)
     except OSError as exc:
         raise LedgerError(f"cannot read the receipt {args.file}: {exc}") from exc
     try:

@@ -201,11 +201,12 @@ class Checkpointer:
             signed = await self.cycle()
         except (TimeoutError, LedgerError, OSError, asyncpg.PostgresError) as exc:
             self.failures += 1
-            first = self.last_error is None
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            (_log.error if isinstance(exc, ChainError) else _log.warning)(
-                "checkpoint.failed", error=self.last_error, first=first
-            )
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_error:  # once per distinct problem, not every poll
+                (_log.error if isinstance(exc, ChainError) else _log.warning)(
+                    "checkpoint.failed", error=error, failures=self.failures
+                )
+            self.last_error = error
             self._drop_connection()
             return None
         if self.last_error is not None:
