@@ -333,7 +333,9 @@ def secret_values(settings: Settings) -> tuple[str, ...]:
     """Every secret in ``settings`` (and a DSN's password), for ``logs.configure(secrets=)``."""
     values: list[str] = [s.password.value for s in settings.ari]
     dsn = settings.database.dsn.value
-    values += [dsn, settings.ledger.digest_key.value, settings.ledger.checkpoint_pkcs11_pin.value]
+    ledger = settings.ledger
+    values += [dsn, ledger.digest_key.value, ledger.checkpoint_pkcs11_pin.value,
+               ledger.witness_http_token.value]
     if dsn:
         try:
             password = urlsplit(dsn).password
