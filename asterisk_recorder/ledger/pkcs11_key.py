@@ -299,7 +299,11 @@ class Pkcs11Signer:
         self._session, self._private = session, private
         self.public_key = public
         self._public = Ed25519PublicKey.from_public_bytes(public)
-        self._check(_SELF_TEST, self._sign_once(_SELF_TEST), self_test=True)
+        try:
+            self._check(_SELF_TEST, self._sign_once(_SELF_TEST), self_test=True)
+        except BaseException:
+            self._drop()
+            raise
 
     def _find_pair(self, session: Session, lib: Any) -> tuple[SignMixin, bytes]:
         where = self._where()
