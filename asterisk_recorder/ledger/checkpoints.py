@@ -25,7 +25,7 @@ import structlog
 from asterisk_recorder.errors import ChainError, LedgerError, WitnessError
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.merkle import TileBuilder
-from asterisk_recorder.ledger.note import Checkpoint, SigningKey, sign_checkpoint
+from asterisk_recorder.ledger.note import Checkpoint, Signer, sign_checkpoint
 from asterisk_recorder.ledger.tree import extend_tree
 from asterisk_recorder.ledger.witness import (
     DirectoryWitness,
@@ -119,7 +119,7 @@ class Checkpointer:
 
     Args:
         dsn: the ledger's database.
-        key: the signing key (its name is the origin).
+        key: the signing key, a key file's or a PKCS#11 token's (its name is the origin).
         every / interval: a checkpoint is due once ``every`` entries, or entries older than
             ``interval`` seconds, are not covered.
         pusher: hands each new checkpoint to the witnesses (never blocks).
@@ -129,7 +129,7 @@ class Checkpointer:
     def __init__(
         self,
         dsn: str,
-        key: SigningKey,
+        key: Signer,
         *,
         every: int,
         interval: float,

@@ -17,7 +17,15 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asterisk_recorder.redaction import LEVELS, mask_url_password
-from asterisk_recorder.settings.ledger_rules import endpoint, origin, verifiers, witnesses
+from asterisk_recorder.settings.ledger_rules import (
+    endpoint,
+    origin,
+    pkcs11_key,
+    pkcs11_module,
+    pkcs11_token,
+    verifiers,
+    witnesses,
+)
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,
@@ -290,6 +298,12 @@ def _digest_key(v: Secret) -> str | None:
     return None
 
 
+def _pkcs11_pin(v: Secret) -> str | None:
+    if v.value and is_placeholder_secret(v.value):
+        return PLACEHOLDER_RULE + "; set the user PIN of the PKCS#11 token"
+    return None
+
+
 def _jurisdiction(v: str) -> str | None:
     if re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]{1,3})?", v):
         return None
@@ -337,6 +351,10 @@ CHECKS: dict[str, _Check] = {
     "ledger.checkpoint_origin": origin,
     "ledger.checkpoint_key_file": _abs_dir,
     "ledger.checkpoint_keys": verifiers,
+    "ledger.checkpoint_pkcs11_module": pkcs11_module,
+    "ledger.checkpoint_pkcs11_token": pkcs11_token,
+    "ledger.checkpoint_pkcs11_key": pkcs11_key,
+    "ledger.checkpoint_pkcs11_pin": _pkcs11_pin,
     "ledger.witnesses": witnesses,
     "ledger.witness_max_lag": _positive,
     "ledger.witness_s3_endpoint": endpoint,
