@@ -26,6 +26,7 @@ from asterisk_recorder.settings.ledger_rules import (
     verifiers,
     witnesses,
 )
+from asterisk_recorder.settings.recording_rules import asterisk_ids, mixmonitor, recording_dir
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,
@@ -134,19 +135,6 @@ def _languages(v: tuple[str, ...]) -> str | None:
     return None
 
 
-_ASTERISK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,63}")
-
-
-def _asterisk_ids(v: tuple[str, ...]) -> str | None:
-    for one in v:
-        if one and not _ASTERISK_ID.fullmatch(one):
-            return (f"{show(one)} is not an Asterisk entity id (up to 64 letters, digits, ':', "
-                    "'.', '_', '-', such as 08:00:27:aa:bb:cc; \"\" for decisions without one)")
-    if len(set(v)) != len(v):
-        return "lists an Asterisk id twice"
-    return None
-
-
 def _language(v: str) -> str | None:
     if _LANGUAGE.fullmatch(v):
         return None
@@ -180,29 +168,6 @@ def _abs_dir(v: str) -> str | None:
     if not v.startswith("/"):
         return f"{show(v)} must be an absolute path (or empty for the default)"
     return None
-
-
-def _recording_dir(v: str) -> str | None:
-    if len(v) > 255:
-        return f"{show(v)} is too long (at most 255 characters)"
-    if not v.startswith("/"):
-        return f"{show(v)} must be an absolute directory"
-    if not re.fullmatch(r"/[A-Za-z0-9._/-]*", v):
-        return f"{show(v)} may only contain letters, digits, '/', '.', '_' and '-'"
-    if ".." in PurePosixPath(v).parts:
-        return f"{show(v)} must not contain '..'"
-    return None
-
-
-_MIXMONITOR = re.compile(r"(?:[A-Za-z](?:\([A-Za-z0-9]*\))?){0,32}")
-
-
-def _mixmonitor(v: str) -> str | None:
-    if _MIXMONITOR.fullmatch(v):
-        return None
-    return (f"{show(v)} may only contain letters, digits and parentheses, as option letters "
-            "with an optional argument such as bW(2) (no commas, pipes, '$', quotes, spaces or "
-            "newlines; at most 32 options)")
 
 
 def _ari_url(v: str) -> str | None:
@@ -377,9 +342,9 @@ CHECKS: dict[str, _Check] = {
     "flow.prompts.languages": _languages,
     "flow.prompts.fallback_language": _language,
     "flow.prompts.opt_in_accept_after": _accept_after,
-    "recording.directory": _recording_dir,
+    "recording.directory": recording_dir,
     "recording.file_format": _one_of(FILE_FORMATS),
-    "recording.mixmonitor_options": _mixmonitor,
+    "recording.mixmonitor_options": mixmonitor,
     "http.host": _HOST,
     "http.port": _port,
     "logging.level": _log_level,
@@ -398,7 +363,7 @@ CHECKS: dict[str, _Check] = {
     "recordings.orphan_after": _non_negative,
     "recordings.max_lag": _positive,
     "recordings.http_port": _port,
-    "recordings.asterisk_ids": _asterisk_ids,
+    "recordings.asterisk_ids": asterisk_ids,
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
 }
 
