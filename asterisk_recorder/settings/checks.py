@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asterisk_recorder.redaction import LEVELS, mask_url_password
 from asterisk_recorder.settings.ledger_rules import endpoint, origin, verifiers, witnesses
+from asterisk_recorder.settings.retention import check_retention, check_rules
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,
@@ -374,6 +375,8 @@ CHECKS: dict[str, _Check] = {
     "recordings.retention_class": _pattern(r"[a-z][a-z0-9_]{0,31}",
                                            "a retention class (a lowercase letter, then "
                                            "lowercase letters, digits, '_'; at most 32)"),
+    "recordings.retention": check_retention,
+    "recordings.retention_rules": check_rules,
     "recordings.absent_after": _positive,
     "recordings.scan_interval": _positive,
     "recordings.settle_after": _positive,
