@@ -53,7 +53,7 @@ from asterisk_recorder.ledger.keys import DigestKey
 from asterisk_recorder.ledger.sink import StoreReceipt
 from asterisk_recorder.ledger.text import clean
 from asterisk_recorder.recordings.access import key_fact
-from asterisk_recorder.recordings.keys import KeyStore
+from asterisk_recorder.recordings.keys import KekInfo, KeyStore
 from asterisk_recorder.recordings.retention import (
     BucketPlan,
     Hold,
@@ -436,7 +436,7 @@ class Disposer:
             _crash_point("key_fact")
             self._finish_destroyed(plan.kek_id, report)
 
-    def _key_info(self, plan: BucketPlan) -> object | None:
+    def _key_info(self, plan: BucketPlan) -> KekInfo | None:
         if self._keys is None or self._keys.private_dir is None:
             return None
         for info in self._keys.list():

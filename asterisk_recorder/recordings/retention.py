@@ -41,10 +41,12 @@ __all__ = [
     "KeyEvent",
     "SealedRecording",
     "active_holds",
+    "destroyed_key",
     "disposal_notice",
     "held_by",
     "key_notice",
     "load_inventory",
+    "month_end",
     "month_over",
     "plan_buckets",
     "sealed_location",
@@ -193,14 +195,20 @@ def _day(at: float | None) -> str:
     return "?" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
 
 
-def month_over(month: str, now: float) -> bool:
-    """``YYYY-MM`` ended before ``now`` (UTC): nothing new is sealed to its bucket."""
+def month_end(month: str) -> float | None:
+    """The first instant after ``YYYY-MM`` (UTC), or ``None`` for no such month."""
     try:
         year, number = int(month[:4]), int(month[5:7])
+        year, number = (year + 1, 1) if number == 12 else (year, number + 1)
+        return datetime(year, number, 1, tzinfo=UTC).timestamp()
     except ValueError:
-        return False
-    year, number = (year + 1, 1) if number == 12 else (year, number + 1)
-    return now >= datetime(year, number, 1, tzinfo=UTC).timestamp()
+        return None
+
+
+def month_over(month: str, now: float) -> bool:
+    """``YYYY-MM`` ended before ``now`` (UTC): nothing new is sealed to its bucket."""
+    end = month_end(month)
+    return end is not None and now >= end
 
 
 def _month_of(kek_id: str) -> str:
@@ -235,16 +243,17 @@ async def load_inventory(
     period was recorded in ``recording.sealed``.
     """
     ids = None if decision_ids is None else [uuid.UUID(i) for i in decision_ids]
-    only = " AND ($1::uuid[] IS NULL OR f.decision_id = ANY($1::uuid[]))"
     sealed = await conn.fetch(
         "SELECT DISTINCT ON (f.decision_id) f.decision_id::text AS id, f.at, f.payload "
-        "FROM ledger_facts f WHERE f.kind = 'recording.sealed'" + only
-        + " ORDER BY f.decision_id, f.seq DESC",
+        "FROM ledger_facts f WHERE f.kind = 'recording.sealed' "
+        "AND ($1::uuid[] IS NULL OR f.decision_id = ANY($1::uuid[])) "
+        "ORDER BY f.decision_id, f.seq DESC",
         ids,
     )
     ends = await conn.fetch(
         "SELECT f.decision_id::text AS id, f.kind, f.at, f.actor, f.payload FROM ledger_facts f "
-        "WHERE f.kind = ANY($2::text[])" + only + " ORDER BY f.seq",
+        "WHERE f.kind = ANY($2::text[]) "
+        "AND ($1::uuid[] IS NULL OR f.decision_id = ANY($1::uuid[])) ORDER BY f.seq",
         ids,
         [RECORDING_DISPOSING, RECORDING_DISPOSED, RECORDING_DISPOSAL_CANCELLED],
     )
@@ -416,6 +425,19 @@ def disposal_notice(inventory: Inventory, decision_id: str) -> str | None:
         if event is not None:
             return key_notice(event, decision_id)
     return None
+
+
+async def destroyed_key(conn: asyncpg.Connection, kek_id: str) -> KeyEvent | None:
+    """The ``recording.key_destroyed`` fact of ``kek_id``, if the ledger has one."""
+    row = await conn.fetchrow(
+        "SELECT at, actor, payload FROM ledger_facts WHERE kind = $1 "
+        "AND payload::jsonb ->> 'kek_id' = $2 ORDER BY seq LIMIT 1",
+        RECORDING_KEY_DESTROYED, kek_id,
+    )
+    if row is None:
+        return None
+    return KeyEvent(kek_id, row["at"].timestamp(), row["actor"],
+                    str(_payload(row).get("reason", "")))
 
 
 def key_notice(event: KeyEvent, decision_id: str | None = None) -> str:
