@@ -41,6 +41,7 @@ __all__ = [
     "KeyEvent",
     "SealedRecording",
     "active_holds",
+    "decisions_of_number",
     "destroyed_key",
     "disposal_notice",
     "held_by",
@@ -335,6 +336,18 @@ async def active_holds(conn: asyncpg.Connection) -> list[Hold]:
     return holds
 
 
+async def decisions_of_number(conn: asyncpg.Connection, digest: str) -> list[str]:
+    """Every decision about the number whose keyed digest (hex) is ``digest``: as caller,
+    called or any party (the same match as ``ledger export`` and ``ledger erase``)."""
+    raw = bytes.fromhex(digest)
+    rows = await conn.fetch(
+        "SELECT decision_id::text AS id FROM decisions WHERE caller_number_digest = $1 "
+        "OR called_number_digest = $1 OR parties @> $2::jsonb ORDER BY seq",
+        raw, json.dumps([{"number_digest": raw.hex()}]),
+    )
+    return [row["id"] for row in rows]
+
+
 def _fields(hold: Hold) -> dict[str, Any]:
     return {name: getattr(hold, name) for name in Hold.__slots__}
 
@@ -343,16 +356,8 @@ async def _covered(conn: asyncpg.Connection, hold: Hold) -> list[str]:
     if hold.scope == "decision":
         return [] if hold.decision_id is None else [hold.decision_id]
     if hold.scope == "number":
-        if not hold.number_digest:
-            return []
-        digest = bytes.fromhex(str(hold.number_digest))
-        party = json.dumps([{"number_digest": digest.hex()}])
-        rows = await conn.fetch(
-            "SELECT decision_id::text AS id FROM decisions WHERE caller_number_digest = $1 "
-            "OR called_number_digest = $1 OR parties @> $2::jsonb",
-            digest, party,
-        )
-        return [row["id"] for row in rows]
+        return [] if not hold.number_digest else await decisions_of_number(
+            conn, str(hold.number_digest))
     if hold.from_at is None or hold.to_at is None:
         return []
     rows = await conn.fetch(
