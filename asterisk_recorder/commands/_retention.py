@@ -76,7 +76,24 @@ async def with_ledger(
             await conn.close()
 
 
-def _disposer(settings: Settings, conn: asyncpg.Connection, ledger: Ledger,
+async def _reading(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[_T]]) -> _T:
+    """Run ``work`` with a reading connection only (no ledger writer: nothing is written)."""
+    async with database_dsn(settings) as dsn:
+        conn = await connect_app(dsn, connect_timeout=settings.database.connect_timeout)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+
+class _ReadOnly:
+    """The writer of a read-only action: writing is a bug."""
+
+    async def record_fact(self, fact: object) -> Any:
+        raise RecordingError(f"a read-only action tried to write {fact!r}")
+
+
+def _disposer(settings: Settings, conn: asyncpg.Connection, ledger: Ledger | _ReadOnly,
               keys: KeyStore | None, batch: int = 500) -> Disposer:
     return Disposer(conn, ledger, sealed_dir=Path(settings.recordings.sealed_dir),
                     periods=parse_retention(settings.recordings.retention), actor=actor(),
@@ -234,10 +251,7 @@ def run_hold_list(args: argparse.Namespace) -> int:
     """``recording hold list``."""
     settings = _settings(args)
 
-    async def work(conn: asyncpg.Connection, _ledger: Ledger) -> list[Hold]:
-        return await active_holds(conn)
-
-    holds = asyncio.run(with_ledger(settings, work))
+    holds = asyncio.run(_reading(settings, active_holds))
     if args.json:
         print(json.dumps([_hold_view(h) for h in holds]))
         return 0
@@ -316,10 +330,10 @@ def run_retention_show(args: argparse.Namespace) -> int:
     keys = _store(settings, args.public_keys, None)
     now = disposal._clock()
 
-    async def work(conn: asyncpg.Connection, ledger: Ledger) -> tuple[list[BucketPlan], list[Hold]]:
-        return await _disposer(settings, conn, ledger, keys).plan(now)
+    async def work(conn: asyncpg.Connection) -> tuple[list[BucketPlan], list[Hold]]:
+        return await _disposer(settings, conn, _ReadOnly(), keys).plan(now)
 
-    plans, holds = asyncio.run(with_ledger(settings, work))
+    plans, holds = asyncio.run(_reading(settings, work))
     if args.json:
         print(json.dumps({"buckets": [_plan_view(p, now) for p in plans],
                           "holds": [_hold_view(h) for h in holds]}))
@@ -338,11 +352,11 @@ def run_dispose(args: argparse.Namespace) -> int:
     keys = _store(settings, args.public_keys, None if args.dry_run else args.private_keys)
     now = disposal._clock()
 
-    async def dry(conn: asyncpg.Connection, ledger: Ledger) -> tuple[list[BucketPlan], list[Hold]]:
-        return await _disposer(settings, conn, ledger, keys).plan(now)
+    async def dry(conn: asyncpg.Connection) -> tuple[list[BucketPlan], list[Hold]]:
+        return await _disposer(settings, conn, _ReadOnly(), keys).plan(now)
 
     if args.dry_run:
-        plans, holds = asyncio.run(with_ledger(settings, dry))
+        plans, holds = asyncio.run(_reading(settings, dry))
         if args.json:
             print(json.dumps({"dry_run": True, "buckets": [_plan_view(p, now) for p in plans],
                               "holds": [_hold_view(h) for h in holds]}))

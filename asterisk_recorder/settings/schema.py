@@ -64,7 +64,7 @@ ENV_PREFIX = "ASTERISK_RECORDER_"
 CONFIG_ENV = "ASTERISK_RECORDER_CONFIG"
 """Environment variable naming the TOML file when no path is given."""
 
-RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|TEST_SEALER_.*|E2E_.*)\Z")
+RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|TEST_SEALER_.*|TEST_DISPOSAL_.*|E2E_.*)\Z")
 """Variables of the test suite, ignored by the configuration."""
 
 FILE_FORMATS: tuple[str, ...] = (
