@@ -33,7 +33,8 @@ A, B, C = "+12125550101", "+12125550102", "+12125550103"
 
 
 def _sealed(facts: list[dict[str, object]], decision_id: str) -> dict[str, object]:
-    found = [f for f in facts if f["kind"] == "recording.sealed" and f["decision_id"] == decision_id]
+    found = [f for f in facts
+             if f["kind"] == "recording.sealed" and f["decision_id"] == decision_id]
     assert found, f"no recording.sealed for {decision_id}"
     payload = found[-1]["payload"]
     assert isinstance(payload, dict)
@@ -144,12 +145,15 @@ async def test_dispose_deletes_what_is_past_retention_then_destroys_the_emptied_
                      str(env.root / "x.wav"), "--private-keys", str(env.private_dir),
                      "--reason", "test") == 1
     err = capsys.readouterr().err
-    assert f"recording {ids[0]} was disposed on " in err and " by cli:" in err
+    assert f"recording {ids[0]} was disposed on " in err
+    assert " by cli:" in err
     assert await cli("recording", "open", str(backup), "--config", str(config), "--out",
                      str(env.root / "y.wav"), "--private-keys", str(env.private_dir),
                      "--reason", "restore test") == 1
     err = capsys.readouterr().err
-    assert f"key {kek_id} destroyed on " in err and "by cli:" in err and "(retention)" in err
+    assert f"key {kek_id} destroyed on " in err
+    assert "by cli:" in err
+    assert "(retention)" in err
 
 
 async def test_a_dry_run_prints_the_list_and_writes_nothing(
@@ -175,9 +179,11 @@ async def test_a_dry_run_prints_the_list_and_writes_nothing(
     assert all(_file(env, _sealed(facts, i)).exists() for i in [*ids, recent])
     buckets = {b["month"]: b for b in shown["buckets"]}
     old = next(b for b in buckets.values() if b["due"] == 2)
-    assert old["present"] == 2 and old["key"] == "destroyed by the next dispose"
+    assert old["present"] == 2
+    assert old["key"] == "destroyed by the next dispose"
     new = next(b for b in buckets.values() if b["due"] == 0)
-    assert new["present"] == 1 and new["key"].startswith("from ")
+    assert new["present"] == 1
+    assert new["key"].startswith("from ")
 
 
 # -- holds ---------------------------------------------------------------------------------
@@ -196,8 +202,10 @@ async def test_a_hold_on_a_number_keeps_its_recordings_and_its_key_until_release
     placed = capsys.readouterr().out
     hold_id = re.search(r"hold (\S+) placed on", placed).group(1)  # type: ignore[union-attr]
     [fact] = [f for f in await all_facts(env.dsn) if f["kind"] == "recording.hold_placed"]
-    assert A not in json.dumps(fact) and A.lstrip("+") not in json.dumps(fact)
-    assert fact["payload"]["scope"] == "number" and len(fact["payload"]["number_digest"]) == 64
+    assert A not in json.dumps(fact)
+    assert A.lstrip("+") not in json.dumps(fact)
+    assert fact["payload"]["scope"] == "number"
+    assert len(fact["payload"]["number_digest"]) == 64
     assert fact["actor"].startswith("cli:")
     assert "keeps back 1 sealed recordings" in placed
 
@@ -212,7 +220,9 @@ async def test_a_hold_on_a_number_keeps_its_recordings_and_its_key_until_release
     assert not [f for f in facts if f["kind"] == "recording.key_destroyed"]
     assert await cli("recording", "retention", "show", "--config", str(config)) == 0
     show = capsys.readouterr().out
-    assert f"held back: {held}" in show and "litigation 42" in show and "kept: 1 held" in show
+    assert f"held back: {held}" in show
+    assert "litigation 42" in show
+    assert "kept: 1 held" in show
 
     assert await cli("recording", "hold", "release", hold_id, "--reason", "case closed",
                      "--config", str(config)) == 0
@@ -401,7 +411,8 @@ async def test_erasing_a_number_disposes_of_its_sealed_recordings_unless_held(
     facts = await all_facts(env.dsn)
 
     assert "sealed recordings disposed of: 1" in out
-    assert f"{kept}: hold " in out and "complaint 4711" in out
+    assert f"{kept}: hold " in out
+    assert "complaint 4711" in out
     [done] = [f for f in facts if f["kind"] == "recording.disposed"]
     assert (done["decision_id"], done["payload"]["reason"]) == (gone, "erasure")
     assert _file(env, _sealed(facts, kept)).exists()
