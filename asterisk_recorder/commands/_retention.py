@@ -15,6 +15,7 @@ import getpass
 import json
 import re
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -376,8 +377,9 @@ def run_dispose(args: argparse.Namespace) -> int:
             "resumed": [r.decision_id for r in report.resumed],
             "held": {k: list(v) for k, v in report.held.items()},
             "cancelled": report.cancelled, "keys_destroyed": report.keys_destroyed,
+            "keys_waiting": report.keys_waiting,
         }))
-        return 0
+        return 1 if report.keys_waiting else 0
     for rec in report.disposed:
         print(f"disposed: {rec.decision_id} ({rec.retention_class}, key {rec.kek_id}) "
               f"{rec.location}" + (" [resumed]" if rec in report.resumed else ""))
@@ -385,7 +387,11 @@ def run_dispose(args: argparse.Namespace) -> int:
         print(f"held back: {decision_id} by hold {', '.join(hold_ids)}")
     for kek_id in report.keys_destroyed:
         print(f"key destroyed: {kek_id} (every recording sealed to it is disposed of)")
+    for kek_id in report.keys_waiting:
+        print(f"key {kek_id}: every recording sealed to it is disposed of, but its private key "
+              f"is not in {args.private_keys} (or {keys.public_dir} lacks its metadata): NOT "
+              "destroyed; give the right directories and run dispose again", file=sys.stderr)
     print(f"run {report.run_id}: {len(report.disposed)} disposed of "
           f"({len(report.resumed)} resumed), {len(report.held)} held back, "
           f"{len(report.keys_destroyed)} keys destroyed")
-    return 0
+    return 1 if report.keys_waiting else 0

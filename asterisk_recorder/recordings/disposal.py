@@ -431,8 +431,10 @@ class Disposer:
             if info is None:
                 report.keys_waiting.append(plan.kek_id)
                 continue
+            why = "retention" if info.state != "destroyed" else (
+                "retention (the key was destroyed earlier without a ledger entry)")
             await _committed(self._writer, key_fact(info, actor=self._actor, at=_clock(),
-                                                    reason="retention"))
+                                                    reason=why))
             _crash_point("key_fact")
             self._finish_destroyed(plan.kek_id, report)
 
@@ -440,7 +442,7 @@ class Disposer:
         if self._keys is None or self._keys.private_dir is None:
             return None
         for info in self._keys.list():
-            if info.kek_id == plan.kek_id and info.private_present:
+            if info.kek_id == plan.kek_id and (info.private_present or info.state == "destroyed"):
                 return info
         return None
 
