@@ -26,11 +26,15 @@ import asyncpg
 
 from asterisk_recorder import config
 from asterisk_recorder.commands import checkpoint
-from asterisk_recorder.ledger import admin
+from asterisk_recorder.commands._retention import with_ledger
+from asterisk_recorder.ledger import Ledger, admin
 from asterisk_recorder.ledger.database import connect_app, database_dsn
-from asterisk_recorder.ledger.keys import load_digest_key, spool_directory
+from asterisk_recorder.ledger.keys import DigestKey, load_digest_key, spool_directory
 from asterisk_recorder.ledger.spool import Spool
+from asterisk_recorder.recordings.disposal import Disposer, number_digest
+from asterisk_recorder.recordings.retention import active_holds, decisions_of_number
 from asterisk_recorder.settings import Settings
+from asterisk_recorder.settings.retention import parse_retention
 
 __all__ = ["parse_age", "register"]
 
@@ -128,7 +132,9 @@ def register(subparsers: Any) -> None:
         run_erase,
         "erase one number's personal data and recordings",
         "Remove the personal data of every decision about NUMBER and delete their "
-        "recordings; the chain stays verifiable and the erasure is itself recorded. "
+        "recordings (sealed ones through 'recording dispose''s path, each a recording.disposed "
+        "fact; a recording under legal hold is kept and named); the chain stays verifiable "
+        "and the erasure is itself recorded. "
         "Asks for confirmation on a terminal; without one, --yes is required.",
     )
     erase.add_argument("--number", required=True, help="the phone number, exactly as stored")
@@ -310,6 +316,7 @@ def run_erase(args: argparse.Namespace) -> int:
         if answer.strip().lower() != "yes":
             print("nothing erased", file=sys.stderr)
             return 1
+    disposed, held = asyncio.run(_dispose_number(settings, key, args.number))
     result = asyncio.run(
         _with_conn(
             settings, lambda c: admin.erase_number(c, key, args.number, root, actor=_actor())
@@ -320,9 +327,38 @@ def run_erase(args: argparse.Namespace) -> int:
         f"erased personal data of {result.personal_rows_removed} decisions; recordings: "
         f"{counts}; recorded as ledger event {result.event_seq}"
     )
+    print(f"sealed recordings disposed of: {disposed} (each a recording.disposed fact)")
+    for decision_id, why in held.items():
+        print(f"kept under legal hold (its personal data erased, the sealed recording kept): "
+              f"{decision_id}: {why}")
     for path in result.recordings.get("refused", []):
         print(f"refused to delete {_safe(path)}: outside {root}", file=sys.stderr)
     return 0 if not result.recordings.get("failed") else 1
+
+
+async def _dispose_number(settings: Settings, key: DigestKey, number: str
+                          ) -> tuple[int, dict[str, str]]:
+    """Dispose of the sealed recordings of ``number`` (reason ``erasure``) through the one
+    disposal path; return how many, and the held ones with their holds' ids and reasons."""
+
+    async def work(conn: asyncpg.Connection, ledger: Ledger) -> tuple[int, dict[str, str]]:
+        ids = await decisions_of_number(conn, number_digest(key, number))
+        if not ids:
+            return 0, {}
+        disposer = Disposer(conn, ledger, sealed_dir=Path(settings.recordings.sealed_dir),
+                            periods=parse_retention(settings.recordings.retention),
+                            actor=_actor())
+        report = await disposer.run(reason="erasure", decision_ids=ids)
+        reasons = {h.hold_id: h for h in await active_holds(conn)}
+        held = {
+            decision_id: "; ".join(
+                f"hold {i} ({reasons[i].reason}, placed by {reasons[i].actor})"
+                for i in hold_ids if i in reasons)
+            for decision_id, hold_ids in report.held.items()
+        }
+        return sum(1 for r in report.disposed if r.decision_id in set(ids)), held
+
+    return await with_ledger(settings, work)
 
 
 def _progress_bar(out: TextIO) -> Callable[[int, int], None] | None:

@@ -20,12 +20,15 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
+
+import asyncpg
 
 from asterisk_recorder import config
-from asterisk_recorder.errors import RecordingError
+from asterisk_recorder.commands._retention import add_actions as add_retention_actions
+from asterisk_recorder.errors import KeyUnavailable, RecordingError
 from asterisk_recorder.flow.facts import LedgerFact
 from asterisk_recorder.flow.recording import DECISION_ID_RE
 from asterisk_recorder.ledger import Ledger
@@ -35,9 +38,18 @@ from asterisk_recorder.recordings import FileKekOpener, KeyStore, verify
 from asterisk_recorder.recordings.access import Access, access_fact, key_fact, open_recording
 from asterisk_recorder.recordings.catalog import Catalog
 from asterisk_recorder.recordings.ledgered import LedgerCheck, check_sealed
+from asterisk_recorder.recordings.retention import (
+    destroyed_key,
+    disposal_notice,
+    key_notice,
+    load_inventory,
+)
 from asterisk_recorder.settings import Settings
+from asterisk_recorder.settings.retention import parse_retention
 
 __all__ = ["register"]
+
+_T = TypeVar("_T")
 
 
 def _actor() -> str:
@@ -120,12 +132,13 @@ def register(subparsers: Any) -> None:
         "(recording.accessed), then write the plaintext to --out (a file, or - for stdout).",
     )
     config.add_config_arguments(opening, only=("--dsn", "--log-level", "--log-format"))
-    opening.add_argument("path", type=Path, metavar="PATH")
+    opening.add_argument("path", metavar="ID|PATH")
     opening.add_argument("--out", required=True, metavar="FILE|-")
     opening.add_argument("--private-keys", required=True, type=Path, metavar="DIR")
     opening.add_argument("--reason", required=True, help="why you open it (case, request id)")
     opening.add_argument("--no-ledger", action="store_true", help="allow it with no DSN set")
     opening.set_defaults(func=run_open)
+    add_retention_actions(actions)
 
 
 def _store(args: argparse.Namespace) -> KeyStore:
@@ -352,6 +365,12 @@ def run_open(args: argparse.Namespace) -> int:
         raise RecordingError("--reason must say why the recording is opened")
     keep = _recorder(settings, args.no_ledger, "opening a recording")
     opener = FileKekOpener(args.private_keys)
+    path = Path(args.path)
+    if not path.exists() and DECISION_ID_RE.match(args.path):
+        if not settings.database.dsn:
+            raise RecordingError(
+                f"{args.path} is a decision id: looking it up needs the ledger (--dsn, --config)")
+        path = asyncio.run(_sealed_file(settings, args.path))
 
     async def record(access: Access) -> None:
         if keep is None:
@@ -364,7 +383,7 @@ def run_open(args: argparse.Namespace) -> int:
     async def run() -> None:
         with _output(args.out) as out:
             result = await open_recording(
-                args.path, opener, out, who=_actor(), why=args.reason, record_access=record
+                path, opener, out, who=_actor(), why=args.reason, record_access=record
             )
         if args.out != "-":
             print(
@@ -377,4 +396,44 @@ def run_open(args: argparse.Namespace) -> int:
         asyncio.run(run())
     except OSError as exc:
         raise RecordingError(f"cannot open {args.path}: {exc.strerror}") from exc
+    except KeyUnavailable as exc:
+        event = None
+        kek_id = exc.kek_id
+        if settings.database.dsn and kek_id:
+            event = asyncio.run(_with_conn(settings, lambda c: destroyed_key(c, kek_id)))
+        if event is None:
+            raise
+        raise RecordingError(key_notice(event)) from exc
     return 0
+
+
+async def _with_conn(
+    settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[_T]]
+) -> _T:
+    conn = await connect_app(
+        settings.database.dsn.value, connect_timeout=settings.database.connect_timeout
+    )
+    try:
+        return await work(conn)
+    finally:
+        await conn.close()
+
+
+async def _sealed_file(settings: Settings, decision_id: str) -> Path:
+    """The sealed file of ``decision_id`` from the ledger, or why it can no longer be opened."""
+
+    async def find(conn: asyncpg.Connection) -> Path:
+        inventory = await load_inventory(
+            conn, Path(settings.recordings.sealed_dir),
+            parse_retention(settings.recordings.retention), decision_ids=[decision_id])
+        notice = disposal_notice(inventory, decision_id)
+        if notice is not None:
+            raise RecordingError(f"cannot open: {notice}")
+        if not inventory.recordings:
+            raise RecordingError(f"the ledger has no sealed recording for {decision_id}")
+        location = inventory.recordings[0].location
+        if "://" in location:
+            raise RecordingError(f"{decision_id} is sealed at {location}, not a local file")
+        return Path(location)
+
+    return await _with_conn(settings, find)

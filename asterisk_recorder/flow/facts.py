@@ -9,8 +9,10 @@ driver supplies the time, and the ledger assigns a fact id when the driver gives
 A fact is linked to the decision it is about by ``decision_id``. The ``call.*`` kinds are the
 channel's fate after the decision (``call.handed_back``, ``call.hand_back_failed``,
 ``call.fate``); the ``recording.*`` kinds belong to the recording lifecycle: ``closed``,
-``absent``, ``sealed`` and ``quarantined`` have strict payloads (the sealer writes them), the
-others are reserved and accept any well-formed payload until that lifecycle defines theirs.
+``absent``, ``sealed`` and ``quarantined`` have strict payloads (the sealer writes them), so do
+the holds and disposal kinds (``hold_placed``, ``hold_released``, ``disposing``, ``disposed``,
+``disposal_cancelled``, ``key_destroyed``); ``paused``, ``resumed`` and ``accessed`` are reserved
+and accept any well-formed payload until that lifecycle defines theirs.
 """
 
 from __future__ import annotations
@@ -28,12 +30,19 @@ __all__ = [
     "CALL_FATE",
     "CALL_HANDED_BACK",
     "CALL_HAND_BACK_FAILED",
+    "DISPOSAL_REASONS",
     "FACT_KINDS",
     "FATES",
+    "HOLD_SCOPES",
     "MAX_ACTOR_CHARS",
     "MAX_PAYLOAD_KEYS",
     "MAX_TEXT_CHARS",
     "QUARANTINE_REASONS",
+    "RECORDING_DISPOSAL_CANCELLED",
+    "RECORDING_DISPOSED",
+    "RECORDING_DISPOSING",
+    "RECORDING_HOLD_PLACED",
+    "RECORDING_HOLD_RELEASED",
     "RECORDING_KEY_CREATED",
     "RECORDING_KEY_DESTROYED",
     "TOLD",
@@ -54,6 +63,15 @@ CALL_HAND_BACK_FAILED = "call.hand_back_failed"
 CALL_FATE = "call.fate"
 RECORDING_KEY_CREATED = "recording.key_created"
 RECORDING_KEY_DESTROYED = "recording.key_destroyed"
+RECORDING_HOLD_PLACED = "recording.hold_placed"
+RECORDING_HOLD_RELEASED = "recording.hold_released"
+RECORDING_DISPOSING = "recording.disposing"
+RECORDING_DISPOSED = "recording.disposed"
+RECORDING_DISPOSAL_CANCELLED = "recording.disposal_cancelled"
+HOLD_SCOPES = ("decision", "number", "dates")
+"""What a legal hold covers (``recording.hold_placed`` ``scope``)."""
+DISPOSAL_REASONS = ("retention", "erasure")
+"""Why a sealed recording is disposed of: its retention passed, or its number was erased."""
 
 TOLD = ("record", "skip")
 """What dialplan can have been told (``RECORDER_DECISION``)."""
@@ -168,6 +186,9 @@ _RECORDING_FACTS = (
             "chunks": FactField(_INT),
             "chunk_root": FactField(_TEXT),
             "retention_class": FactField(_TEXT),
+            "retention_period": FactField(_TEXT),
+            "retention_rule": FactField(_TEXT),
+            "retain_until": FactField(_NUMBER),
             "lag_s": FactField(_NUMBER),
         },
     ),
@@ -197,9 +218,66 @@ _RESERVED_RECORDING = (
     ("recording.paused", "recording paused (who, why)"),
     ("recording.resumed", "recording resumed (who)"),
     ("recording.accessed", "someone opened the recording (who, why)"),
-    ("recording.disposed", "the recording was destroyed (how)"),
-    ("recording.hold_placed", "a legal hold was placed on the recording"),
-    ("recording.hold_released", "a legal hold was released"),
+)
+
+_DISPOSAL_FIELDS = {
+    "file": FactField(_TEXT, required=True),
+    "location": FactField(_TEXT, required=True),
+    "sealed_sha256": FactField(_TEXT, required=True),
+    "kek_id": FactField(_TEXT, required=True),
+    "retention_class": FactField(_TEXT),
+    "reason": FactField(_TEXT, required=True, choices=DISPOSAL_REASONS),
+    "run_id": FactField(_TEXT, required=True),
+}
+
+_HOLD_FACTS = (
+    _kind(
+        RECORDING_HOLD_PLACED,
+        "optional",
+        "a legal hold: nothing it covers is disposed of until it is released (scope: a "
+        "decision, a number's keyed digest, or a range of decision times; reason)",
+        {
+            "scope": FactField(_TEXT, required=True, choices=HOLD_SCOPES),
+            "number_digest": FactField(_TEXT),
+            "from_at": FactField(_NUMBER),
+            "to_at": FactField(_NUMBER),
+            "reason": FactField(_TEXT, required=True),
+        },
+    ),
+    _kind(
+        RECORDING_HOLD_RELEASED,
+        "optional",
+        "a legal hold was released (hold id: the fact id of its recording.hold_placed; reason)",
+        {
+            "hold_id": FactField(_TEXT, required=True),
+            "reason": FactField(_TEXT, required=True),
+        },
+    ),
+    _kind(
+        RECORDING_DISPOSING,
+        "required",
+        "disposal of a sealed recording is about to delete its file (written before the "
+        "delete; a run that stops here is finished by the next one)",
+        _DISPOSAL_FIELDS,
+    ),
+    _kind(
+        RECORDING_DISPOSED,
+        "required",
+        "the sealed file of a recording was deleted (retention or erasure; outcome deleted, or "
+        "already_gone when a resumed run found it deleted)",
+        {**_DISPOSAL_FIELDS,
+         "outcome": FactField(_TEXT, required=True, choices=("deleted", "already_gone"))},
+    ),
+    _kind(
+        RECORDING_DISPOSAL_CANCELLED,
+        "required",
+        "an interrupted disposal was not finished: a hold placed since covers the recording",
+        {
+            "run_id": FactField(_TEXT, required=True),
+            "hold_id": FactField(_TEXT, required=True),
+            "sealed_sha256": FactField(_TEXT),
+        },
+    ),
 )
 
 _KEY_FIELDS = {
@@ -249,6 +327,7 @@ FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
             ),
             *_RECORDING_FACTS,
             *(_kind(name, "optional", meaning) for name, meaning in _RESERVED_RECORDING),
+            *_HOLD_FACTS,
             _kind(
                 RECORDING_KEY_CREATED,
                 "none",

@@ -50,6 +50,8 @@ class DecisionFacts:
     sealed: bool
     absent: bool
     closed_inode: int | None = None
+    jurisdictions: tuple[str, ...] = ()
+    called_number: str | None = None
 
     @property
     def recorded(self) -> bool:
@@ -104,8 +106,9 @@ class Catalog:
             DatabaseUnavailable: PostgreSQL does not answer.
         """
         rows = await self._fetch(
-            "SELECT decision_id::text AS id, outcome, recording_path FROM decisions "
-            "WHERE decision_id = $1",
+            "SELECT d.decision_id::text AS id, d.outcome, d.recording_path, d.parties, "
+            "p.called_number FROM decisions d LEFT JOIN decision_personal p "
+            "USING (decision_id) WHERE d.decision_id = $1",
             uuid.UUID(decision_id),
         )
         if not rows:
@@ -132,6 +135,11 @@ class Catalog:
             elif kind == "recording.absent":
                 absent = True
         row = rows[0]
+        parties = json.loads(row["parties"]) if isinstance(row["parties"], str) else []
+        codes = tuple(
+            str(party.get("jurisdiction")) for party in parties
+            if isinstance(party, dict) and party.get("jurisdiction")
+        )
         return DecisionFacts(
             decision_id=row["id"],
             outcome=row["outcome"],
@@ -140,6 +148,8 @@ class Catalog:
             sealed=sealed,
             absent=absent,
             closed_inode=inode,
+            jurisdictions=codes,
+            called_number=row["called_number"],
         )
 
     async def absent_candidates(

@@ -58,6 +58,12 @@ from asterisk_recorder.recordings.inotify import CloseWatcher, InotifyUnavailabl
 from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore
 from asterisk_recorder.recordings.wav import RecordingProbe, probe
 from asterisk_recorder.settings import RecordingsSettings
+from asterisk_recorder.settings.retention import (
+    choose_class,
+    parse_retention,
+    parse_rule,
+    retain_until,
+)
 
 __all__ = [
     "FACT_NAMESPACE",
@@ -253,6 +259,8 @@ class Sealer:
         self._actor = actor
         self._keys = keys if keys is not None else KeyStore(paths.keys)
         self._clock = clock
+        self._periods = parse_retention(settings.retention)
+        self._rules = [parse_rule(rule) for rule in settings.retention_rules]
         self.metrics = SealerMetrics()
         self._waiting: dict[Path, float] = {}  # closed, not finished: path -> closed at
         self._ready: dict[Path, str] = {}  # reported closed, not processed yet: path -> source
@@ -693,15 +701,18 @@ class Sealer:
         identity: FileIdentity | None,
         closed_at: float,
     ) -> None:
+        retention = self._retention_for(decision, closed_at)
         kek = await asyncio.to_thread(
-            self._keys.current, self.settings.retention_class, _month(closed_at)
+            self._keys.current, str(retention["retention_class"]), _month(closed_at)
         )
         sealed = sealed_path_for(self.paths, path)
+        extra: dict[str, object] = {"decision_id": decision.decision_id,
+                                    "plain": self._relative(path), "closed_at": closed_at,
+                                    **retention}
         try:
             info = await asyncio.to_thread(
                 self._seal_blocking, path, sealed, decision.decision_id, kek, digest, identity,
-                {"decision_id": decision.decision_id, "plain": self._relative(path),
-                 "closed_at": closed_at},
+                extra,
             )
         except EnvelopeError as exc:
             now_digest, now_identity = await asyncio.to_thread(_digest, path)
@@ -716,7 +727,22 @@ class Sealer:
                 return
             # same bytes, but touched (chmod, utime) while sealed: take its identity again
             raise _Retry(f"{path} changed its identity while it was sealed: {exc}") from exc
-        await self._after_rename(path, sealed, info, decision.decision_id, closed_at)
+        await self._after_rename(path, sealed, {**info.payload(), **extra},
+                                 decision.decision_id, closed_at)
+
+    def _retention_for(self, decision: DecisionFacts, closed_at: float) -> dict[str, object]:
+        """The class the rules give this call, its period and the date its recording may go
+        (kept in the seal note, so a seal finished after a restart records the same)."""
+        choice = choose_class(self._rules, self.settings.retention_class,
+                              jurisdictions=decision.jurisdictions,
+                              called_number=decision.called_number)
+        period = self._periods.get(choice.retention_class)
+        return {
+            "retention_class": choice.retention_class,
+            "retention_rule": choice.rule,
+            "retention_period": None if period is None else period.text,
+            "retain_until": None if period is None else retain_until(closed_at, period),
+        }
 
     def _seal_blocking(
         self,
@@ -777,7 +803,11 @@ class Sealer:
             "chunk_size": _int(fields.get("chunk_size")),
             "chunks": _int(fields.get("chunks")),
             "chunk_root": _text(fields.get("chunk_root")),
-            "retention_class": self.settings.retention_class,
+            "retention_class": _text(fields.get("retention_class"))
+            or self.settings.retention_class,
+            "retention_period": _text(fields.get("retention_period")),
+            "retention_rule": _text(fields.get("retention_rule")),
+            "retain_until": _number(fields.get("retain_until")),
             "lag_s": round(lag, 3),
         }
         await self._fact("recording.sealed", decision_id,
@@ -899,6 +929,12 @@ def _safe_relative(value: str) -> bool:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _text(value: object) -> str | None:

@@ -27,6 +27,7 @@ from asterisk_recorder.settings.ledger_rules import (
     witnesses,
 )
 from asterisk_recorder.settings.recording_rules import asterisk_ids, mixmonitor, recording_dir
+from asterisk_recorder.settings.retention import check_retention, check_rules
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,
@@ -357,6 +358,8 @@ CHECKS: dict[str, _Check] = {
     "recordings.retention_class": _pattern(r"[a-z][a-z0-9_]{0,31}",
                                            "a retention class (a lowercase letter, then "
                                            "lowercase letters, digits, '_'; at most 32)"),
+    "recordings.retention": check_retention,
+    "recordings.retention_rules": check_rules,
     "recordings.absent_after": _positive,
     "recordings.scan_interval": _positive,
     "recordings.settle_after": _positive,

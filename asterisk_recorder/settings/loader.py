@@ -32,6 +32,7 @@ from asterisk_recorder.settings.checks import (
     is_placeholder_secret,
 )
 from asterisk_recorder.settings.ledger_rules import pkcs11_required
+from asterisk_recorder.settings.retention import parse_retention, parse_rule
 from asterisk_recorder.settings.schema import CONFIG_ENV, SCHEMA, SECTIONS, KeyInfo, env_name
 from asterisk_recorder.settings.sections import (
     AgiSettings,
@@ -254,10 +255,38 @@ def _cross_checks(gather: Gather, servers: list[tuple[str, AriServerSettings, di
     agi: AgiSettings = sections["agi"]
     http: HttpSettings = sections["http"]
     _recordings_checks(problems, sections["recordings"], flow.recording.directory, http, agi)
+    _retention_checks(gather, sections["recordings"])
     if agi.enabled and http.enabled and agi.port == http.port and agi.host == http.host:
         problems.append(
             f"http.port: {http.port} is also agi.port on {agi.host}; the two servers need "
             f"different ports{_origin_of(gather, 'http.port')}")
+
+
+def _retention_checks(gather: Gather, recordings: RecordingsSettings) -> None:
+    """Every class a call can get (the default, each rule's) has a period."""
+    try:
+        periods = parse_retention(recordings.retention)
+    except ValueError:
+        return  # reported by the per-key check (and replaced by the default)
+    if recordings.retention_class not in periods:
+        key = "recordings.retention"
+        if "recordings.retention_class" in gather.values and key not in gather.values:
+            key = "recordings.retention_class"
+        gather.problems.append(
+            f"{key}: the default class {show(recordings.retention_class)} has no period in "
+            f"recordings.retention (add {recordings.retention_class}=PERIOD)"
+            f"{_origin_of(gather, key)}")
+    for text in recordings.retention_rules:
+        try:
+            rule = parse_rule(text)
+        except ValueError:
+            return
+        if rule.retention_class not in periods:
+            gather.problems.append(
+                f"recordings.retention_rules: rule {show(text)} names class "
+                f"{show(rule.retention_class)}, which has no period in recordings.retention"
+                f"{_origin_of(gather, 'recordings.retention_rules')}")
+            return
 
 
 def _recordings_checks(problems: list[str], recordings: RecordingsSettings, directory: str,

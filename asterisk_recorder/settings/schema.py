@@ -64,7 +64,7 @@ ENV_PREFIX = "ASTERISK_RECORDER_"
 CONFIG_ENV = "ASTERISK_RECORDER_CONFIG"
 """Environment variable naming the TOML file when no path is given."""
 
-RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|TEST_SEALER_.*|E2E_.*)\Z")
+RESERVED_ENV = re.compile(r"ASTERISK_RECORDER_(TEST_DSN|TEST_SEALER_.*|TEST_DISPOSAL_.*|E2E_.*)\Z")
 """Variables of the test suite, ignored by the configuration."""
 
 FILE_FORMATS: tuple[str, ...] = (
@@ -232,8 +232,25 @@ _HELP: dict[str, str] = {
     "ciphertext).",
     "recordings.key_dir": "Absolute directory of the key-encryption PUBLIC keys the sealer "
     "seals to (never the private keys).",
-    "recordings.retention_class": "Retention class whose current key seals new recordings "
+    "recordings.retention_class": "Default retention class: calls no rule of "
+    "recordings.retention_rules matches get it; its current key seals their recordings "
     "(lowercase letters, digits, `_`).",
+    "recordings.retention": "CLASS=PERIOD for every retention class (d, w, m, y; months and "
+    "years are calendar steps), e.g. [\"standard=90d\", \"financial=7y\"]; the period is "
+    "written into each recording's recording.sealed fact, so disposal follows the ledger, not "
+    "later edits of this list. The default 90d is an engineering default, NOT a legal period: "
+    "UK GDPR Art. 5(1)(e) (storage limitation) and the ICO's guidance ask for the shortest "
+    "period you can justify for your purpose and set no number; no US federal rule sets a "
+    "general period for call recordings (state and sector rules do); regulated firms need "
+    "longer classes (MiFID II Art. 16(7): 5 years, up to 7 on the regulator's request, for calls "
+    "leading to transactions; SEC Rule 17a-4 for broker-dealers' communications); PCI DSS "
+    "3.2.1 forbids keeping card security codes after authorisation at all, whatever the "
+    "period (pause the recording instead). Check with your counsel; in the environment, "
+    "comma-separated.",
+    "recordings.retention_rules": "Rules choosing a call's retention class, first match wins: "
+    "jurisdiction:CODE=CLASS (any party's jurisdiction; US matches US and US-xx) or "
+    "called:PREFIX=CLASS (the called number starts with PREFIX, read at seal time); every "
+    "CLASS must be in recordings.retention. Empty: every call gets recordings.retention_class.",
     "recordings.absent_after": "Seconds after a call ended recorded without any file before "
     "its decision gets recording.absent.",
     "recordings.scan_interval": "Seconds between full scans of recording.directory (inotify "

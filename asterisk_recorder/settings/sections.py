@@ -251,7 +251,12 @@ class RecordingsSettings:
         sealed_dir: where sealed envelopes go (same ``YYYY/MM/DD`` layout).
         quarantine_dir: where orphan, declined, replaced and edited files are sealed (0700).
         key_dir: directory of the key-encryption public keys (the private halves live elsewhere).
-        retention_class: the retention class whose current key seals new recordings.
+        retention_class: the default retention class (the one a call gets when no rule of
+            ``retention_rules`` matches); its current key seals those recordings.
+        retention: ``CLASS=PERIOD`` for every class (``standard=90d``, ``financial=7y``);
+            the period is recorded in the ledger with each recording when it is sealed.
+        retention_rules: ``KIND:VALUE=CLASS`` rules, first match wins
+            (``jurisdiction:US-CA=financial``, ``called:+44207=financial``).
         absent_after: seconds after a ``call.fate`` ``recorded`` fact without any file before
             the decision gets ``recording.absent``.
         scan_interval: seconds between full scans of the directory (inotify covers the rest).
@@ -271,6 +276,8 @@ class RecordingsSettings:
     quarantine_dir: str = "/var/lib/asterisk-recorder-sealer/quarantine"
     key_dir: str = "/etc/asterisk-recorder/kek"
     retention_class: str = "standard"
+    retention: tuple[str, ...] = ("standard=90d",)
+    retention_rules: tuple[str, ...] = ()
     absent_after: float = 300.0
     scan_interval: float = 60.0
     settle_after: float = 30.0

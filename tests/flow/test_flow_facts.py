@@ -41,14 +41,16 @@ SEALER_KINDS = ("recording.closed", "recording.absent", "recording.sealed",
 
 
 def test_registry_holds_the_channel_fate_kinds_and_reserves_recording_kinds() -> None:
-    """call.*, recording.key_* and the sealer's kinds are strict; other recording.* kinds
-    (paused, accessed, disposed, holds) accept any payload until their lifecycle defines it."""
+    """call.*, recording.key_*, the sealer's, holds' and disposal's kinds are strict; other
+    recording.* kinds (paused, resumed, accessed) accept any payload until defined."""
     assert {CALL_HANDED_BACK, CALL_HAND_BACK_FAILED, CALL_FATE} <= set(FACT_KINDS)
     reserved = {
         k for k in FACT_KINDS if k.startswith("recording.") and not k.startswith("recording.key_")
-        and k not in SEALER_KINDS
+        and k not in SEALER_KINDS and FACT_KINDS[k].fields is None
     }
-    assert {"recording.paused", "recording.disposed"} <= reserved
+    assert reserved == {"recording.paused", "recording.resumed", "recording.accessed"}
+    assert FACT_KINDS["recording.disposed"].fields is not None
+    assert FACT_KINDS["recording.hold_placed"].fields is not None
     assert all(FACT_KINDS[k].fields is None for k in reserved)
     assert all(FACT_KINDS[k].fields is not None for k in SEALER_KINDS)
     assert FACT_KINDS["recording.closed"].decision == "required"

@@ -26,6 +26,7 @@ sealed_dir = "/srv/sealed"
 quarantine_dir = "/var/spool/asterisk/monitor/quarantine"
 key_dir = "/etc/asterisk-recorder/kek"
 retention_class = "sales_7y"
+retention = ["sales_7y=7y", "standard=90d"]
 absent_after = 120
 scan_interval = 30
 max_lag = 600
@@ -35,6 +36,7 @@ asterisk_ids = ["08:00:27:aa:bb:cc", "pbx-b"]
     rec = settings.recordings
     assert rec.asterisk_ids == ("08:00:27:aa:bb:cc", "pbx-b")
     assert (rec.sealed_dir, rec.retention_class) == ("/srv/sealed", "sales_7y")
+    assert rec.retention == ("sales_7y=7y", "standard=90d")
     assert rec.absent_after == 120
     assert (rec.scan_interval, rec.max_lag, rec.http_port) == (30, 600, 9100)
 
