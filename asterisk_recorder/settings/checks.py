@@ -17,7 +17,13 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asterisk_recorder.redaction import LEVELS, mask_url_password
-from asterisk_recorder.settings.ledger_rules import endpoint, origin, verifiers, witnesses
+from asterisk_recorder.settings.ledger_rules import (
+    endpoint,
+    origin,
+    sealed_store,
+    verifiers,
+    witnesses,
+)
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,
@@ -381,6 +387,11 @@ CHECKS: dict[str, _Check] = {
     "recordings.max_lag": _positive,
     "recordings.http_port": _port,
     "recordings.asterisk_ids": _asterisk_ids,
+    "recordings.store": sealed_store,
+    "recordings.store_s3_endpoint": endpoint,
+    "recordings.store_s3_region": _pattern(r"[a-z0-9-]{1,32}", "an S3 region (e.g. eu-west-1)",
+                                           allow_empty=True),
+    "recordings.store_object_lock_days": _at_least(0, 36500),
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
 }
 

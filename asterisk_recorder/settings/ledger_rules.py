@@ -1,7 +1,8 @@
 """The rules of the ledger's checkpoint and witness settings: origins, verifier keys, witnesses.
 
 This module owns the checks of ``ledger.checkpoint_origin``, ``ledger.checkpoint_keys``,
-``ledger.witnesses`` and ``ledger.witness_s3_endpoint`` (``checks`` puts them in its table). A
+``ledger.witnesses`` and ``ledger.witness_s3_endpoint``, and of ``recordings.store`` (the same
+``s3://bucket/prefix`` shape; ``checks`` puts them in its table). A
 verifier key is checked for its shape here; the ledger parses it fully when it loads. It
 must not read files or the environment, and must never put a credential into a problem.
 """
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 
 from asterisk_recorder.settings.values import show
 
-__all__ = ["endpoint", "origin", "verifiers", "witnesses"]
+__all__ = ["endpoint", "origin", "sealed_store", "verifiers", "witnesses"]
 
 
 def _abs_path(v: str) -> str | None:
@@ -58,18 +59,30 @@ def _http_url(v: str, what: str) -> str | None:
     return None
 
 
+def _s3_url(v: str) -> str | None:
+    bucket, _, prefix = v[len("s3://"):].partition("/")
+    if not _BUCKET.fullmatch(bucket):
+        return f"{show(v)} does not name a valid S3 bucket (s3://bucket/prefix)"
+    if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
+        return f"{show(v)} has an invalid prefix (letters, digits, '.', '_', '/', '-')"
+    return None
+
+
+def sealed_store(v: str) -> str | None:
+    if v == "local":
+        return None
+    if v.startswith("s3://"):
+        return _s3_url(v)
+    return f"{show(v)} is not a store: `local` or s3://bucket/prefix"
+
+
 def _witness(v: str) -> str | None:
     if v.startswith("/"):
         return _abs_path(v)
     if v.startswith(("http://", "https://")):
         return _http_url(v, "witness URL")
     if v.startswith("s3://"):
-        bucket, _, prefix = v[len("s3://"):].partition("/")
-        if not _BUCKET.fullmatch(bucket):
-            return f"{show(v)} does not name a valid S3 bucket (s3://bucket/prefix)"
-        if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
-            return f"{show(v)} has an invalid prefix (letters, digits, '.', '_', '/', '-')"
-        return None
+        return _s3_url(v)
     return (f"{show(v)} is not a witness: an absolute directory, an http(s):// URL or "
             "s3://bucket/prefix")
 
