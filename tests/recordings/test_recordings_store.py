@@ -57,10 +57,12 @@ class Clock:
         return self.now
 
 
-def sealed_file(env: SealerEnv, seconds: float = 10.0, name: str | None = None) -> tuple[Path, bytes]:
+def sealed_file(
+    env: SealerEnv, seconds: float = 10.0, name: str | None = None
+) -> tuple[Path, bytes]:
     """A sealed envelope of ``seconds`` of tone in ``<root>/loose``, and its plaintext."""
-    env.key_store().create("standard", month_now()) if not list(env.paths.keys.glob("*.json")) \
-        else None
+    if not list(env.paths.keys.glob("*.json")):
+        env.key_store().create("standard", month_now())
     kek = env.key_store().current("standard", month_now())
     plain = env.root / "plain.wav"
     write_wav(plain, tone_pcm(seconds))
@@ -112,11 +114,13 @@ def test_s3_store_puts_once_under_its_prefix_and_verifies_by_head(
 
     data = local.read_bytes()
     assert stored.location == f"s3://{bucket}/pbx-a/{relative}" == again.location
-    assert stored.size == len(data) and stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.size == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
     assert len(versions(moto, bucket)) == 1
     body = moto.client().get_object(Bucket=bucket, Key=f"pbx-a/{relative}")["Body"].read()
     assert body == data
-    assert store.exists(stored.location) and not store.exists(stored.location + ".x")
+    assert store.exists(stored.location)
+    assert not store.exists(stored.location + ".x")
 
 
 def test_a_byte_range_fetches_only_the_header_and_the_chunks_it_covers(
@@ -162,8 +166,10 @@ def test_verify_of_an_s3_object_streams_it_in_few_large_gets(env: SealerEnv, mot
         assert isinstance(src, RangeReader)
         gets = len(src.fetches)
 
-    assert result.sealed_sha256 == expected.sealed_sha256 and result.tags_checked
-    assert result.chunks == 30 and gets < 15
+    assert result.sealed_sha256 == expected.sealed_sha256
+    assert result.tags_checked
+    assert result.chunks == 30
+    assert gets < 15
 
 
 def test_object_lock_compliance_keeps_an_object_until_its_date(
@@ -180,8 +186,10 @@ def test_object_lock_compliance_keeps_an_object_until_its_date(
     with pytest.raises(StoreLocked, match=f"until {until:%Y-%m-%d %H:%M:%S} UTC") as refused:
         store.delete(stored.location)
 
-    assert stored.lock_mode == "COMPLIANCE" and stored.retain_until == until
-    assert refused.value.retain_until == until and store.exists(stored.location)
+    assert stored.lock_mode == "COMPLIANCE"
+    assert stored.retain_until == until
+    assert refused.value.retain_until == until
+    assert store.exists(stored.location)
     assert len(versions(moto, bucket)) == 1
 
 
@@ -203,12 +211,12 @@ def test_lock_days_default_and_an_unlocked_delete_removes_every_version(
 
     assert kept.retain_until is not None
     assert kept.retain_until > datetime.now(UTC) + timedelta(days=29)
-    assert deleted and not again
+    assert deleted
+    assert not again
     keys = [v["Key"] for v in versions(moto, bucket)]
     assert keys == ["a/first.wav.arrec"]
-    with pytest.raises(StoreMissing):
-        with plain_store.open(gone.location):
-            pass
+    with pytest.raises(StoreMissing), plain_store.open(gone.location):
+        pass
 
 
 def test_an_unreachable_store_is_store_unavailable(env: SealerEnv, aws_env: dict[str, str]) -> None:
@@ -248,11 +256,13 @@ def test_stores_from_settings_reach_older_local_locations_and_other_buckets(tmp_
                                   store_s3_endpoint="http://127.0.0.1:9", store_object_lock_days=7)
     stores = stores_from_settings(settings)
 
-    assert isinstance(stores.primary, S3Store) and stores.primary.name == "s3:rec-main/pbx/"
+    assert isinstance(stores.primary, S3Store)
+    assert stores.primary.name == "s3:rec-main/pbx/"
     assert stores.primary.object_lock_days == 7
     assert stores.for_location("2026/12/04/x.arrec") is stores.local
     other = stores.for_location("s3://rec-old/x/y.arrec")
-    assert isinstance(other, S3Store) and other.bucket == "rec-old"
+    assert isinstance(other, S3Store)
+    assert other.bucket == "rec-old"
 
 
 # -- the sealer with an S3 store ---------------------------------------------------------------
@@ -283,7 +293,8 @@ async def test_the_sealer_uploads_records_where_and_then_removes_the_local_copy(
     assert stored["location"] == f"s3://{bucket}/pbx-a/{relative}"
     assert stored["sealed_sha256"] == sealed["sealed_sha256"]
     assert stored["file"] == sealed["file"] == relative
-    assert not local.exists() and not path.exists()
+    assert not local.exists()
+    assert not path.exists()
     assert [p for p in env.paths.sealed.rglob("*") if p.is_file()] == []
     with store.open(stored["location"]) as src:
         assert verify(src, opener=env.key_store().opener()).sealed_sha256 == sealed[
@@ -325,7 +336,8 @@ async def test_with_the_store_down_nothing_is_lost_and_it_is_uploaded_once_when_
         back = sealer.metrics.exposition()
         ready = sealer.readiness()
 
-    assert kept and kinds_while_down == ["recording.closed", "recording.sealed"]
+    assert kept
+    assert kinds_while_down == ["recording.closed", "recording.sealed"]
     assert early.ready
     assert 'asterisk_recorder_recordings_upload_failures_total{cause="unavailable"} 1' in down
     assert "asterisk_recorder_recordings_upload_pending 1" in down
@@ -335,10 +347,12 @@ async def test_with_the_store_down_nothing_is_lost_and_it_is_uploaded_once_when_
     assert "object store unavailable" in store_check.detail
     assert 'asterisk_recorder_recordings_upload_failures_total{cause="unavailable"} 2' in back
     assert "asterisk_recorder_recordings_uploaded_total 1" in back
-    assert "asterisk_recorder_recordings_upload_pending 0" in back and ready.ready
+    assert "asterisk_recorder_recordings_upload_pending 0" in back
+    assert ready.ready
     kinds = [k for k, _p in await facts_of(env.dsn, decision.decision_id)]
     assert kinds == ["recording.closed", "recording.sealed", "recording.stored"]
-    assert len(versions(moto, bucket)) == 1 and not local.exists()
+    assert len(versions(moto, bucket)) == 1
+    assert not local.exists()
 
 
 async def test_a_sealer_given_a_retention_date_locks_the_object_until_then(
@@ -367,7 +381,8 @@ async def test_a_sealer_given_a_retention_date_locks_the_object_until_then(
 
     stored = dict(await facts_of(env.dsn, decision.decision_id))["recording.stored"]
     assert asked == [decision.decision_id]
-    assert stored["retain_until"] == until.isoformat() and stored["lock_mode"] == "COMPLIANCE"
+    assert stored["retain_until"] == until.isoformat()
+    assert stored["lock_mode"] == "COMPLIANCE"
     with pytest.raises(StoreLocked):
         S3Store(bucket, endpoint_url=moto.endpoint).delete(stored["location"])
 
@@ -414,11 +429,14 @@ async def test_recording_verify_and_open_by_id_read_the_recording_from_s3(
         "recording", "open", decision.decision_id, "--config", config, "--out", str(out),
         "--private-keys", str(env.private_dir), "--reason", "complaint 4711"])
 
-    assert verified == 0 and opened == 0
-    assert f"OK s3://{bucket}/rec/" in printed and "hash chain intact" in printed
+    assert verified == 0
+    assert opened == 0
+    assert f"OK s3://{bucket}/rec/" in printed
+    assert "hash chain intact" in printed
     assert out.read_bytes() == plain
     kinds = [k for k, _p in await facts_of(env.dsn, decision.decision_id)]
-    assert kinds[-1] == "recording.accessed" and "recording.stored" in kinds
+    assert kinds[-1] == "recording.accessed"
+    assert "recording.stored" in kinds
     assert [p for p in env.paths.sealed.rglob("*") if p.is_file()] == []
 
 
@@ -446,3 +464,76 @@ async def test_verify_by_id_names_a_flipped_byte_in_the_s3_object(
 
     assert code == 1
     assert "chunk 1 does not match its digest" in capsys.readouterr().err
+
+
+# -- SIGKILL between the upload, its fact and the local delete ---------------------------------
+
+
+@pytest.mark.parametrize("step", ["uploaded", "stored"])
+async def test_a_sealer_killed_between_upload_fact_and_local_delete_completes_on_restart(
+    env: SealerEnv, moto: MotoS3, step: str
+) -> None:
+    """The real sealer process SIGKILLed after the PUT (no fact yet) or after
+    recording.stored (local copy still there): the restart finishes it; one object version,
+    each fact once, no local copy, and the object matches the ledger."""
+    from test_sealer_crash import killed, start, stop, wait_for, write_config
+
+    env.create_key()
+    bucket = moto.bucket(f"rec-crash-{step}")
+    decision, path = await env.decision()
+    write_wav(path, tone_pcm(6.0))
+    config = write_config(env)
+    with open(config, "a", encoding="ascii") as extra:
+        extra.write(f'store = "s3://{bucket}/rec"\nstore_s3_endpoint = "{moto.endpoint}"\n'
+                    'store_s3_region = "us-east-1"\n')
+    local = sealed_path_for(env.paths, path)
+
+    await killed(await start(config, crash=step))
+    left_local = local.exists()
+    process = await start(config)
+    try:
+        async def stored() -> bool:
+            kinds = [k for k, _p in await facts_of(env.dsn, decision.decision_id)]
+            return "recording.stored" in kinds and not local.exists()
+        await wait_for(stored, f"the upload after a kill at {step}")
+    finally:
+        await stop(process)
+
+    facts = await facts_of(env.dsn, decision.decision_id)
+    assert left_local
+    assert [k for k, _p in facts] == ["recording.closed", "recording.sealed", "recording.stored"]
+    assert len(versions(moto, bucket)) == 1
+    assert [p for p in env.paths.sealed.rglob("*") if p.is_file()] == []
+    sealed, where = facts[1][1], facts[2][1]
+    with S3Store(bucket, endpoint_url=moto.endpoint).open(where["location"]) as src:
+        assert verify(src, opener=env.key_store().opener()).sealed_sha256 == sealed[
+            "sealed_sha256"]
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+def test_an_s3_store_with_object_lock_days_loads_and_a_local_one_refuses_lock_days(
+    tmp_path: Path,
+) -> None:
+    """store = s3://... with store_object_lock_days loads; the same days on a local store is
+    refused naming the key (a directory has no Object Lock)."""
+    from asterisk_recorder import config
+    from asterisk_recorder.errors import ConfigError
+
+    good = tmp_path / "good.toml"
+    good.write_text('[ari]\nenabled = false\n[recordings]\nstore = "s3://rec-bucket/pbx-a"\n'
+                    'store_s3_endpoint = "https://s3.eu-west-1.amazonaws.com"\n'
+                    'store_s3_region = "eu-west-1"\nstore_object_lock_days = 2555\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[ari]\nenabled = false\n[recordings]\nstore_object_lock_days = 30\n')
+
+    settings = config.load(good, env={}, require_ari_password=False)
+    with pytest.raises(ConfigError) as refused:
+        config.load(bad, env={}, require_ari_password=False)
+
+    assert settings.recordings.store == "s3://rec-bucket/pbx-a"
+    assert settings.recordings.store_object_lock_days == 2555
+    assert [p.split(":", 1)[0] for p in refused.value.problems] == [
+        "recordings.store_object_lock_days"]
+    assert "needs an s3:// store" in refused.value.problems[0]
