@@ -17,13 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asterisk_recorder.redaction import LEVELS, mask_url_password
-from asterisk_recorder.settings.ledger_rules import (
-    endpoint,
-    origin,
-    sealed_store,
-    verifiers,
-    witnesses,
-)
+from asterisk_recorder.settings import ledger_rules as rules
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,
@@ -340,12 +334,12 @@ CHECKS: dict[str, _Check] = {
     "ledger.batch_max": _at_least(1),
     "ledger.checkpoint_every": _at_least(1, 10_000_000),
     "ledger.checkpoint_interval": _seconds_up_to(86400),
-    "ledger.checkpoint_origin": origin,
+    "ledger.checkpoint_origin": rules.origin,
     "ledger.checkpoint_key_file": _abs_dir,
-    "ledger.checkpoint_keys": verifiers,
-    "ledger.witnesses": witnesses,
+    "ledger.checkpoint_keys": rules.verifiers,
+    "ledger.witnesses": rules.witnesses,
     "ledger.witness_max_lag": _positive,
-    "ledger.witness_s3_endpoint": endpoint,
+    "ledger.witness_s3_endpoint": rules.endpoint,
     "ledger.witness_s3_region": _pattern(r"[a-z0-9-]{1,32}", "an S3 region (e.g. eu-west-1)",
                                          allow_empty=True),
     "ledger.witness_object_lock_days": _at_least(0, 36500),
@@ -387,10 +381,9 @@ CHECKS: dict[str, _Check] = {
     "recordings.max_lag": _positive,
     "recordings.http_port": _port,
     "recordings.asterisk_ids": _asterisk_ids,
-    "recordings.store": sealed_store,
-    "recordings.store_s3_endpoint": endpoint,
-    "recordings.store_s3_region": _pattern(r"[a-z0-9-]{1,32}", "an S3 region (e.g. eu-west-1)",
-                                           allow_empty=True),
+    "recordings.store": rules.sealed_store,
+    "recordings.store_s3_endpoint": rules.endpoint,
+    "recordings.store_s3_region": rules.region,
     "recordings.store_object_lock_days": _at_least(0, 36500),
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
 }

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from asterisk_recorder.settings.values import show
 
-__all__ = ["endpoint", "origin", "sealed_store", "verifiers", "witnesses"]
+__all__ = ["endpoint", "origin", "region", "sealed_store", "verifiers", "witnesses"]
 
 
 def _abs_path(v: str) -> str | None:
@@ -27,6 +27,7 @@ _ORIGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}")
 _VERIFIER = re.compile(r"[^+\s]{1,64}\+[0-9a-f]{8}\+[A-Za-z0-9+/]+={0,2}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"[A-Za-z0-9._/-]{0,512}")
+_REGION = re.compile(r"[a-z0-9-]{1,32}")
 
 
 def origin(v: str) -> str | None:
@@ -66,6 +67,12 @@ def _s3_url(v: str) -> str | None:
     if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
         return f"{show(v)} has an invalid prefix (letters, digits, '.', '_', '/', '-')"
     return None
+
+
+def region(v: str) -> str | None:
+    if v == "" or _REGION.fullmatch(v):
+        return None
+    return f"{show(v)} is not an S3 region (e.g. eu-west-1)"
 
 
 def sealed_store(v: str) -> str | None:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MotoS3, free_port
 from sealer_helpers import FIXED_KEY, SealerEnv, facts_of, month_now
+from store_helpers import MotoS3, free_port
 
 from asterisk_recorder.cli import main
 from asterisk_recorder.errors import StoreError, StoreLocked, StoreMissing, StoreUnavailable
