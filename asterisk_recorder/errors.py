@@ -19,6 +19,7 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │   ├── ChainError                  ``ledger verify`` found a break in the hash chain
     │   │   └── ProofError              a Merkle proof, root or tile does not check out
     │   ├── NoteError                   a signed note or checkpoint is malformed or unverified
+    │   ├── Pkcs11Error                 the PKCS#11 signing key cannot be opened or used
     │   └── WitnessError                a checkpoint witness refused, failed or holds a conflict
     ├── AriError
     │   ├── AriConnectionError          refused, reset, DNS (also ConnectionError)
@@ -83,6 +84,7 @@ __all__ = [
     "LedgerError",
     "MigrationError",
     "NoteError",
+    "Pkcs11Error",
     "PolicyError",
     "ProofError",
     "RecorderError",
@@ -164,6 +166,15 @@ class NoteError(LedgerError):
 
     Also raised for a key text that does not parse. The message says what is wrong (the line,
     the key name and id) and never contains private key material.
+    """
+
+
+class Pkcs11Error(LedgerError):
+    """The checkpoint signing key in a PKCS#11 token cannot be opened, created or used.
+
+    The module is missing or not a PKCS#11 library, the token or key label is absent, the PIN
+    is refused, the key is not Ed25519, or a signature fails. The message names the module,
+    token and key label; it never contains the PIN.
     """
 
 

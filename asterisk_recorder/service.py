@@ -36,7 +36,7 @@ from asterisk_recorder.flow.ports import DecisionSink
 from asterisk_recorder.ledger import Ledger, migrate
 from asterisk_recorder.ledger.checkpoints import Checkpointer, witness_from_target
 from asterisk_recorder.ledger.database import database_dsn
-from asterisk_recorder.ledger.signing import load_signing_key
+from asterisk_recorder.ledger.signing import close_signing_key, load_signing_key
 from asterisk_recorder.ledger.witness import WitnessPusher
 from asterisk_recorder.logs import get_logger
 from asterisk_recorder.ops.http import OpsServer, ReadinessReport
@@ -400,11 +400,12 @@ class Service:
         if not settings.checkpoints:
             return
         try:
-            key = load_signing_key(settings)
             witnesses = [witness_from_target(t, settings) for t in settings.witnesses]
+            key = load_signing_key(settings)
         except LedgerError as exc:  # calls must still flow; /readyz and the log say why
             log.error("checkpoint.disabled", error=str(exc))
             return
+        stack.callback(close_signing_key, key)  # a PKCS#11 session; runs after the task stops
         if witnesses:
             self.pusher = WitnessPusher(witnesses, metrics=self.metrics)
             await self.pusher.start()

@@ -26,14 +26,17 @@ from asterisk_recorder.ledger.audit import AuditReport, Claim, audit_ledger
 from asterisk_recorder.ledger.checkpoints import Checkpointer, SignedCheckpoint, witness_from_target
 from asterisk_recorder.ledger.database import connect_app, database_dsn
 from asterisk_recorder.ledger.keys import load_digest_key
-from asterisk_recorder.ledger.receipts import check_receipt, prove_decision
+from asterisk_recorder.ledger.receipts import MAX_RECEIPT_BYTES, check_receipt, prove_decision
 from asterisk_recorder.ledger.signing import (
     checkpoint_key_path,
     checkpoint_origin,
+    close_signing_key,
     create_signing_key,
     given_verifiers,
     load_signing_key,
+    pkcs11_configured,
     rotate_signing_key,
+    signing_key_location,
     trusted_path,
     trusted_verifiers,
 )
@@ -61,10 +64,11 @@ def add_actions(action: Action) -> None:
         "checkpoint-key",
         run_checkpoint_key,
         "create, show or rotate the checkpoint signing key",
-        "create: make the Ed25519 signing key (refused when one exists). show: print the "
-        "verifier key to publish. rotate: replace the key; the old verifier key is kept in "
-        "<key file>.trusted so earlier checkpoints still verify. The private key is never "
-        "printed.",
+        "create: make the Ed25519 signing key, in the key file or (with "
+        "ledger.checkpoint_pkcs11_module) in the PKCS#11 token; refused when one exists. show: "
+        "print the verifier key to publish. rotate: replace the key file; the old verifier key "
+        "is kept in <key file>.trusted so earlier checkpoints still verify (a token's key is "
+        "rotated by creating one under a new label). The private key is never printed.",
     )
     key.add_argument("what", choices=("create", "show", "rotate"))
     key.add_argument("--yes", action="store_true", help="rotate without asking")
@@ -235,6 +239,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
                     signed = await checkpointer.latest()
             finally:
                 await checkpointer.close()
+                close_signing_key(signing)
         results: list[tuple[str, str | None]] = []
         if signed is not None:
             for target in settings.ledger.witnesses:
@@ -273,12 +278,22 @@ def run_checkpoint_key(args: argparse.Namespace) -> int:
     """``ledger checkpoint-key create|show|rotate``."""
     settings = config.settings_from_args(args, require_ari_password=False)
     path = checkpoint_key_path(settings.ledger)
+    where = signing_key_location(settings.ledger)
+    in_token = pkcs11_configured(settings.ledger)
     if args.what == "create":
         key = create_signing_key(settings.ledger)
-        print(f"created the checkpoint signing key {path} (mode 0600; keep it off the database)")
+        if in_token:
+            print(f"created the checkpoint signing key {where} (Ed25519, sensitive, not "
+                  "extractable: the private key never leaves the token)")
+        else:
+            print(f"created the checkpoint signing key {path} (mode 0600; keep it off the "
+                  "database)")
     elif args.what == "show":
         key = load_signing_key(settings.ledger, create=False)
+        print(f"key:      {where}")
     else:
+        if in_token:
+            rotate_signing_key(settings.ledger)  # refused, saying how to rotate a token's key
         if not args.yes:
             if not sys.stdin.isatty():
                 print("rotate needs --yes when not run on a terminal", file=sys.stderr)
@@ -292,9 +307,12 @@ def run_checkpoint_key(args: argparse.Namespace) -> int:
             f"rotated; the old verifier key {old.to_text()} stays trusted in "
             f"{trusted_path(path)} (publish both)"
         )
-    print(f"origin:   {checkpoint_origin(settings.ledger)}")
-    print(f"key id:   {key.key_id.hex()}")
-    print(f"verifier: {key.verifier().to_text()}")
+    try:
+        print(f"origin:   {checkpoint_origin(settings.ledger)}")
+        print(f"key id:   {key.key_id.hex()}")
+        print(f"verifier: {key.verifier().to_text()}")
+    finally:
+        close_signing_key(key)
     return 0
 
 
@@ -327,7 +345,11 @@ def run_check_receipt(args: argparse.Namespace) -> int:
     """``ledger check-receipt FILE --key PUBKEY``: no database, no configuration."""
     verifiers = given_verifiers(tuple(args.key))
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        if args.file == "-":
+            data = sys.stdin.buffer.read(MAX_RECEIPT_BYTES + 1)
+        else:
+            with Path(args.file).open("rb") as source:
+                data = source.read(MAX_RECEIPT_BYTES + 1)
     except OSError as exc:
         raise LedgerError(f"cannot read the receipt {args.file}: {exc}") from exc
     try:

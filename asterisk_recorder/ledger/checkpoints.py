@@ -25,7 +25,7 @@ import structlog
 from asterisk_recorder.errors import ChainError, LedgerError, WitnessError
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.merkle import TileBuilder
-from asterisk_recorder.ledger.note import Checkpoint, SigningKey, sign_checkpoint
+from asterisk_recorder.ledger.note import Checkpoint, Signer, sign_checkpoint
 from asterisk_recorder.ledger.tree import extend_tree
 from asterisk_recorder.ledger.witness import (
     DirectoryWitness,
@@ -119,7 +119,7 @@ class Checkpointer:
 
     Args:
         dsn: the ledger's database.
-        key: the signing key (its name is the origin).
+        key: the signing key, a key file's or a PKCS#11 token's (its name is the origin).
         every / interval: a checkpoint is due once ``every`` entries, or entries older than
             ``interval`` seconds, are not covered.
         pusher: hands each new checkpoint to the witnesses (never blocks).
@@ -129,7 +129,7 @@ class Checkpointer:
     def __init__(
         self,
         dsn: str,
-        key: SigningKey,
+        key: Signer,
         *,
         every: int,
         interval: float,
@@ -201,11 +201,12 @@ class Checkpointer:
             signed = await self.cycle()
         except (TimeoutError, LedgerError, OSError, asyncpg.PostgresError) as exc:
             self.failures += 1
-            first = self.last_error is None
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            (_log.error if isinstance(exc, ChainError) else _log.warning)(
-                "checkpoint.failed", error=self.last_error, first=first
-            )
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.last_error:  # once per distinct problem, not every poll
+                (_log.error if isinstance(exc, ChainError) else _log.warning)(
+                    "checkpoint.failed", error=error, failures=self.failures
+                )
+            self.last_error = error
             self._drop_connection()
             return None
         if self.last_error is not None:

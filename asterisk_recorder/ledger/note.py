@@ -22,6 +22,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_SIGNATURES",
     "Checkpoint",
     "OpenedNote",
+    "Signer",
     "SigningKey",
     "VerifierKey",
     "open_checkpoint",
@@ -155,6 +157,34 @@ class VerifierKey:
         return True
 
 
+@runtime_checkable
+class Signer(Protocol):
+    """What signs notes: a key name, its key id and Ed25519 signatures.
+
+    ``SigningKey`` (a key held in memory, from a key file) and
+    ``asterisk_recorder.ledger.pkcs11_key.Pkcs11Signer`` (a key that never leaves a PKCS#11
+    token) both satisfy it.
+    """
+
+    @property
+    def name(self) -> str:
+        """The key name (for checkpoints: the origin)."""
+        ...
+
+    @property
+    def key_id(self) -> bytes:
+        """The four-byte key id of ``name`` and the public key."""
+        ...
+
+    def sign(self, msg: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``msg``."""
+        ...
+
+    def verifier(self) -> VerifierKey:
+        """The matching public verifier key."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKey:
     """An Ed25519 note signing key with its name; ``seed`` is secret and left out of the repr."""
@@ -235,7 +265,7 @@ def _check_text_chars(text: str, what: str) -> None:
                 raise NoteError(f"{what} line {lineno} is not valid UTF-8")
 
 
-def sign_note(text: str, *keys: SigningKey) -> str:
+def sign_note(text: str, *keys: Signer) -> str:
     """Sign ``text`` (which must end with a newline) with each key, in order."""
     if not keys:
         raise NoteError("a note needs at least one signing key")
@@ -243,7 +273,12 @@ def sign_note(text: str, *keys: SigningKey) -> str:
         raise NoteError("note text must end with a newline")
     _check_text_chars(text, "note text")
     msg = text.encode("utf-8")
-    lines = [f"{_SIG_PREFIX}{key.name} {_b64(key.key_id + key.sign(msg))}\n" for key in keys]
+    lines = []
+    for key in keys:
+        sig = key.sign(msg)
+        if len(sig) != 64 or len(key.key_id) != 4:
+            raise NoteError(f"signer {key.name} returned a malformed Ed25519 signature or key id")
+        lines.append(f"{_SIG_PREFIX}{key.name} {_b64(key.key_id + sig)}\n")
     note = text + "\n" + "".join(lines)
     if len(note.encode("utf-8")) > MAX_NOTE_SIZE:
         raise NoteError(f"signed note would be over {MAX_NOTE_SIZE} bytes")
@@ -393,7 +428,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     return Checkpoint(origin, size, root, tuple(extensions))
 
 
-def sign_checkpoint(cp: Checkpoint, key: SigningKey) -> str:
+def sign_checkpoint(cp: Checkpoint, key: Signer) -> str:
     """The checkpoint as a signed note."""
     return sign_note(cp.body(), key)
 

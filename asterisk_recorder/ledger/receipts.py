@@ -27,10 +27,17 @@ from asterisk_recorder.ledger.note import VerifierKey, open_checkpoint, open_not
 from asterisk_recorder.ledger.records import chain_hash, decision_body_from_row
 from asterisk_recorder.ledger.tree import tree_inclusion
 
-__all__ = ["RECEIPT_FORMAT", "ReceiptCheck", "check_receipt", "prove_decision"]
+__all__ = [
+    "MAX_RECEIPT_BYTES",
+    "RECEIPT_FORMAT",
+    "ReceiptCheck",
+    "check_receipt",
+    "prove_decision",
+]
 
 RECEIPT_FORMAT = "asterisk-recorder/consent-receipt/v1"
 MAX_RECEIPT_BYTES = 1 << 20
+"""A receipt is a few kilobytes; anything over a megabyte is refused unread."""
 
 _HOW = (
     "hash = SHA-256('asterisk-recorder/ledger/v1' 0x00 || prev_hash || seq as 8-byte big-endian "

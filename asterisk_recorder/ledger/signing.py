@@ -1,11 +1,15 @@
-"""The checkpoint signing key on disk, its origin, and the verifier keys ``ledger verify`` trusts.
+"""The checkpoint signing key (a key file or a PKCS#11 token), its origin, the trusted keys.
 
-This module owns ``ledger.checkpoint_key_file`` (default ``checkpoint.key`` beside the spool,
-mode 0600, created on first use or by ``ledger checkpoint-key create``), rotating it (the old
-verifier key is appended to ``<key file>.trusted`` so older checkpoints still verify; the old
-private key is gone), the origin line (``ledger.checkpoint_origin``, default
-``asterisk-recorder/<host name>``) and the list of trusted verifier keys. The signing key never
-goes into the database. It must not talk to PostgreSQL.
+This module owns choosing the signing key from ``[ledger]``: ``ledger.checkpoint_key_file``
+(default ``checkpoint.key`` beside the spool, mode 0600, created on first use or by ``ledger
+checkpoint-key create``) or, when ``ledger.checkpoint_pkcs11_module`` is set, the Ed25519 key
+pair ``checkpoint_pkcs11_key`` in the token ``checkpoint_pkcs11_token`` (``pkcs11_key``; created
+only by ``checkpoint-key create``, never on first use). It also owns rotating the key file (the
+old verifier key is appended to ``<key file>.trusted`` so older checkpoints still verify; the
+old private key is gone; a token's key is rotated by a new label instead), the origin line
+(``ledger.checkpoint_origin``, default ``asterisk-recorder/<host name>``) and the list of
+trusted verifier keys. The signing key never goes into the database. It must not talk to
+PostgreSQL, and never puts the PIN into a message.
 """
 
 from __future__ import annotations
@@ -13,21 +17,28 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asterisk_recorder.errors import LedgerError, NoteError
 from asterisk_recorder.ledger.keys import spool_directory
-from asterisk_recorder.ledger.note import SigningKey, VerifierKey
+from asterisk_recorder.ledger.note import Signer, SigningKey, VerifierKey
 from asterisk_recorder.ledger.private import FILE_MODE, ensure_private_dir, make_private
 from asterisk_recorder.settings import LedgerSettings
+
+if TYPE_CHECKING:
+    from asterisk_recorder.ledger.pkcs11_key import Pkcs11Signer
 
 __all__ = [
     "CHECKPOINT_KEY_NAME",
     "checkpoint_key_path",
     "checkpoint_origin",
+    "close_signing_key",
     "create_signing_key",
     "given_verifiers",
     "load_signing_key",
+    "pkcs11_configured",
     "rotate_signing_key",
+    "signing_key_location",
     "trusted_path",
     "trusted_verifiers",
 ]
@@ -49,6 +60,41 @@ def checkpoint_key_path(settings: LedgerSettings) -> Path:
     if settings.checkpoint_key_file:
         return Path(settings.checkpoint_key_file)
     return spool_directory(settings) / CHECKPOINT_KEY_NAME
+
+
+def pkcs11_configured(settings: LedgerSettings) -> bool:
+    """Whether the signing key is in a PKCS#11 token (``checkpoint_pkcs11_module`` is set)."""
+    return bool(settings.checkpoint_pkcs11_module)
+
+
+def signing_key_location(settings: LedgerSettings) -> str:
+    """Where the signing key is, for messages: the key file, or the token's key label."""
+    if pkcs11_configured(settings):
+        return (
+            f"key {settings.checkpoint_pkcs11_key!r} in PKCS#11 token "
+            f"{settings.checkpoint_pkcs11_token!r} ({settings.checkpoint_pkcs11_module})"
+        )
+    return str(checkpoint_key_path(settings))
+
+
+def _pkcs11_signer(settings: LedgerSettings, *, generate: bool = False) -> Pkcs11Signer:
+    from asterisk_recorder.ledger.pkcs11_key import Pkcs11Signer
+
+    how = Pkcs11Signer.generate if generate else Pkcs11Signer
+    return how(
+        settings.checkpoint_pkcs11_module,
+        settings.checkpoint_pkcs11_token,
+        settings.checkpoint_pkcs11_key,
+        settings.checkpoint_pkcs11_pin.value,
+        name=checkpoint_origin(settings),
+    )
+
+
+def close_signing_key(key: Signer) -> None:
+    """Release what the key holds (a PKCS#11 session); a key file's key holds nothing."""
+    close = getattr(key, "close", None)
+    if callable(close):
+        close()
 
 
 def trusted_path(key_path: Path) -> Path:
@@ -86,12 +132,14 @@ def _read_key(path: Path) -> SigningKey:
         raise LedgerError(f"the checkpoint signing key {path} is not a signing key: {exc}") from exc
 
 
-def create_signing_key(settings: LedgerSettings) -> SigningKey:
-    """Create the signing key file; refuse when one exists.
+def create_signing_key(settings: LedgerSettings) -> Signer:
+    """Create the signing key (the file, or the key pair in the token); refuse when one exists.
 
     Raises:
-        LedgerError: it exists, or cannot be written.
+        LedgerError: it exists, or cannot be written (``Pkcs11Error`` for a token).
     """
+    if pkcs11_configured(settings):
+        return _pkcs11_signer(settings, generate=True)
     path = checkpoint_key_path(settings)
     key = SigningKey.generate(checkpoint_origin(settings))
     try:
@@ -107,12 +155,18 @@ def create_signing_key(settings: LedgerSettings) -> SigningKey:
     return key
 
 
-def load_signing_key(settings: LedgerSettings, *, create: bool = True) -> SigningKey:
-    """The signing key (created on first use when ``create``).
+def load_signing_key(settings: LedgerSettings, *, create: bool = True) -> Signer:
+    """The signing key: the key file's (created on first use when ``create``) or, when
+    ``checkpoint_pkcs11_module`` is set, the token's (never created here: a key in an HSM is
+    made on purpose, by ``ledger checkpoint-key create``). Release it with
+    ``close_signing_key``.
 
     Raises:
-        LedgerError: absent (and not created), unreadable, or not a signing key.
+        LedgerError: absent (and not created), unreadable, or not a signing key
+            (``Pkcs11Error`` for a token: module, token, PIN, key label or key type).
     """
+    if pkcs11_configured(settings):
+        return _pkcs11_signer(settings)
     path = checkpoint_key_path(settings)
     if not path.exists():
         if not create:
@@ -134,9 +188,14 @@ def rotate_signing_key(settings: LedgerSettings) -> tuple[VerifierKey, SigningKe
     The old verifier key is appended to the ``.trusted`` file first, so checkpoints it signed
     keep verifying; then the new key replaces the old file atomically.
 
+    A key in a PKCS#11 token is not rotated in place: the error says how (a new label).
+
     Raises:
-        LedgerError: there is no key to rotate, or a file cannot be written.
+        LedgerError: the key is in a token, there is no key to rotate, or a file cannot be
+            written.
     """
+    if pkcs11_configured(settings):
+        raise LedgerError(_pkcs11_rotation(settings))
     path = checkpoint_key_path(settings)
     old = load_signing_key(settings, create=False).verifier()
     new = SigningKey.generate(checkpoint_origin(settings))
@@ -157,21 +216,45 @@ def rotate_signing_key(settings: LedgerSettings) -> tuple[VerifierKey, SigningKe
     return old, new
 
 
+def _pkcs11_rotation(settings: LedgerSettings) -> str:
+    old = ""
+    try:
+        signer = _pkcs11_signer(settings)
+    except LedgerError:
+        pass  # the advice stands without the old key's text
+    else:
+        old = f" ({signer.verifier().to_text()})"
+        signer.close()
+    return (
+        "the checkpoint signing key is in a PKCS#11 token and is not rotated in place: set "
+        "ledger.checkpoint_pkcs11_key to a new label and run 'asterisk-recorder ledger "
+        "checkpoint-key create', then add the old verifier key"
+        f"{old} to ledger.checkpoint_keys so the checkpoints it signed still verify; delete "
+        "the old key pair from the token only once nobody needs to sign with it"
+    )
+
+
 def trusted_verifiers(settings: LedgerSettings, extra: tuple[str, ...] = ()) -> list[VerifierKey]:
     """Every verifier key to accept: the current key's, the retired ones, the configured ones.
 
     ``extra``: verifier keys given on a command line (text, or a path to a file holding them).
+    With a PKCS#11 token, the current key is the token's (read through a session) and no key
+    file nor ``.trusted`` file is trusted: older keys must be in ``ledger.checkpoint_keys``.
 
     Raises:
-        LedgerError: a configured or given key is not a verifier key.
+        LedgerError: a configured or given key is not a verifier key, or the token's key
+            cannot be read.
     """
     keys: list[VerifierKey] = []
-    path = checkpoint_key_path(settings)
-    if path.exists():
-        keys.append(_read_key(path).verifier())
     lines: list[tuple[str, str]] = []
+    path = checkpoint_key_path(settings)
     retired = trusted_path(path)
-    if retired.exists():
+    if pkcs11_configured(settings):
+        with _pkcs11_signer(settings) as signer:
+            keys.append(signer.verifier())
+    elif path.exists():
+        keys.append(_read_key(path).verifier())
+    if not pkcs11_configured(settings) and retired.exists():
         try:
             text = retired.read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:

@@ -17,7 +17,22 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asterisk_recorder.redaction import LEVELS, mask_url_password
-from asterisk_recorder.settings import ledger_rules as rules
+from asterisk_recorder.settings.ledger_rules import (
+    endpoint,
+    origin,
+    pkcs11_key,
+    pkcs11_module,
+    pkcs11_token,
+    verifiers,
+    witnesses,
+)
+from asterisk_recorder.settings.recording_rules import (
+    asterisk_ids,
+    mixmonitor,
+    recording_dir,
+    s3_region,
+    sealed_store,
+)
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
     Secret,
@@ -126,19 +141,6 @@ def _languages(v: tuple[str, ...]) -> str | None:
     return None
 
 
-_ASTERISK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,63}")
-
-
-def _asterisk_ids(v: tuple[str, ...]) -> str | None:
-    for one in v:
-        if one and not _ASTERISK_ID.fullmatch(one):
-            return (f"{show(one)} is not an Asterisk entity id (up to 64 letters, digits, ':', "
-                    "'.', '_', '-', such as 08:00:27:aa:bb:cc; \"\" for decisions without one)")
-    if len(set(v)) != len(v):
-        return "lists an Asterisk id twice"
-    return None
-
-
 def _language(v: str) -> str | None:
     if _LANGUAGE.fullmatch(v):
         return None
@@ -172,29 +174,6 @@ def _abs_dir(v: str) -> str | None:
     if not v.startswith("/"):
         return f"{show(v)} must be an absolute path (or empty for the default)"
     return None
-
-
-def _recording_dir(v: str) -> str | None:
-    if len(v) > 255:
-        return f"{show(v)} is too long (at most 255 characters)"
-    if not v.startswith("/"):
-        return f"{show(v)} must be an absolute directory"
-    if not re.fullmatch(r"/[A-Za-z0-9._/-]*", v):
-        return f"{show(v)} may only contain letters, digits, '/', '.', '_' and '-'"
-    if ".." in PurePosixPath(v).parts:
-        return f"{show(v)} must not contain '..'"
-    return None
-
-
-_MIXMONITOR = re.compile(r"(?:[A-Za-z](?:\([A-Za-z0-9]*\))?){0,32}")
-
-
-def _mixmonitor(v: str) -> str | None:
-    if _MIXMONITOR.fullmatch(v):
-        return None
-    return (f"{show(v)} may only contain letters, digits and parentheses, as option letters "
-            "with an optional argument such as bW(2) (no commas, pipes, '$', quotes, spaces or "
-            "newlines; at most 32 options)")
 
 
 def _ari_url(v: str) -> str | None:
@@ -290,6 +269,12 @@ def _digest_key(v: Secret) -> str | None:
     return None
 
 
+def _pkcs11_pin(v: Secret) -> str | None:
+    if v.value and is_placeholder_secret(v.value):
+        return PLACEHOLDER_RULE + "; set the user PIN of the PKCS#11 token"
+    return None
+
+
 def _jurisdiction(v: str) -> str | None:
     if re.fullmatch(r"[A-Z]{2}(-[A-Z0-9]{1,3})?", v):
         return None
@@ -334,12 +319,16 @@ CHECKS: dict[str, _Check] = {
     "ledger.batch_max": _at_least(1),
     "ledger.checkpoint_every": _at_least(1, 10_000_000),
     "ledger.checkpoint_interval": _seconds_up_to(86400),
-    "ledger.checkpoint_origin": rules.origin,
+    "ledger.checkpoint_origin": origin,
     "ledger.checkpoint_key_file": _abs_dir,
-    "ledger.checkpoint_keys": rules.verifiers,
-    "ledger.witnesses": rules.witnesses,
+    "ledger.checkpoint_keys": verifiers,
+    "ledger.checkpoint_pkcs11_module": pkcs11_module,
+    "ledger.checkpoint_pkcs11_token": pkcs11_token,
+    "ledger.checkpoint_pkcs11_key": pkcs11_key,
+    "ledger.checkpoint_pkcs11_pin": _pkcs11_pin,
+    "ledger.witnesses": witnesses,
     "ledger.witness_max_lag": _positive,
-    "ledger.witness_s3_endpoint": rules.endpoint,
+    "ledger.witness_s3_endpoint": endpoint,
     "ledger.witness_s3_region": _pattern(r"[a-z0-9-]{1,32}", "an S3 region (e.g. eu-west-1)",
                                          allow_empty=True),
     "ledger.witness_object_lock_days": _at_least(0, 36500),
@@ -359,9 +348,9 @@ CHECKS: dict[str, _Check] = {
     "flow.prompts.languages": _languages,
     "flow.prompts.fallback_language": _language,
     "flow.prompts.opt_in_accept_after": _accept_after,
-    "recording.directory": _recording_dir,
+    "recording.directory": recording_dir,
     "recording.file_format": _one_of(FILE_FORMATS),
-    "recording.mixmonitor_options": _mixmonitor,
+    "recording.mixmonitor_options": mixmonitor,
     "http.host": _HOST,
     "http.port": _port,
     "logging.level": _log_level,
@@ -380,10 +369,10 @@ CHECKS: dict[str, _Check] = {
     "recordings.orphan_after": _non_negative,
     "recordings.max_lag": _positive,
     "recordings.http_port": _port,
-    "recordings.asterisk_ids": _asterisk_ids,
-    "recordings.store": rules.sealed_store,
-    "recordings.store_s3_endpoint": rules.endpoint,
-    "recordings.store_s3_region": rules.region,
+    "recordings.asterisk_ids": asterisk_ids,
+    "recordings.store": sealed_store,
+    "recordings.store_s3_endpoint": endpoint,
+    "recordings.store_s3_region": s3_region,
     "recordings.store_object_lock_days": _at_least(0, 36500),
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
 }

@@ -1,8 +1,8 @@
 """The rules of the ledger's checkpoint and witness settings: origins, verifier keys, witnesses.
 
 This module owns the checks of ``ledger.checkpoint_origin``, ``ledger.checkpoint_keys``,
-``ledger.witnesses`` and ``ledger.witness_s3_endpoint``, and of ``recordings.store`` (the same
-``s3://bucket/prefix`` shape; ``checks`` puts them in its table). A
+``ledger.checkpoint_pkcs11_*`` (each key, and ``pkcs11_required``: a module needs a token and a
+PIN), ``ledger.witnesses`` and ``ledger.witness_s3_endpoint`` (``checks`` puts them in its table). A
 verifier key is checked for its shape here; the ledger parses it fully when it loads. It
 must not read files or the environment, and must never put a credential into a problem.
 """
@@ -12,9 +12,19 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from asterisk_recorder.settings.sections import LedgerSettings
 from asterisk_recorder.settings.values import show
 
-__all__ = ["endpoint", "origin", "region", "sealed_store", "verifiers", "witnesses"]
+__all__ = [
+    "endpoint",
+    "origin",
+    "pkcs11_key",
+    "pkcs11_module",
+    "pkcs11_required",
+    "pkcs11_token",
+    "verifiers",
+    "witnesses",
+]
 
 
 def _abs_path(v: str) -> str | None:
@@ -27,7 +37,6 @@ _ORIGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}")
 _VERIFIER = re.compile(r"[^+\s]{1,64}\+[0-9a-f]{8}\+[A-Za-z0-9+/]+={0,2}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"[A-Za-z0-9._/-]{0,512}")
-_REGION = re.compile(r"[a-z0-9-]{1,32}")
 
 
 def origin(v: str) -> str | None:
@@ -60,36 +69,18 @@ def _http_url(v: str, what: str) -> str | None:
     return None
 
 
-def _s3_url(v: str) -> str | None:
-    bucket, _, prefix = v[len("s3://"):].partition("/")
-    if not _BUCKET.fullmatch(bucket):
-        return f"{show(v)} does not name a valid S3 bucket (s3://bucket/prefix)"
-    if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
-        return f"{show(v)} has an invalid prefix (letters, digits, '.', '_', '/', '-')"
-    return None
-
-
-def region(v: str) -> str | None:
-    if v == "" or _REGION.fullmatch(v):
-        return None
-    return f"{show(v)} is not an S3 region (e.g. eu-west-1)"
-
-
-def sealed_store(v: str) -> str | None:
-    if v == "local":
-        return None
-    if v.startswith("s3://"):
-        return _s3_url(v)
-    return f"{show(v)} is not a store: `local` or s3://bucket/prefix"
-
-
 def _witness(v: str) -> str | None:
     if v.startswith("/"):
         return _abs_path(v)
     if v.startswith(("http://", "https://")):
         return _http_url(v, "witness URL")
     if v.startswith("s3://"):
-        return _s3_url(v)
+        bucket, _, prefix = v[len("s3://"):].partition("/")
+        if not _BUCKET.fullmatch(bucket):
+            return f"{show(v)} does not name a valid S3 bucket (s3://bucket/prefix)"
+        if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/"):
+            return f"{show(v)} has an invalid prefix (letters, digits, '.', '_', '/', '-')"
+        return None
     return (f"{show(v)} is not a witness: an absolute directory, an http(s):// URL or "
             "s3://bucket/prefix")
 
@@ -106,3 +97,52 @@ def witnesses(v: tuple[str, ...]) -> str | None:
 
 def endpoint(v: str) -> str | None:
     return None if v == "" else _http_url(v, "S3 endpoint URL")
+
+
+def pkcs11_module(v: str) -> str | None:
+    if v == "":
+        return None
+    if any(ord(c) < 32 or c == "\x7f" for c in v):
+        return f"{show(v)} contains control characters"
+    if not v.startswith("/"):
+        return (f"{show(v)} must be the absolute path of the PKCS#11 module (e.g. "
+                "/usr/lib/softhsm/libsofthsm2.so), or empty to use the key file")
+    return None
+
+
+def _label(v: str, what: str) -> str | None:
+    if len(v.encode("utf-8")) > 32:
+        return f"{show(v)} is too long for a PKCS#11 {what} label (at most 32 bytes)"
+    if v != v.strip():
+        return f"{show(v)} has leading or trailing spaces (PKCS#11 pads labels with spaces)"
+    return None
+
+
+def pkcs11_token(v: str) -> str | None:
+    return _label(v, "token")
+
+
+def pkcs11_key(v: str) -> str | None:
+    if v == "":
+        return "must not be empty: the label of the key pair in the token"
+    if len(v) > 128:
+        return f"{show(v)} is too long (at most 128 characters)"
+    if v != v.strip():
+        return f"{show(v)} has leading or trailing spaces"
+    return None
+
+
+def pkcs11_required(ledger: LedgerSettings) -> list[tuple[str, str]]:
+    """``(key, problem)`` for what a PKCS#11 module needs besides its path: a token, a PIN."""
+    if not ledger.checkpoint_pkcs11_module:
+        return []
+    problems = []
+    if not ledger.checkpoint_pkcs11_token:
+        problems.append(("ledger.checkpoint_pkcs11_token",
+                         "missing; ledger.checkpoint_pkcs11_module is set and needs the label of "
+                         "the token holding the signing key"))
+    if not ledger.checkpoint_pkcs11_pin:
+        problems.append(("ledger.checkpoint_pkcs11_pin",
+                         "missing; ledger.checkpoint_pkcs11_module is set and needs the token's "
+                         "user PIN (set ASTERISK_RECORDER_LEDGER_CHECKPOINT_PKCS11_PIN)"))
+    return problems

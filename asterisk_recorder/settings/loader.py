@@ -1,8 +1,9 @@
 """Building the validated ``Settings``: ``load`` and ``secret_values``.
 
 This module owns converting and checking every gathered value (with ``values`` and ``checks``),
-the checks across keys (passwords of enabled ARI servers, placeholder passwords, distinct
-accept/decline keys and ports, the real database ``serve`` needs) and running the owners' own
+the checks across keys (passwords of enabled ARI servers, placeholder passwords, the token and
+PIN a PKCS#11 module needs, distinct accept/decline keys and ports, the real database ``serve``
+needs) and running the owners' own
 validators (the flow's ``check_flow_settings``; the policy engine, with the table
 ``policy.table_file`` names) so that what loads is what a call accepts. Every problem names the
 key, the bad value (never a secret's), what is allowed and where it came from, and all are
@@ -30,6 +31,7 @@ from asterisk_recorder.settings.checks import (
     PLACEHOLDER_RULE,
     is_placeholder_secret,
 )
+from asterisk_recorder.settings.ledger_rules import pkcs11_required
 from asterisk_recorder.settings.schema import CONFIG_ENV, SCHEMA, SECTIONS, KeyInfo, env_name
 from asterisk_recorder.settings.sections import (
     AgiSettings,
@@ -234,6 +236,12 @@ def _cross_checks(gather: Gather, servers: list[tuple[str, AriServerSettings, di
             "database.dsn: is empty: set it ([database] dsn in the config file or "
             f"{env_name('database.dsn')}), or set database.embedded = true for a test/demo "
             "install (an embedded PostgreSQL under the service user's data directory)")
+    reported = {problem.split(":", 1)[0] for problem in problems}
+    if not gather.file_failed:
+        for key, problem in pkcs11_required(sections["ledger"]):
+            if key not in reported:  # a refused value (a placeholder PIN) is reported already
+                where = _origin_of(gather, "ledger.checkpoint_pkcs11_module")
+                problems.append(f"{key}: {problem}{where}")
     if (flow_ok.get("opt_in_accept_key", True) and flow_ok.get("opt_in_decline_key", True)
             and flow.opt_in_accept_key == flow.opt_in_decline_key):
         # Name the key that was set (the decline key when both or neither were).
@@ -331,7 +339,9 @@ def secret_values(settings: Settings) -> tuple[str, ...]:
     """Every secret in ``settings`` (and a DSN's password), for ``logs.configure(secrets=)``."""
     values: list[str] = [s.password.value for s in settings.ari]
     dsn = settings.database.dsn.value
-    values += [dsn, settings.ledger.digest_key.value]
+    ledger = settings.ledger
+    values += [dsn, ledger.digest_key.value, ledger.checkpoint_pkcs11_pin.value,
+               ledger.witness_http_token.value]
     if dsn:
         try:
             password = urlsplit(dsn).password

@@ -155,6 +155,16 @@ _HELP: dict[str, str] = {
     "`checkpoint.key` beside the spool, created on first use (0600).",
     "ledger.checkpoint_keys": "Verifier keys of earlier signing keys still trusted by `ledger "
     "verify` (as `ledger checkpoint-key show` prints them). In the environment, comma-separated.",
+    "ledger.checkpoint_pkcs11_module": "Absolute path of a PKCS#11 module (e.g. SoftHSM2's "
+    "`/usr/lib/softhsm/libsofthsm2.so` or an HSM vendor's library): the checkpoint signing key "
+    "is then an Ed25519 key pair that never leaves that token, and checkpoint_key_file is not "
+    "used. Empty: the key file. Needs `pip install 'asterisk-recorder[pkcs11]'`.",
+    "ledger.checkpoint_pkcs11_token": "Label of the PKCS#11 token holding the key (required when "
+    "checkpoint_pkcs11_module is set; at most 32 characters).",
+    "ledger.checkpoint_pkcs11_key": "Label of the Ed25519 key pair in the token (`ledger "
+    "checkpoint-key create` generates it there, sensitive and not extractable).",
+    "ledger.checkpoint_pkcs11_pin": "User PIN of the token (secret; placeholders are refused; "
+    "required when checkpoint_pkcs11_module is set). Prefer the environment variable.",
     "ledger.witnesses": "Where each checkpoint is pushed, outside the database: absolute "
     "directories (another host's mount, a WORM mount), `https://` URLs (POST) and "
     "`s3://bucket/prefix`. In the environment, comma-separated.",

@@ -146,6 +146,12 @@ class LedgerSettings:
             spool, created on first use).
         checkpoint_keys: verifier keys (``name+id+base64``) of earlier signing keys that
             ``ledger verify`` still trusts after a rotation.
+        checkpoint_pkcs11_module: absolute path of a PKCS#11 module (``.so``): the signing key
+            is then the Ed25519 key pair in that module's token, never a file (empty: the
+            key file).
+        checkpoint_pkcs11_token: label of that token (required with a module).
+        checkpoint_pkcs11_key: label of the key pair in the token.
+        checkpoint_pkcs11_pin: the token's user PIN (secret; required with a module).
         witnesses: where every checkpoint is pushed: absolute directories, ``http(s)://`` URLs
             (POST) and ``s3://bucket/prefix`` buckets.
         witness_max_lag: ``/readyz`` fails when a witness has not taken a checkpoint for this
@@ -168,6 +174,10 @@ class LedgerSettings:
     checkpoint_origin: str = ""
     checkpoint_key_file: str = ""
     checkpoint_keys: tuple[str, ...] = ()
+    checkpoint_pkcs11_module: str = ""
+    checkpoint_pkcs11_token: str = ""
+    checkpoint_pkcs11_key: str = "asterisk-recorder-checkpoint"
+    checkpoint_pkcs11_pin: Secret = field(default_factory=lambda: Secret(""))
     witnesses: tuple[str, ...] = ()
     witness_max_lag: float = 900.0
     witness_http_token: Secret = field(default_factory=lambda: Secret(""))

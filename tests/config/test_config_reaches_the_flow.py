@@ -79,6 +79,11 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                                    ["checkpoint.key"]),
     "ledger.checkpoint_keys": (["old+0123abcd+AbCd/+==", ""],
                                ["old+xyz+AAAA", "a b+0123abcd+AAAA"]),
+    "ledger.checkpoint_pkcs11_module": (["/usr/lib/softhsm/libsofthsm2.so", ""],
+                                        ["libsofthsm2.so", "usr/lib/x.so"]),
+    "ledger.checkpoint_pkcs11_token": (["recorder-hsm", ""], ["t" * 33, " padded"]),
+    "ledger.checkpoint_pkcs11_key": (["asterisk-recorder-checkpoint", "cp-2026"], ["", " k"]),
+    "ledger.checkpoint_pkcs11_pin": (["7391-user-pin", ""], ["change-me", "123456", "  "]),
     "ledger.witnesses": (["/srv/witness, https://witness.example/add, s3://cp-bucket/ledger/"],
                          ["witness", "ftp://x", "https://u:p@w.example/", "s3://A_B/x",
                           "s3://bucket/../x", "/a, /a"]),
@@ -145,13 +150,22 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
+# Keys whose values need others set too (a PKCS#11 module needs its token and PIN).
+COMPANIONS: dict[str, dict[str, str]] = {
+    "ledger.checkpoint_pkcs11_module": {
+        "ASTERISK_RECORDER_LEDGER_CHECKPOINT_PKCS11_TOKEN": "recorder-hsm",
+        "ASTERISK_RECORDER_LEDGER_CHECKPOINT_PKCS11_PIN": "7391-user-pin",
+    },
+}
+
+
 def env_for(key: str, value: str, tmp_path: Path) -> dict[str, str]:
     """BASE_ENV plus ``key``'s variable set to ``value`` (table-file names resolved)."""
     if value in ("TABLE", "BROKEN"):
         table = tmp_path / f"{value.lower()}.toml"
         table.write_text(GOOD_TABLE if value == "TABLE" else "[[[", encoding="utf-8")
         value = str(table)
-    return {**BASE_ENV, KEYS[key].env: value}
+    return {**BASE_ENV, **COMPANIONS.get(key, {}), KEYS[key].env: value}
 
 
 def call_info() -> CallInfo:
@@ -312,3 +326,28 @@ def test_file_format_wav_from_the_file_names_the_file(tmp_path: Path) -> None:
 
     assert [f'recording.file_format: "WAV" is not allowed (one of: '
             f'{", ".join(config.FILE_FORMATS)}) [from {path}]'] == info.value.problems
+
+
+def test_pkcs11_module_without_token_and_pin_is_refused_naming_both() -> None:
+    """A PKCS#11 module alone fails loading: the token label and the PIN are both required."""
+    var = KEYS["ledger.checkpoint_pkcs11_module"].env
+    env = {**BASE_ENV, var: "/usr/lib/softhsm/libsofthsm2.so"}
+
+    settings, problems = load_or_problems(env=env)
+
+    assert settings is None
+    assert ["ledger.checkpoint_pkcs11_token", "ledger.checkpoint_pkcs11_pin"] == [
+        p.split(":", 1)[0] for p in problems]
+    assert all("missing" in p and f"[from {var}]" in p for p in problems)
+
+
+def test_placeholder_pkcs11_pin_is_reported_once_and_hidden() -> None:
+    """A placeholder PIN with a module set is one problem, not also "missing", and not shown."""
+    env = {**BASE_ENV, **COMPANIONS["ledger.checkpoint_pkcs11_module"],
+           KEYS["ledger.checkpoint_pkcs11_module"].env: "/usr/lib/softhsm/libsofthsm2.so",
+           "ASTERISK_RECORDER_LEDGER_CHECKPOINT_PKCS11_PIN": "changeme-pin"}
+
+    _settings, problems = load_or_problems(env=env)
+
+    assert ["ledger.checkpoint_pkcs11_pin"] == [p.split(":", 1)[0] for p in problems]
+    assert "changeme-pin" not in problems[0]

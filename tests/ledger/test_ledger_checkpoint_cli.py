@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,141 @@ def test_export_carries_a_receipt_per_decision(
         (True, False), (True, False), (False, True)
     ]
     assert decisions[0]["receipt"]["entry"]["id"] == decisions[0]["decision_id"]
+
+
+# -- verify against an HTTP and an S3 witness, end to end through the CLI ----------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def http_witness() -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP witness in a thread: POST stores a note (409 on a different one), GET lists."""
+    import threading
+
+    from aiohttp import web
+
+    held: dict[int, str] = {}
+    auth: list[str] = []
+
+    async def post(request: web.Request) -> web.Response:
+        auth.append(request.headers.get("Authorization", ""))
+        text = await request.text()
+        size = int(request.headers["X-Checkpoint-Size"])
+        if held.setdefault(size, text) != text:
+            return web.Response(status=409)
+        return web.Response(status=201)
+
+    async def get(request: web.Request) -> web.Response:
+        return web.Response(text="".join(held[s] + "---\n" for s in sorted(held)))
+
+    app = web.Application()
+    app.add_routes([web.post("/cp", post), web.get("/cp", get)])
+    port = _free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/cp", auth
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def _drop_newest(dsn: str, keep: int) -> None:
+    async def run() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL session_replication_role = replica")
+                head = await conn.fetchval("SELECT hash FROM decisions WHERE seq = $1", keep)
+                await conn.execute("DELETE FROM decision_personal WHERE decision_id IN "
+                                   "(SELECT decision_id FROM decisions WHERE seq > $1)", keep)
+                await conn.execute("DELETE FROM decisions WHERE seq > $1", keep)
+                await conn.execute("UPDATE ledger_head SET seq = $1, hash = $2", keep, head)
+                await conn.execute("DELETE FROM ledger_checkpoints")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def test_verify_against_an_http_witness(
+    ledger_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    http_witness: tuple[str, list[str]],
+) -> None:
+    """checkpoint POSTs to the witness with the bearer token; verify --witness URL reads it back."""
+    url, auth = http_witness
+    config = str(_config(tmp_path, ledger_dsn, f'witnesses = ["{url}"]',
+                         'witness_http_token = "token-for-the-witness-0042"'))
+    _store(ledger_dsn, tmp_path, 4)
+    signed = _cli(capsys, "ledger", "checkpoint", "--config", config)
+    before = _cli(capsys, "ledger", "verify", "--witness", url, "--config", config)
+    _drop_newest(ledger_dsn, 2)
+    after = _cli(capsys, "ledger", "verify", "--witness", url, "--config", config)
+
+    assert (0, 0, 1) == (signed[0], before[0], after[0])
+    assert ["Bearer token-for-the-witness-0042"] == auth
+    assert "token-for-the-witness" not in signed[1] + signed[2] + after[1] + after[2]
+    assert "entries 3..4 are missing" in after[2]
+
+
+def test_verify_against_an_s3_witness(
+    ledger_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """checkpoint PUTs into a real (moto) Object Lock bucket; verify --witness s3://... reads it."""
+    boto3 = pytest.importorskip("boto3", reason="boto3 and moto[server] are in the test extra")
+    server_module = pytest.importorskip("moto.server")
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "aws-config"), "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    port = _free_port()
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket="ledger-witness", ObjectLockEnabledForBucket=True
+        )
+        config = str(_config(
+            tmp_path, ledger_dsn, 'witnesses = ["s3://ledger-witness/ck"]',
+            f'witness_s3_endpoint = "{endpoint}"', 'witness_s3_region = "us-east-1"',
+            "witness_object_lock_days = 1",
+        ))
+        _store(ledger_dsn, tmp_path, 3)
+        signed = _cli(capsys, "ledger", "checkpoint", "--config", config)
+        before = _cli(capsys, "ledger", "verify", "--witness", "s3://ledger-witness/ck",
+                      "--config", config)
+        _drop_newest(ledger_dsn, 1)
+        after = _cli(capsys, "ledger", "verify", "--witness", "s3://ledger-witness/ck",
+                     "--config", config)
+    finally:
+        server.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    assert (0, 0, 1) == (signed[0], before[0], after[0]), signed[1] + signed[2] + before[2]
+    assert "witness s3:ledger-witness/ck/: delivered" in signed[1]
+    assert "entries 2..3 are missing" in after[2]

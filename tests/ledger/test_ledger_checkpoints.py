@@ -433,15 +433,14 @@ async def test_two_checkpointers_grow_one_tree(
     first = Checkpointer(ledger_dsn, signing_key, every=5, interval=60.0)
     second = Checkpointer(ledger_dsn, signing_key, every=7, interval=60.0)
 
-    async def churn(checkpointer: Checkpointer) -> None:
-        for _ in range(30):
-            await checkpointer.cycle()
-            await asyncio.sleep(0)
-
     try:
-        await asyncio.gather(
-            _store(ledger_dsn, ledger_settings, decision_factory, 60), churn(first), churn(second)
-        )
+        for _ in range(6):  # decisions flowing while both grow the tree and sign
+            await asyncio.gather(
+                _store(ledger_dsn, ledger_settings, decision_factory, 10),
+                first.cycle(),
+                second.cycle(),
+            )
+        await asyncio.gather(first.cycle(), second.cycle())
         await first.cycle(force=True)
     finally:
         await first.close()
