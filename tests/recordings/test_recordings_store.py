@@ -537,3 +537,18 @@ def test_an_s3_store_with_object_lock_days_loads_and_a_local_one_refuses_lock_da
     assert [p.split(":", 1)[0] for p in refused.value.problems] == [
         "recordings.store_object_lock_days"]
     assert "needs an s3:// store" in refused.value.problems[0]
+
+
+def test_delete_in_a_bucket_without_versioning_removes_the_object(
+    env: SealerEnv, moto: MotoS3
+) -> None:
+    """A plain bucket (no Object Lock, no versioning): delete removes the object; a second
+    delete says it was not there."""
+    bucket = moto.bucket("rec-plain", lock=False)
+    store = S3Store(bucket, endpoint_url=moto.endpoint)
+    local, _ = sealed_file(env)
+    location = store.put(local, local.name).location
+
+    assert store.delete(location) is True
+    assert store.delete(location) is False
+    assert moto.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
