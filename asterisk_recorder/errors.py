@@ -33,7 +33,11 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │       └── AriServerError          5xx
     ├── RecordingError                  a recording could not be sealed, verified or opened
     │   ├── EnvelopeError               a sealed file is malformed or altered (``chunk`` says where)
-    │   └── KeyUnavailable              a key-encryption key is missing, destroyed or unreadable
+    │   ├── KeyUnavailable              a key-encryption key is missing, destroyed or unreadable
+    │   └── StoreError                  a sealed-recording store (directory, S3) failed or refused
+    │       ├── StoreUnavailable        the store did not answer, or refused our credentials
+    │       ├── StoreMissing            no object at that location
+    │       └── StoreLocked             Object Lock keeps the object until ``retain_until``
     ├── AgiError
     │   ├── AgiProtocolError            malformed bytes from the AGI peer
     │   ├── AgiHangup                   the channel hung up (HANGUP line or result=-1)
@@ -47,6 +51,8 @@ library and raised ``from`` the original, so callers catch ours and still see th
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 __all__ = [
     "AgiArgumentError",
@@ -84,6 +90,10 @@ __all__ = [
     "RecorderError",
     "RecordingError",
     "SpoolError",
+    "StoreError",
+    "StoreLocked",
+    "StoreMissing",
+    "StoreUnavailable",
     "WitnessError",
 ]
 
@@ -261,6 +271,36 @@ class KeyUnavailable(RecordingError):
     def __init__(self, message: str, *, kek_id: str | None = None) -> None:
         self.kek_id = kek_id
         super().__init__(message)
+
+
+class StoreError(RecordingError):
+    """A sealed-recording store (the local directory, an S3 bucket) failed or refused.
+
+    ``location`` names the object when it is known (never a credential).
+    """
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        self.location = location
+        super().__init__(message)
+
+
+class StoreUnavailable(StoreError):
+    """The store did not answer, answered 5xx, or refused the credentials: retry later."""
+
+
+class StoreMissing(StoreError):
+    """There is no object at the location."""
+
+
+class StoreLocked(StoreError):
+    """Object Lock (COMPLIANCE) keeps the object until ``retain_until`` (a UTC datetime).
+
+    Nobody, not even the bucket's owner, can delete it before that date.
+    """
+
+    def __init__(self, message: str, *, location: str, retain_until: datetime) -> None:
+        self.retain_until = retain_until
+        super().__init__(message, location=location)
 
 
 class AgiError(RecorderError):

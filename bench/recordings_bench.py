@@ -2,7 +2,7 @@
 
 Prints one JSON object, then a table.
 
-    python bench/recordings_bench.py [--mb 256] [--big-gb 2] [--skip-big]
+    python bench/recordings_bench.py [--mb 256] [--big-gb 2] [--skip-big] [--skip-store] [--short]
 
 Targets (issue 14):
 - seal throughput on one core >= 0.5 x the slower of ``openssl speed -evp aes-256-gcm`` and
@@ -19,6 +19,16 @@ by the sealer before ``recording.closed``): what one file costs the sealer end t
 The sealed output of the throughput runs goes to ``--out-dir`` (default ``/dev/shm``, RAM): on a
 disk the figure is the disk's write-back speed once dirty pages are throttled, not the seal's;
 ``seal_to_disk_mbs`` is the same seal with its output in the bench's /tmp directory.
+
+Store (issue 16): ``--store-files`` recordings of ``--store-seconds`` of 8 kHz audio each are
+sealed as the sealer does (temporary name, fsync, rename into the sealed directory) and then put
+into the store: the local directory (``LocalStore``: the file is already there) and an S3
+bucket on a moto server on localhost (``S3Store.put``: SHA-256 and MD5 pass, one PUT with
+``If-None-Match``, HEAD to verify, local copy removed), same run, same files. Reported as
+plaintext MB/s each and ``store_s3_vs_local_ratio``; plus one second at minute 59 of a one-hour
+recording read from S3 with ranged GETs. moto runs in this process (Python, on the same core,
+in memory): the ratio says what the upload path costs here, not what a real S3 over a network
+gives. ``--short`` is a quick run (16 MB throughput, no 2 GB file, fewer store files).
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ from pathlib import Path
 
 from asterisk_recorder.recordings import KeyStore, decrypt_range, seal, verify
 from asterisk_recorder.recordings.envelope import FileIdentity
+from asterisk_recorder.recordings.keys import KekOpener, KekPublicKey
+from asterisk_recorder.recordings.storage import LocalStore, S3Store, SealedStore
 
 _UNITS = {"k": 1e3}
 
@@ -80,16 +92,108 @@ def write_random(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
+def _seal_into(plain: Path, sealed_dir: Path, relative: str, kek: KekPublicKey) -> Path:
+    """Seal ``plain`` into ``sealed_dir/relative`` as the sealer does (temp, fsync, rename)."""
+    target = sealed_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.tmp")
+    with open(plain, "rb") as src, open(temp, "wb") as dst:
+        seal(src, dst, recording_id=target.name.split(".")[0], kek=kek)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.rename(temp, target)
+    return target
+
+
+def store_bench(work: Path, kek: KekPublicKey, opener: KekOpener, files: int,
+                seconds: float) -> dict[str, object]:
+    """Seal + store throughput, local directory vs S3 (moto on localhost), same files."""
+    import logging
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
+
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_EC2_METADATA_DISABLED": "true"})
+    plains = []
+    for i in range(files):
+        plain = work / f"store-{i}.wav"
+        write_random(plain, int(seconds * 16000))
+        plains.append(plain)
+    total_mb = sum(p.stat().st_size for p in plains) / 1e6
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket="bench-rec", ObjectLockEnabledForBucket=True)
+        timings: dict[str, float] = {}
+        for name in ("local", "s3", "local_again"):
+            sealed_dir = work / f"sealed-{name}"
+            store: SealedStore = (LocalStore(sealed_dir) if name.startswith("local") else
+                                  S3Store("bench-rec", prefix=f"run-{name}",
+                                          endpoint_url=endpoint, region="us-east-1"))
+            t0 = time.perf_counter()
+            for i, plain in enumerate(plains):
+                relative = f"2026/12/04/{i:05d}-{name}.wav.arrec"
+                local = _seal_into(plain, sealed_dir, relative, kek)
+                store.put(local, relative)
+                if store.remote:
+                    local.unlink()
+            timings[name] = time.perf_counter() - t0
+        local_mbs = total_mb / min(timings["local"], timings["local_again"])
+        s3_mbs = total_mb / timings["s3"]
+
+        hour = work / "hour.wav"
+        write_random(hour, 3600 * 16000)
+        s3 = S3Store("bench-rec", prefix="hour", endpoint_url=endpoint, region="us-east-1")
+        hour_sealed = _seal_into(hour, work / "sealed-hour", "hour.wav.arrec", kek)
+        location = s3.put(hour_sealed, "hour.wav.arrec").location
+        start = 59 * 60 * 16000
+        times = []
+        fetched = 0
+        for i in range(20):
+            with s3.open(location) as src:
+                t0 = time.perf_counter()
+                decrypt_range(src, opener, start + i * 7, start + i * 7 + 16000)
+                times.append(time.perf_counter() - t0)
+                fetched = getattr(src, "fetched_bytes", 0)
+        times.sort()
+    finally:
+        server.stop()
+    return {
+        "store_files": files, "store_file_seconds": seconds, "store_total_mb": round(total_mb, 1),
+        "store_local_mbs": round(local_mbs, 1), "store_s3_mbs": round(s3_mbs, 1),
+        "store_s3_vs_local_ratio": round(s3_mbs / local_mbs, 3),
+        "s3_range_1s_at_59min_ms_median": round(times[len(times) // 2] * 1000, 2),
+        "s3_range_1s_bytes_fetched": fetched,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=256, help="plaintext size for throughput")
     parser.add_argument("--big-gb", type=float, default=2.0, help="file size for the RSS test")
     parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--skip-store", action="store_true", help="no local vs S3 store run")
+    parser.add_argument("--store-files", type=int, default=40)
+    parser.add_argument("--store-seconds", type=float, default=300.0,
+                        help="length of each store-run recording (8 kHz 16-bit mono)")
+    parser.add_argument("--short", action="store_true",
+                        help="quick run: --mb 16 --skip-big --store-files 8 --store-seconds 60")
     parser.add_argument(
         "--out-dir", type=Path, default=Path("/dev/shm"),  # noqa: S108 - a mkdtemp inside
         help="where the throughput runs write the sealed file (default: RAM)",
     )
     args = parser.parse_args()
+    if args.short:
+        args.mb, args.skip_big, args.store_files, args.store_seconds = 16, True, 8, 60.0
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
 
     work = Path(tempfile.mkdtemp(prefix="recbench-", dir="/tmp"))
@@ -194,6 +298,8 @@ def main() -> int:
                 rss_before_mb=round(before, 1), rss_after_mb=round(after, 1),
                 rss_peak_mb=round(peak, 1),
             )
+        if not args.skip_store:
+            result.update(store_bench(work, kek, opener, args.store_files, args.store_seconds))
     finally:
         for path in sorted(work.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()

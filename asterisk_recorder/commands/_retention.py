@@ -39,6 +39,7 @@ from asterisk_recorder.recordings.retention import (
     month_end,
     month_over,
 )
+from asterisk_recorder.recordings.storage import stores_from_settings
 from asterisk_recorder.settings import Settings
 from asterisk_recorder.settings.retention import parse_retention
 
@@ -98,7 +99,7 @@ def _disposer(settings: Settings, conn: asyncpg.Connection, ledger: Ledger | _Re
               keys: KeyStore | None, batch: int = 500) -> Disposer:
     return Disposer(conn, ledger, sealed_dir=Path(settings.recordings.sealed_dir),
                     periods=parse_retention(settings.recordings.retention), actor=actor(),
-                    keys=keys, batch=batch)
+                    keys=keys, batch=batch, stores=stores_from_settings(settings.recordings))
 
 
 def add_actions(actions: Any) -> None:

@@ -33,6 +33,7 @@ from asterisk_recorder.ledger.keys import DigestKey, load_digest_key, spool_dire
 from asterisk_recorder.ledger.spool import Spool
 from asterisk_recorder.recordings.disposal import Disposer, number_digest
 from asterisk_recorder.recordings.retention import active_holds, decisions_of_number
+from asterisk_recorder.recordings.storage import stores_from_settings
 from asterisk_recorder.settings import Settings
 from asterisk_recorder.settings.retention import parse_retention
 
@@ -347,7 +348,7 @@ async def _dispose_number(settings: Settings, key: DigestKey, number: str
             return 0, {}
         disposer = Disposer(conn, ledger, sealed_dir=Path(settings.recordings.sealed_dir),
                             periods=parse_retention(settings.recordings.retention),
-                            actor=_actor())
+                            actor=_actor(), stores=stores_from_settings(settings.recordings))
         report = await disposer.run(reason="erasure", decision_ids=ids)
         reasons = {h.hold_id: h for h in await active_holds(conn)}
         held = {

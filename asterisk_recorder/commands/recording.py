@@ -37,13 +37,14 @@ from asterisk_recorder.ledger.keys import load_digest_key
 from asterisk_recorder.recordings import FileKekOpener, KeyStore, verify
 from asterisk_recorder.recordings.access import Access, access_fact, key_fact, open_recording
 from asterisk_recorder.recordings.catalog import Catalog
-from asterisk_recorder.recordings.ledgered import LedgerCheck, check_sealed
+from asterisk_recorder.recordings.ledgered import LedgerCheck, check_sealed, sealed_fact
 from asterisk_recorder.recordings.retention import (
     destroyed_key,
     disposal_notice,
     key_notice,
     load_inventory,
 )
+from asterisk_recorder.recordings.storage import Stores, stores_from_settings
 from asterisk_recorder.settings import Settings
 from asterisk_recorder.settings.retention import parse_retention
 
@@ -113,7 +114,9 @@ def register(subparsers: Any) -> None:
         "--private-keys also every authentication tag and the plaintext SHA-256. Given a "
         "decision id (or a file, when a DSN is configured) also check the file against its "
         "recording.sealed fact (header fields, chunk root, sealed digest) and the ledger's "
-        "hash chain; the file is then the one the fact names below recordings.sealed_dir.",
+        "hash chain; the file is then where the ledger says it is (recording.stored: the "
+        "object store, read with ranged GETs; else below recordings.sealed_dir). An s3:// "
+        "location is read from the store.",
     )
     config.add_config_arguments(check, only=("--dsn", "--log-level", "--log-format"))
     check.add_argument("path", metavar="ID|PATH")
@@ -132,7 +135,9 @@ def register(subparsers: Any) -> None:
         "(recording.accessed), then write the plaintext to --out (a file, or - for stdout).",
     )
     config.add_config_arguments(opening, only=("--dsn", "--log-level", "--log-format"))
-    opening.add_argument("path", metavar="ID|PATH")
+    opening.add_argument("path", metavar="ID|PATH",
+                         help="a sealed file, an s3:// location, or a decision id (the "
+                         "ledger says where its recording is)")
     opening.add_argument("--out", required=True, metavar="FILE|-")
     opening.add_argument("--private-keys", required=True, type=Path, metavar="DIR")
     opening.add_argument("--reason", required=True, help="why you open it (case, request id)")
@@ -267,6 +272,7 @@ def _verify_with_ledger(
                 conn, sealed_dir=Path(settings.recordings.sealed_dir),
                 recording_id=None if path is not None else target, path=path, opener=opener,
                 key=load_digest_key(settings.ledger),
+                stores=stores_from_settings(settings.recordings),
             )
         finally:
             await conn.close()
@@ -280,6 +286,8 @@ def run_verify(args: argparse.Namespace) -> int:
     opener = None if args.private_keys is None else FileKekOpener(args.private_keys)
     path: Path | None = Path(args.path)
     assert path is not None
+    if args.path.startswith("s3://"):
+        return _verify_location(settings, args, opener)
     if not path.exists() and DECISION_ID_RE.match(args.path):
         path = None  # a decision id: the ledger says which file
     use_ledger = path is None or (bool(settings.database.dsn) and not args.no_ledger)
@@ -291,12 +299,12 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         if use_ledger:
             check = _verify_with_ledger(settings, args.path, path, opener)
-            result, shown = check.result, check.path
+            result, shown = check.result, check.location or str(check.path)
         else:
             assert path is not None
             with open(path, "rb") as src:
                 result = verify(src, opener=opener)
-            shown = path
+            shown = str(path)
     except OSError as exc:
         raise RecordingError(f"cannot read {path or args.path}: {exc.strerror}") from exc
     if args.json:
@@ -324,6 +332,28 @@ def run_verify(args: argparse.Namespace) -> int:
                 f"  ledger: matches recording.sealed {check.fact.fact_id} (position "
                 f"{check.fact.seq}); hash chain intact ({check.chain.rows} rows)"
             )
+    return 0
+
+
+def _verify_location(
+    settings: Settings, args: argparse.Namespace, opener: FileKekOpener | None
+) -> int:
+    """``recording verify s3://...``: the object alone (structure, digests; tags with a key)."""
+    location = args.path
+    stores = stores_from_settings(settings.recordings)
+    with stores.for_location(location).open(location) as src:
+        result = verify(src, opener=opener)
+    if args.json:
+        print(json.dumps({
+            "ok": True, "path": location, "recording_id": result.recording_id,
+            "kek_id": result.kek_id, "chunks": result.chunks, "plain_bytes": result.plain_bytes,
+            "sealed_bytes": result.sealed_bytes, "sealed_sha256": result.sealed_sha256,
+            "tags_checked": result.tags_checked, "ledger_checked": False,
+        }))
+    else:
+        print(f"OK {location}: recording {result.recording_id}, {result.chunks} chunks, "
+              f"{result.plain_bytes} bytes, key {result.kek_id}; sealed sha256 "
+              f"{result.sealed_sha256} (give the decision id to check it against the ledger)")
     return 0
 
 
@@ -358,6 +388,40 @@ async def _known_decision(settings: Settings, recording_id: str) -> bool:
         await catalog.close()
 
 
+async def _source(
+    settings: Settings, target: str, exists: bool
+) -> tuple[Any, Any, str | None]:
+    """What ``recording open`` reads: a file, an ``s3://`` location, or the recording of a
+    decision id where the ledger says it is (with the fact's ``SealInfo`` to check against)."""
+    stores: Stores = stores_from_settings(settings.recordings)
+    path = Path(target)
+    if target.startswith("s3://"):
+        store = stores.for_location(target)
+        return (lambda: store.open(target)), None, None
+    if exists or not DECISION_ID_RE.match(target):
+        return path, None, None
+    if not settings.database.dsn:
+        raise RecordingError(
+            f"{target} is a decision id: looking it up needs the ledger (--dsn, --config)")
+    conn = await connect_app(settings.database.dsn.value,
+                             connect_timeout=settings.database.connect_timeout)
+    try:
+        inventory = await load_inventory(
+            conn, Path(settings.recordings.sealed_dir),
+            parse_retention(settings.recordings.retention), decision_ids=[target])
+        notice = disposal_notice(inventory, target)
+        if notice is not None:  # disposed of, or its key destroyed: say when and by whom
+            raise RecordingError(f"cannot open: {notice}")
+        fact = await sealed_fact(conn, target)
+    finally:
+        await conn.close()
+    if fact.stored_fact_id is not None:
+        store = stores.for_location(fact.location)
+        return (lambda: store.open(fact.location)), fact.info, fact.decision_id
+    local = stores.local.path_of(fact.file)
+    return local, fact.info, fact.decision_id
+
+
 def run_open(args: argparse.Namespace) -> int:
     """``recording open PATH --out FILE|-``."""
     settings = _settings(args)
@@ -365,12 +429,7 @@ def run_open(args: argparse.Namespace) -> int:
         raise RecordingError("--reason must say why the recording is opened")
     keep = _recorder(settings, args.no_ledger, "opening a recording")
     opener = FileKekOpener(args.private_keys)
-    path = Path(args.path)
-    if not path.exists() and DECISION_ID_RE.match(args.path):
-        if not settings.database.dsn:
-            raise RecordingError(
-                f"{args.path} is a decision id: looking it up needs the ledger (--dsn, --config)")
-        path = asyncio.run(_sealed_file(settings, args.path))
+    exists = Path(args.path).exists()
 
     async def record(access: Access) -> None:
         if keep is None:
@@ -381,9 +440,11 @@ def run_open(args: argparse.Namespace) -> int:
         await keep(access_fact(access))
 
     async def run() -> None:
+        source, expected, decision_id = await _source(settings, args.path, exists)
         with _output(args.out) as out:
             result = await open_recording(
-                path, opener, out, who=_actor(), why=args.reason, record_access=record
+                source, opener, out, who=_actor(), why=args.reason, record_access=record,
+                expected=expected, decision_id=decision_id,
             )
         if args.out != "-":
             print(
@@ -417,23 +478,3 @@ async def _with_conn(
         return await work(conn)
     finally:
         await conn.close()
-
-
-async def _sealed_file(settings: Settings, decision_id: str) -> Path:
-    """The sealed file of ``decision_id`` from the ledger, or why it can no longer be opened."""
-
-    async def find(conn: asyncpg.Connection) -> Path:
-        inventory = await load_inventory(
-            conn, Path(settings.recordings.sealed_dir),
-            parse_retention(settings.recordings.retention), decision_ids=[decision_id])
-        notice = disposal_notice(inventory, decision_id)
-        if notice is not None:
-            raise RecordingError(f"cannot open: {notice}")
-        if not inventory.recordings:
-            raise RecordingError(f"the ledger has no sealed recording for {decision_id}")
-        location = inventory.recordings[0].location
-        if "://" in location:
-            raise RecordingError(f"{decision_id} is sealed at {location}, not a local file")
-        return Path(location)
-
-    return await _with_conn(settings, find)

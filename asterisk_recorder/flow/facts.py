@@ -193,6 +193,23 @@ _RECORDING_FACTS = (
         },
     ),
     _kind(
+        "recording.stored",
+        "required",
+        "the sealed file was uploaded to the object store, read back and verified there; the "
+        "local copy is removed next (location, digests, Object Lock retain-until)",
+        {
+            "location": FactField(_TEXT, required=True),
+            "sealed_sha256": FactField(_TEXT, required=True),
+            "sealed_bytes": FactField(_INT, required=True),
+            "object_sha256": FactField(_TEXT, required=True),
+            "recording_id": FactField(_TEXT),
+            "store": FactField(_TEXT),
+            "file": FactField(_TEXT),
+            "retain_until": FactField(_TEXT),
+            "lock_mode": FactField(_TEXT),
+        },
+    ),
+    _kind(
         "recording.quarantined",
         "optional",
         "a file was sealed into quarantine instead of as its decision's recording (orphan, "

@@ -10,6 +10,7 @@ itself: the caller's ``record_access`` writes the fact (the CLI hands in ``Ledge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ def key_fact(info: KekInfo, *, actor: str, at: float, reason: str | None = None)
 
 
 async def open_recording(
-    path: Path,
+    path: Path | Callable[[], contextlib.AbstractContextManager[BinaryIO]],
     opener: KekOpener,
     out: BinaryIO,
     *,
@@ -108,6 +109,9 @@ async def open_recording(
 ) -> VerifyResult:
     """Verify ``path``, record the access, then write the plaintext to ``out``.
 
+    ``path`` is a sealed file, or a callable opening one (``SealedStore.open`` of a location,
+    e.g. an object in S3, read with ranged GETs).
+
     Nothing reaches ``out`` unless the file verified completely and ``record_access``
     returned: a verify failure or a ledger failure leaves ``out`` untouched.
 
@@ -119,7 +123,8 @@ async def open_recording(
         raise RecordingError("opening a recording needs a reason (who asked, which case)")
     if not who.strip():
         raise RecordingError("opening a recording needs the name of who opens it")
-    with open(path, "rb") as src:  # noqa: ASYNC230 - every read below runs in a thread
+    source = open(path, "rb") if isinstance(path, Path) else path()  # noqa: ASYNC230, SIM115
+    with source as src:  # every read below runs in a thread
         result = await asyncio.to_thread(verify, src, expected=expected, opener=opener)
         await record_access(
             Access(

@@ -99,6 +99,26 @@ class Catalog:
             except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError):
                 conn.terminate()
 
+    async def retain_until(self, decision_id: str) -> float | None:
+        """The ``retain_until`` (epoch seconds) of the recording's ``recording.sealed`` fact.
+
+        ``None`` when there is none, or the fact predates retention periods.
+
+        Raises:
+            DatabaseUnavailable: PostgreSQL does not answer.
+        """
+        rows = await self._fetch(
+            "SELECT payload FROM ledger_facts WHERE decision_id = $1 "
+            "AND kind = 'recording.sealed' ORDER BY seq DESC LIMIT 1",
+            uuid.UUID(decision_id),
+        )
+        if not rows:
+            return None
+        value = json.loads(rows[0]["payload"]).get("retain_until")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value)
+
     async def lookup(self, decision_id: str) -> DecisionFacts | None:
         """The decision ``decision_id`` with its recording facts, or ``None`` when unknown.
 

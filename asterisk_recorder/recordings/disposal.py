@@ -64,6 +64,7 @@ from asterisk_recorder.recordings.retention import (
     load_inventory,
     plan_buckets,
 )
+from asterisk_recorder.recordings.storage import Stores
 from asterisk_recorder.settings.retention import Period
 
 __all__ = [
@@ -106,21 +107,24 @@ class FactWriter(Protocol):
     async def record_fact(self, fact: LedgerFact) -> StoreReceipt: ...  # pragma: no cover
 
 
-def delete_sealed(location: str) -> str:
+def delete_sealed(location: str, stores: Stores | None = None) -> str:
     """Delete the sealed file at ``location``: ``deleted``, or ``missing`` when it is gone.
 
-    The one place a sealed file is deleted (a storage backend for ``s3://`` locations plugs in
-    here). A local location must be an absolute path to a regular file (never a link); the
-    directory is fsynced, so the deletion survives a crash.
+    The one place a sealed file is deleted. An ``s3://`` location is deleted by its store
+    (every version: ``SealedStore.delete``); a local location must be an absolute path to a
+    regular file (never a link); the directory is fsynced, so the deletion survives a crash.
 
     Raises:
-        RecordingError: a location this function does not handle, a link or not a file, or
-            the operating system refused.
+        RecordingError: no store for the location, a link or not a file, the operating system
+            or the store refused (``StoreLocked``: its Object Lock has not expired yet).
     """
     if "://" in location:
-        raise RecordingError(
-            f"sealed location {location!r} is not a local file: no storage backend for it here"
-        )
+        if stores is None:
+            raise RecordingError(
+                f"sealed location {location!r} is not a local file and no store is configured "
+                "for it (recordings.store)"
+            )
+        return "deleted" if stores.for_location(location).delete(location) else "missing"
     path = Path(location)
     if not path.is_absolute():
         raise RecordingError(f"sealed location {location!r} is not an absolute path")
@@ -284,8 +288,10 @@ class Disposer:
         batch: int = 500,
         between_batches: Callable[[], Awaitable[None]] | None = None,
         within_lock: Callable[[], Awaitable[None]] | None = None,
+        stores: Stores | None = None,
     ) -> None:
         self._conn = conn
+        self._stores = stores
         self._writer = writer
         self._sealed_dir = Path(sealed_dir)
         self._periods = periods
@@ -371,7 +377,9 @@ class Disposer:
             await self._facts([self._fact(RECORDING_DISPOSING, r, report.run_id, reason)
                                for r in go])
             _crash_point("disposing")
-            outcomes = await asyncio.to_thread(lambda: [delete_sealed(r.location) for r in go])
+            outcomes = await asyncio.to_thread(
+                lambda: [delete_sealed(r.location, self._stores) for r in go]
+            )
             _crash_point("deleted")
             await self._facts([
                 self._fact(RECORDING_DISPOSED, r, report.run_id, reason,
@@ -403,7 +411,7 @@ class Disposer:
                     report.cancelled.append(recording.decision_id)
                     report.held[recording.decision_id] = held[recording.decision_id]
                     continue
-                outcome = await asyncio.to_thread(delete_sealed, recording.location)
+                outcome = await asyncio.to_thread(delete_sealed, recording.location, self._stores)
                 await _committed(self._writer, self._fact(
                     RECORDING_DISPOSED, recording, run_id, reason,
                     outcome="deleted" if outcome == "deleted" else "already_gone"))

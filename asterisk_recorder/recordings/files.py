@@ -48,8 +48,11 @@ FAULT_ENV = "ASTERISK_RECORDER_TEST_SEALER_FAULT"
 """Test hook: ``enospc:<n>`` makes the first n seal attempts fail with ENOSPC."""
 CRASH_POINTS = (
     "closed", "midfile", "temp", "pending", "renamed", "unlinked", "sealed", "quarantine_fact",
+    "uploaded", "stored",
 )
-"""The steps of sealing a file, in order (``docs/recordings.md``)."""
+"""The steps of sealing a file, in order (``docs/recordings.md``); ``uploaded`` (the object is
+in the store, no ``recording.stored`` yet) and ``stored`` (the fact written, the local copy not
+removed yet) are the steps of an upload to an S3 store."""
 
 _faults_used: dict[str, int] = {}
 _durable: set[Path] = set()  # directories whose entries this process made durable

@@ -32,6 +32,7 @@ from asterisk_recorder.recordings.envelope import (
     verify,
 )
 from asterisk_recorder.recordings.keys import KekOpener
+from asterisk_recorder.recordings.storage import LocalStore, Stores
 
 __all__ = ["LedgerCheck", "SealedFact", "check_sealed", "sealed_fact"]
 
@@ -39,6 +40,12 @@ _SEALED_FACT = """
 SELECT f.*, d.seq AS decision_seq FROM ledger_facts f
 LEFT JOIN decisions d ON d.decision_id = f.decision_id
 WHERE f.kind = 'recording.sealed' AND f.decision_id = $1
+ORDER BY f.seq DESC LIMIT 1
+"""
+_STORED_FACT = """
+SELECT f.*, d.seq AS decision_seq FROM ledger_facts f
+LEFT JOIN decisions d ON d.decision_id = f.decision_id
+WHERE f.kind = 'recording.stored' AND f.decision_id = $1
 ORDER BY f.seq DESC LIMIT 1
 """
 
@@ -52,6 +59,9 @@ class SealedFact:
         fact_id / seq: the fact's id and chain position.
         file: the sealed file, relative to ``recordings.sealed_dir`` as the sealer wrote it.
         info: what the fact says the file is (digests, lengths, key id, chunk root).
+        location: where the recording is now: the latest ``recording.stored`` fact's
+            ``location`` (an object store), else ``file`` (the sealed directory).
+        stored_fact_id: that ``recording.stored`` fact, when there is one.
     """
 
     decision_id: str
@@ -59,6 +69,8 @@ class SealedFact:
     seq: int
     file: str
     info: SealInfo
+    location: str = ""
+    stored_fact_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +82,14 @@ class LedgerCheck:
         path: the file checked.
         result: ``envelope.verify``'s result (``ledger_checked`` is true).
         chain: the chain walk (``ok`` is true).
+        location: the location read (``s3://...`` for a stored recording, else the path).
     """
 
     fact: SealedFact
     path: Path
     result: VerifyResult
     chain: VerifyReport
+    location: str = ""
 
 
 def _text(payload: dict[str, Any], name: str) -> str:
@@ -126,7 +140,23 @@ async def sealed_fact(conn: asyncpg.Connection, recording_id: str) -> SealedFact
         chunks=_number(payload, "chunks"),
         chunk_root=_text(payload, "chunk_root"),
     )
-    return SealedFact(recording_id, str(row["fact_id"]), seq, _text(payload, "file"), info)
+    file = _text(payload, "file")
+    stored = await conn.fetchrow(_STORED_FACT, recording_id)
+    if stored is None:
+        return SealedFact(recording_id, str(row["fact_id"]), seq, file, info, file)
+    stored_seq = int(stored["seq"])
+    if chain_hash(bytes(stored["prev_hash"]), stored_seq, fact_body_from_row(stored)) != bytes(
+            stored["hash"]):
+        raise EnvelopeError(
+            f"the ledger's recording.stored fact of {recording_id} (position {stored_seq}) "
+            "does not match its hash: edited")
+    where = json.loads(stored["payload"])
+    if not isinstance(where, dict) or where.get("sealed_sha256") != info.sealed_sha256:
+        raise EnvelopeError(
+            f"the ledger's recording.stored fact of {recording_id} names another sealed digest "
+            "than its recording.sealed fact")
+    return SealedFact(recording_id, str(row["fact_id"]), seq, file, info,
+                      _text(where, "location"), str(stored["fact_id"]))
 
 
 def _header_id(path: Path) -> str:
@@ -139,6 +169,13 @@ def _verify_file(path: Path, expected: SealInfo, opener: KekOpener | None) -> Ve
         return verify(src, expected=expected, opener=opener)
 
 
+def _verify_stored(
+    stores: Stores, location: str, expected: SealInfo, opener: KekOpener | None
+) -> VerifyResult:
+    with stores.for_location(location).open(location) as src:
+        return verify(src, expected=expected, opener=opener)
+
+
 async def check_sealed(
     conn: asyncpg.Connection,
     *,
@@ -147,11 +184,14 @@ async def check_sealed(
     path: Path | None = None,
     opener: KekOpener | None = None,
     key: DigestKey | None = None,
+    stores: Stores | None = None,
 ) -> LedgerCheck:
     """Check one sealed recording against the ledger (give ``recording_id`` or ``path``).
 
-    With ``recording_id`` the file is the one the fact names below ``sealed_dir``; with ``path``
-    the fact is the one of the id in the file's header.
+    With ``recording_id`` the file is where the ledger says it is: the latest
+    ``recording.stored`` fact's location (read through ``stores``), else the
+    ``recording.sealed`` fact's file below ``sealed_dir``; with ``path`` the fact is the one
+    of the id in the file's header. ``LedgerCheck.path`` is then the location read.
 
     Raises:
         RecordingError: no such fact, or neither argument.
@@ -173,6 +213,11 @@ async def check_sealed(
             f"({chain.entry_id or 'head'}): {chain.reason}; its recording.sealed fact "
             f"(position {fact.seq}) is no evidence until that is explained"
         )
+    if path is None and fact.stored_fact_id is not None:
+        stores = stores or Stores(LocalStore(sealed_dir), LocalStore(sealed_dir))
+        result = await asyncio.to_thread(_verify_stored, stores, fact.location, fact.info,
+                                         opener)
+        return LedgerCheck(fact, Path(fact.location), result, chain, fact.location)
     if path is None:
         relative = Path(fact.file)
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
@@ -183,4 +228,4 @@ async def check_sealed(
             )
     target = path if path is not None else sealed_dir / fact.file
     result = await asyncio.to_thread(_verify_file, target, fact.info, opener)
-    return LedgerCheck(fact, target, result, chain)
+    return LedgerCheck(fact, target, result, chain, str(target))

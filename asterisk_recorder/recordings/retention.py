@@ -251,6 +251,16 @@ async def load_inventory(
         "ORDER BY f.decision_id, f.seq DESC",
         ids,
     )
+    stored = {
+        row["id"]: str(_payload(row).get("location", ""))
+        for row in await conn.fetch(
+            "SELECT DISTINCT ON (f.decision_id) f.decision_id::text AS id, f.payload "
+            "FROM ledger_facts f WHERE f.kind = 'recording.stored' "
+            "AND ($1::uuid[] IS NULL OR f.decision_id = ANY($1::uuid[])) "
+            "ORDER BY f.decision_id, f.seq DESC",
+            ids,
+        )
+    }  # the latest recording.stored says where an uploaded recording is now
     ends = await conn.fetch(
         "SELECT f.decision_id::text AS id, f.kind, f.at, f.actor, f.payload FROM ledger_facts f "
         "WHERE f.kind = ANY($2::text[]) "
@@ -281,7 +291,8 @@ async def load_inventory(
         file = str(payload.get("file", ""))
         now_state = state.get(row["id"], ("present", None, None, None))
         recordings.append(SealedRecording(
-            decision_id=row["id"], file=file, location=sealed_location(sealed_dir, file),
+            decision_id=row["id"], file=file,
+            location=stored.get(row["id"]) or sealed_location(sealed_dir, file),
             sealed_sha256=str(payload.get("sealed_sha256", "")),
             kek_id=str(payload.get("kek_id", "")), retention_class=klass,
             retain_until=until, period_from=source, sealed_at=at, state=now_state[0],

@@ -2,7 +2,8 @@
 
 This module owns ``sealer_parts`` (the directories and the actor from the settings) and
 ``run_sealer`` (open a ``Ledger`` with the sealer's own spool, a ``Catalog``, the ops endpoint
-on ``recordings.http_port``, then ``Sealer.run`` until ``stop``). The sealer spools its facts in
+on ``recordings.http_port``, the store of ``recordings.store``, then ``Sealer.run`` until
+``stop``). The sealer spools its facts in
 ``<ledger spool>/sealer`` so it never shares a spool file with ``serve`` on the same host.
 It must not parse arguments or install signal handlers (``commands/sealer.py`` does).
 """
@@ -19,7 +20,8 @@ from asterisk_recorder.ledger.keys import load_digest_key, spool_directory
 from asterisk_recorder.ledger.store import Ledger
 from asterisk_recorder.ops.http import OpsServer
 from asterisk_recorder.recordings.catalog import Catalog
-from asterisk_recorder.recordings.sealer import Sealer, SealerPaths
+from asterisk_recorder.recordings.sealer import RetainUntil, Sealer, SealerPaths
+from asterisk_recorder.recordings.storage import stores_from_settings
 from asterisk_recorder.settings import Settings
 
 __all__ = ["run_sealer", "sealer_actor", "sealer_paths"]
@@ -47,8 +49,10 @@ async def run_sealer(
     stop: asyncio.Event,
     *,
     on_ready: Callable[[Sealer, OpsServer], None] | None = None,
+    retain_until: RetainUntil | None = None,
 ) -> None:
-    """Run the sealer against ledger ``dsn`` until ``stop`` is set."""
+    """Run the sealer against ledger ``dsn`` until ``stop`` is set; sealed files go to
+    ``recordings.store`` (``retain_until`` gives each upload its Object Lock date)."""
     key = load_digest_key(settings.ledger)
     spool = spool_directory(settings.ledger) / "sealer"
     ledger_settings = replace(settings.ledger, spool_dir=str(spool))
@@ -56,7 +60,8 @@ async def run_sealer(
     actor = sealer_actor(settings)
     async with Ledger.open(dsn, ledger_settings, instance_id=actor, key=key) as ledger:
         sealer = Sealer(settings.recordings, sealer_paths(settings), ledger, catalog,
-                        actor=actor)
+                        actor=actor, store=stores_from_settings(settings.recordings).primary,
+                        retain_until=retain_until)
         http = replace(settings.http, port=settings.recordings.http_port)
         ops = OpsServer(http, sealer.metrics.registry, sealer.readiness)
         try:

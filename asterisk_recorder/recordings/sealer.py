@@ -15,6 +15,12 @@ docs/recordings.md):
    the seal, rename, fsync the directory; unlink the plaintext, fsync; ``recording.sealed``;
    remove the note. A restart deletes ``*.tmp`` and finishes every note it finds.
 
+With an S3 store (``recordings.store = "s3://..."``) each sealed file is then uploaded
+(``storage.S3Store.put``: put once, read back, verified), ``recording.stored`` names its
+location, and only then is the local copy removed; a store that does not answer leaves the file
+in the sealed directory (never lost), retried with backoff, counted on ``/metrics`` and failing
+``/readyz`` after ``max_lag``. A restart finds every sealed file not uploaded yet.
+
 Decisions whose call ended ``recorded`` and that have no file after ``absent_after`` get
 ``recording.absent``. A missing key, a full disk or PostgreSQL away keep the plaintext, alert
 (ERROR log, metrics, ``/readyz``) and retry. It must not hold a private key, open a sealed file,
@@ -33,6 +39,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -45,6 +52,8 @@ from asterisk_recorder.errors import (
     KeyUnavailable,
     LedgerError,
     RecorderError,
+    StoreError,
+    StoreUnavailable,
 )
 from asterisk_recorder.flow.facts import LedgerFact, Scalar
 from asterisk_recorder.flow.recording import DECISION_ID_RE
@@ -53,9 +62,16 @@ from asterisk_recorder.ops.http import ReadinessCheck, ReadinessReport
 from asterisk_recorder.ops.metrics import Registry
 from asterisk_recorder.recordings import files
 from asterisk_recorder.recordings.catalog import Catalog, DecisionFacts
-from asterisk_recorder.recordings.envelope import FileIdentity, SealInfo, seal, verify
+from asterisk_recorder.recordings.envelope import (
+    FileIdentity,
+    SealInfo,
+    VerifyResult,
+    seal,
+    verify,
+)
 from asterisk_recorder.recordings.inotify import CloseWatcher, InotifyUnavailable
 from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore
+from asterisk_recorder.recordings.storage import LocalStore, SealedStore
 from asterisk_recorder.recordings.wav import RecordingProbe, probe
 from asterisk_recorder.settings import RecordingsSettings
 from asterisk_recorder.settings.retention import (
@@ -70,6 +86,7 @@ __all__ = [
     "PENDING_SUFFIX",
     "SEALED_SUFFIX",
     "FactWriter",
+    "RetainUntil",
     "Sealer",
     "SealerMetrics",
     "SealerPaths",
@@ -86,8 +103,25 @@ FACT_NAMESPACE = uuid.UUID("5f0f3c9e-6f7e-4a39-9a43-2f5b8c1d7e01")
 """uuid5 namespace of the sealer's fact ids: a repeated step after a crash is idempotent."""
 LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 _ABSENT_LOOKBACK = 7 * 86400.0
+_UPLOAD_BACKOFF_BASE = 1.0
+_UPLOAD_BACKOFF_MAX = 300.0
 _NOTE_FIELDS = ("plain_sha256", "sealed_sha256", "kek_id")
 """What a seal note must hold to finish its seal (``SealInfo.payload`` writes them)."""
+
+
+RetainUntil = Callable[[str, float], "datetime | None"]
+"""The Object Lock retain-until date of a recording about to be uploaded: called with its
+decision id and the epoch second it was sealed (the retention policy hands one in; ``None``
+falls back to ``recordings.store_object_lock_days``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """A sealed file waiting in the sealed directory for the store."""
+
+    sealed_at: float
+    attempts: int = 0
+    next_at: float = 0.0
 
 
 class FactWriter(Protocol):
@@ -173,6 +207,29 @@ class SealerMetrics:
             "active, readable public key; 0 means recordings of that month cannot be sealed.",
             ("retention_class", "month"),
         )
+        self.upload_pending = r.gauge(
+            "asterisk_recorder_recordings_upload_pending",
+            "Sealed recordings kept in the local sealed directory until the object store takes "
+            "them (0 with a local store).",
+        )
+        self.upload_oldest = r.gauge(
+            "asterisk_recorder_recordings_upload_oldest_pending_seconds",
+            "Age of the oldest sealed recording not in the object store yet (0 when none).",
+        )
+        self.uploaded = r.counter(
+            "asterisk_recorder_recordings_uploaded_total",
+            "Sealed recordings uploaded, verified and recorded (recording.stored).",
+        )
+        self.uploaded_bytes = r.counter(
+            "asterisk_recorder_recordings_uploaded_bytes_total",
+            "Bytes of the sealed recordings uploaded.",
+        )
+        self.upload_failures = r.counter(
+            "asterisk_recorder_recordings_upload_failures_total",
+            "Upload attempts that failed and will be retried (the sealed file stays local), by "
+            "cause (unavailable, refused, envelope, ledger, disk).",
+            ("cause",),
+        )
 
     def exposition(self) -> str:
         """Prometheus text."""
@@ -238,6 +295,9 @@ class Sealer:
         catalog: the ledger's read side.
         actor: who states the facts (the sealer's instance id).
         keys: the key store (default: a ``KeyStore`` on ``paths.keys``).
+        store: where sealed files end up (default: the sealed directory itself); a remote
+            store gets every sealed file uploaded, then removed locally.
+        retain_until: the Object Lock date of each upload (default: the store's default).
         clock: epoch seconds (tests pass a fake one).
     """
 
@@ -250,6 +310,8 @@ class Sealer:
         *,
         actor: str,
         keys: KeyStore | None = None,
+        store: SealedStore | None = None,
+        retain_until: RetainUntil | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -258,6 +320,10 @@ class Sealer:
         self._catalog = catalog
         self._actor = actor
         self._keys = keys if keys is not None else KeyStore(paths.keys)
+        self.store: SealedStore = store if store is not None else LocalStore(paths.sealed)
+        self._retain_until = retain_until
+        self._uploads: dict[Path, _Upload] = {}
+        self.upload_problem = ""
         self._clock = clock
         self._periods = parse_retention(settings.retention)
         self._rules = [parse_rule(rule) for rule in settings.retention_rules]
@@ -290,14 +356,14 @@ class Sealer:
                     for path in found:
                         self._ready.setdefault(path, "scan")
                 await self.process_ready()
+                await self.upload_due()
                 self._wake.clear()
                 if self._ready or self._new_dirs:
                     continue
+                delay = min(next_scan - time.monotonic(), self._next_upload_in())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        _first(stop.wait(), self._wake.wait()),
-                        max(0.05, next_scan - time.monotonic()),
-                    )
+                        _first(stop.wait(), self._wake.wait()), max(0.05, delay))
         finally:
             if self._watcher is not None:
                 self._watcher.close()
@@ -386,6 +452,10 @@ class Sealer:
         await self.process_ready()
         await self._sweep_absent()
         await asyncio.to_thread(self.count_keys)
+        if self.store.remote:
+            for path, sealed_at in await asyncio.to_thread(self._local_sealed):
+                self._uploads.setdefault(path, _Upload(sealed_at))
+            await self.upload_due()
         self._update_waiting()
 
     def _remove_temporaries(self) -> None:
@@ -396,6 +466,21 @@ class Sealer:
                     _log.warning("recordings.seal.partial_removed", file=str(path),
                                  hint="a seal was interrupted; the plaintext is still there")
                     files.durable_unlink(path)
+
+    def _local_sealed(self) -> list[tuple[Path, float]]:
+        """Sealed files in the sealed directory whose ``recording.sealed`` is written (no
+        note beside them), with their mtime: with a remote store each waits for its upload."""
+        found: list[tuple[Path, float]] = []
+        for dirpath, _dirs, names in os.walk(self.paths.sealed):
+            for name in sorted(names):
+                if name.startswith(".") or not name.endswith(SEALED_SUFFIX):
+                    continue
+                path = Path(dirpath) / name
+                if os.path.lexists(path.with_name(name + PENDING_SUFFIX)):
+                    continue
+                with contextlib.suppress(OSError):
+                    found.append((path, os.lstat(path).st_mtime))
+        return found
 
     def _pending_notes(self) -> list[Path]:
         notes: list[Path] = []
@@ -478,6 +563,108 @@ class Sealer:
         now = self._clock()
         oldest = max((now - at for at in self._waiting.values()), default=0.0)
         self.metrics.oldest.set(max(0.0, oldest))
+        self.metrics.upload_pending.set(len(self._uploads))
+        oldest_upload = max((now - u.sealed_at for u in self._uploads.values()), default=0.0)
+        self.metrics.upload_oldest.set(max(0.0, oldest_upload))
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    def _next_upload_in(self) -> float:
+        """Seconds until the next upload attempt is due (a large number when none waits)."""
+        if not self._uploads:
+            return 3600.0
+        return min(u.next_at for u in self._uploads.values()) - self._clock()
+
+    async def upload_due(self) -> None:
+        """Try every sealed file whose upload is due (new ones at once, failed ones after
+        their backoff: 1 s, doubling, at most 300 s)."""
+        if not self.store.remote:
+            return
+        now = self._clock()
+        for path, upload in sorted(self._uploads.items()):
+            if upload.next_at > now:
+                continue
+            cause = await self._guarded_upload(path)
+            if cause is None:
+                self._uploads.pop(path, None)
+                self.upload_problem = ""
+            else:
+                attempts = upload.attempts + 1
+                backoff = min(_UPLOAD_BACKOFF_MAX, _UPLOAD_BACKOFF_BASE * 2 ** (attempts - 1))
+                self._uploads[path] = _replace(upload, attempts=attempts,
+                                               next_at=self._clock() + backoff)
+                self.metrics.upload_failures.inc(cause=cause)
+        self._update_waiting()
+
+    async def _guarded_upload(self, path: Path) -> str | None:
+        """Upload one file; the failure's cause label, or ``None`` when it is stored."""
+        try:
+            await self._upload(path)
+            return None
+        except FileNotFoundError:  # stored and removed meanwhile (another pass)
+            return None
+        except StoreUnavailable as exc:
+            cause, problem = "unavailable", f"object store unavailable: {exc}"
+        except _Retry as exc:
+            cause, problem = "envelope", str(exc)
+        except StoreError as exc:
+            cause, problem = "refused", f"object store refused: {exc}"
+        except DatabaseUnavailable as exc:
+            cause, problem = "ledger", f"ledger unavailable: {exc}"
+        except LedgerError as exc:
+            cause, problem = "ledger", f"ledger refused recording.stored: {exc}"
+        except OSError as exc:
+            cause, problem = "disk", f"file system: {exc}"
+        except Exception as exc:  # a bug must not stop the other uploads
+            _log.exception("recordings.upload.internal_error", file=str(path))
+            cause, problem = "internal", f"internal error {type(exc).__name__}: {exc}"
+        self.upload_problem = problem
+        _log.error("recordings.upload.retry", file=str(path), store=self.store.name,
+                   cause=cause, problem=problem[:500],
+                   hint="the sealed file stays in the sealed directory; retried with backoff")
+        return cause
+
+    async def _upload(self, path: Path) -> None:
+        """Upload, verify, ``recording.stored``, then remove the local copy (each step
+        repeatable after a crash: the put is idempotent, the fact id derived)."""
+        relative = path.relative_to(self.paths.sealed).as_posix()
+        sealed_at = (await asyncio.to_thread(os.lstat, path)).st_mtime
+        try:
+            result = await asyncio.to_thread(_verify_sealed, path)
+        except EnvelopeError as exc:
+            raise _Retry(f"{path} is no intact envelope ({exc}): not uploaded, kept for an "
+                         "operator") from exc
+        decision_id = result.recording_id
+        if not DECISION_ID_RE.match(decision_id):
+            raise _Retry(f"{path} holds recording {decision_id!r}, no decision id: not uploaded")
+        retain = None
+        if self._retain_until is not None:
+            retain = await asyncio.to_thread(self._retain_until, decision_id, sealed_at)
+        else:  # the lock ends when the ledger's retention does, so disposal can delete then
+            until = await self._catalog.retain_until(decision_id)
+            retain = None if until is None else datetime.fromtimestamp(until, UTC)
+        stored = await asyncio.to_thread(self.store.put, path, relative, retain_until=retain)
+        files.crash_point("uploaded")
+        payload: dict[str, Scalar] = {
+            "location": stored.location,
+            "store": self.store.name,
+            "file": relative,
+            "recording_id": decision_id,
+            "sealed_sha256": result.sealed_sha256,
+            "sealed_bytes": result.sealed_bytes,
+            "object_sha256": stored.sha256 or "",
+            "retain_until": stored.retain_until.isoformat() if stored.retain_until else None,
+            "lock_mode": stored.lock_mode,
+        }
+        await self._fact("recording.stored", decision_id,
+                         _fact_id("stored", decision_id, result.sealed_sha256, stored.location),
+                         payload)
+        files.crash_point("stored")
+        await asyncio.to_thread(files.durable_unlink, path)
+        self.metrics.uploaded.inc()
+        self.metrics.uploaded_bytes.inc(float(stored.size))
+        _log.info("recordings.stored", decision_id=decision_id, location=stored.location,
+                  bytes=stored.size, retain_until=payload["retain_until"])
 
     # -- one file ------------------------------------------------------------------------
 
@@ -816,6 +1003,8 @@ class Sealer:
         note = sealed.with_name(sealed.name + PENDING_SUFFIX)
         await asyncio.to_thread(files.durable_unlink, note)
         self._waiting.pop(path, None)
+        if self.store.remote:
+            self._uploads.setdefault(sealed, _Upload(self._clock()))
         self.metrics.sealed.inc()
         self.metrics.sealed_bytes.inc(float(_int(fields.get("plain_bytes")) or 0))
         self.metrics.lag.observe(lag)
@@ -911,10 +1100,30 @@ class Sealer:
                 + (f"; last problem: {self.last_problem[:200]}" if behind and self.last_problem
                    else ""),
             ),
+            self._store_check(),
             ReadinessCheck("watch", True,
                            "inotify and scans" if self._watcher is not None else "scans only"),
         )
         return ReadinessReport(checks)
+
+
+    def _store_check(self) -> ReadinessCheck:
+        if not self.store.remote:
+            return ReadinessCheck("store", True, self.store.name)
+        oldest = self.metrics.upload_oldest.value()
+        behind = oldest > self.settings.max_lag
+        return ReadinessCheck(
+            "store", not behind,
+            f"{len(self._uploads)} sealed file(s) waiting for {self.store.name}, oldest "
+            f"{oldest:.0f} s (max {self.settings.max_lag:g} s)"
+            + (f"; last problem: {self.upload_problem[:200]}" if behind and self.upload_problem
+               else ""),
+        )
+
+
+def _verify_sealed(path: Path) -> VerifyResult:
+    with open(path, "rb") as handle:
+        return verify(handle)
 
 
 def _walk(*tops: Path) -> list[tuple[str, list[str], list[str]]]:

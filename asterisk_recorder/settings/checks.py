@@ -26,7 +26,13 @@ from asterisk_recorder.settings.ledger_rules import (
     verifiers,
     witnesses,
 )
-from asterisk_recorder.settings.recording_rules import asterisk_ids, mixmonitor, recording_dir
+from asterisk_recorder.settings.recording_rules import (
+    asterisk_ids,
+    mixmonitor,
+    recording_dir,
+    s3_region,
+    sealed_store,
+)
 from asterisk_recorder.settings.retention import check_retention, check_rules
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
 from asterisk_recorder.settings.sections import (
@@ -367,6 +373,10 @@ CHECKS: dict[str, _Check] = {
     "recordings.max_lag": _positive,
     "recordings.http_port": _port,
     "recordings.asterisk_ids": asterisk_ids,
+    "recordings.store": sealed_store,
+    "recordings.store_s3_endpoint": endpoint,
+    "recordings.store_s3_region": s3_region,
+    "recordings.store_object_lock_days": _at_least(0, 36500),
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
 }
 

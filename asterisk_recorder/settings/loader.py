@@ -256,6 +256,12 @@ def _cross_checks(gather: Gather, servers: list[tuple[str, AriServerSettings, di
     http: HttpSettings = sections["http"]
     _recordings_checks(problems, sections["recordings"], flow.recording.directory, http, agi)
     _retention_checks(gather, sections["recordings"])
+    recordings: RecordingsSettings = sections["recordings"]
+    if recordings.store == "local" and recordings.store_object_lock_days:
+        problems.append(
+            f"recordings.store_object_lock_days: {recordings.store_object_lock_days} needs an "
+            "s3:// store (recordings.store); a local directory has no Object Lock"
+            f"{_origin_of(gather, 'recordings.store_object_lock_days')}")
     if agi.enabled and http.enabled and agi.port == http.port and agi.host == http.host:
         problems.append(
             f"http.port: {http.port} is also agi.port on {agi.host}; the two servers need "

@@ -267,6 +267,16 @@ _HELP: dict[str, str] = {
     "ENTITYID) whose decisions this sealer may declare recording.absent; empty: all. Set it when "
     "several Asterisk hosts share one ledger, each sealer to its own host's id (\"\" takes the "
     "decisions with no id); in the environment, comma-separated.",
+    "recordings.store": "Where sealed recordings are kept: `local` (recordings.sealed_dir) or "
+    "`s3://bucket/prefix` (sealed locally, uploaded, verified, recorded as recording.stored, "
+    "then removed locally). Credentials come from the standard AWS environment or files.",
+    "recordings.store_s3_endpoint": "Endpoint URL of an S3-compatible server for an `s3://` "
+    "store (empty: AWS); never with credentials in it.",
+    "recordings.store_s3_region": "Region of the `s3://` store's bucket; empty uses the AWS "
+    "configuration's.",
+    "recordings.store_object_lock_days": "Object Lock COMPLIANCE retention (days) of each "
+    "uploaded recording when no retention date is handed in (0: none; the bucket must have "
+    "Object Lock enabled; a locked object cannot be deleted before its date, by anyone).",
 }
 
 REMOVED: dict[str, str] = {

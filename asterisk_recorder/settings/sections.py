@@ -270,6 +270,12 @@ class RecordingsSettings:
         asterisk_ids: the Asterisk entity ids (a decision's ``asterisk_id``) whose decisions
             this sealer's absent sweep considers; empty: all (one sealer per ledger). ``""``
             in the list takes the decisions whose Asterisk id was not known.
+        store: where sealed recordings are kept: ``local`` (``sealed_dir``) or
+            ``s3://bucket/prefix`` (sealed locally first, then uploaded, then removed locally).
+        store_s3_endpoint: endpoint URL of an S3-compatible server (empty: AWS).
+        store_s3_region: region of the bucket (empty: the AWS configuration's).
+        store_object_lock_days: Object Lock COMPLIANCE retention given to each uploaded
+            recording when its retention is not known otherwise (0: none).
     """
 
     sealed_dir: str = "/var/lib/asterisk-recorder-sealer/sealed"
@@ -285,6 +291,10 @@ class RecordingsSettings:
     max_lag: float = 300.0
     http_port: int = 8091
     asterisk_ids: tuple[str, ...] = ()
+    store: str = "local"
+    store_s3_endpoint: str = ""
+    store_s3_region: str = ""
+    store_object_lock_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)

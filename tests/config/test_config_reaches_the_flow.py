@@ -149,6 +149,12 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "recordings.max_lag": (["60"], ["0"]),
     "recordings.http_port": (["9000"], ["0"]),
     "recordings.asterisk_ids": (["pbx-a,08:00:27:aa:bb:cc", ""], ["pbx a", "x,x"]),
+    "recordings.store": (["local", "s3://rec-bucket/pbx-a/", "s3://rec-bucket"],
+                         ["s3", "S3://x", "s3://A_B/x", "s3://ok-bucket/../x", "/srv/sealed"]),
+    "recordings.store_s3_endpoint": (["http://127.0.0.1:9000", ""],
+                                     ["minio:9000", "https://key:secret@s3.example/"]),
+    "recordings.store_s3_region": (["eu-west-1", ""], ["EU WEST"]),
+    "recordings.store_object_lock_days": (["0"], ["-1", "36501", "30"]),
 }
 
 

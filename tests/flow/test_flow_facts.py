@@ -37,7 +37,7 @@ def fact(kind: str = CALL_HANDED_BACK, **changes: Any) -> LedgerFact:
 
 
 SEALER_KINDS = ("recording.closed", "recording.absent", "recording.sealed",
-                "recording.quarantined")
+                "recording.stored", "recording.quarantined")
 
 
 def test_registry_holds_the_channel_fate_kinds_and_reserves_recording_kinds() -> None:
