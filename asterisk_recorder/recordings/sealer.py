@@ -640,7 +640,9 @@ class Sealer:
         retain = None
         if self._retain_until is not None:
             retain = await asyncio.to_thread(self._retain_until, decision_id, sealed_at)
-        else:  # the lock ends when the ledger's retention does, so disposal can delete then
+        elif getattr(self.store, "object_lock_days", 0):
+            # a locking store: the lock ends when the ledger's retention does (so disposal can
+            # delete then), or after object_lock_days for a recording sealed without a period
             until = await self._catalog.retain_until(decision_id)
             retain = None if until is None else datetime.fromtimestamp(until, UTC)
         stored = await asyncio.to_thread(self.store.put, path, relative, retain_until=retain)
