@@ -644,7 +644,8 @@ class Sealer:
             # a locking store: the lock ends when the ledger's retention does (so disposal can
             # delete then), or after object_lock_days for a recording sealed without a period
             until = await self._catalog.retain_until(decision_id)
-            retain = None if until is None else datetime.fromtimestamp(until, UTC)
+            if until is not None:  # a date already past (a long backlog): a lock of a minute
+                retain = datetime.fromtimestamp(max(until, self._clock() + 60.0), UTC)
         stored = await asyncio.to_thread(self.store.put, path, relative, retain_until=retain)
         files.crash_point("uploaded")
         payload: dict[str, Scalar] = {
