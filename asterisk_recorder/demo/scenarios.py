@@ -44,10 +44,12 @@ from asterisk_recorder.ledger.signing import trusted_verifiers
 from asterisk_recorder.ledger.witness import WitnessedCheckpoint
 from asterisk_recorder.recordings import KekOpener, KeyStore, SealInfo, VerifyResult, verify
 from asterisk_recorder.recordings.catalog import Catalog
+from asterisk_recorder.recordings.disposal import Disposer, place_hold
 from asterisk_recorder.recordings.runner import sealer_actor, sealer_paths
 from asterisk_recorder.recordings.sealer import Sealer
 from asterisk_recorder.service import Service, build
 from asterisk_recorder.settings import AgiSettings, AriServerSettings, HttpSettings, Settings
+from asterisk_recorder.settings.retention import parse_retention
 from asterisk_recorder.testing import FakeAsterisk
 
 __all__ = ["SCENARIOS", "DemoResult", "RealAsteriskCaller", "Scenario", "run_demo"]
@@ -399,6 +401,11 @@ class DemoSealer:
                 ok, verdict = False, f"verify FAILED: {exc}"
             print(f"  sealed {payload['sealed_sha256']}  decision {row['id']}  {verdict}",
                   file=out)
+            until = payload.get("retain_until")
+            when = time.strftime("%Y-%m-%d", time.gmtime(until)) if until else "?"
+            print(f"         retention {payload.get('retention_class')} "
+                  f"({payload.get('retention_period')}, rule {payload.get('retention_rule')}): "
+                  f"kept until {when}", file=out)
             first = first or (path, info)
         if first is not None:
             tampered = self.workdir / f"tampered-{first[0].name}"
@@ -414,7 +421,38 @@ class DemoSealer:
                 ok = False
                 print(f"  tampered copy {tampered.name}: verify PASSED - this is a bug",
                       file=out)
+        if rows:
+            ok = await self._hold_and_plan(service, [r["id"] for r in rows], out) and ok
         return ok
+
+    async def _hold_and_plan(self, service: Service, ids: list[str], out: TextIO) -> bool:
+        """Place a legal hold on one recording and print what disposal would do once the
+        retention of every recording has passed: the held one is kept back (a dry run)."""
+        assert service.dsn is not None
+        assert service.ledger is not None
+        held_id = ids[0]
+        conn = await connect_app(service.dsn)
+        try:
+            hold_id, _hold = await place_hold(
+                conn, service.ledger, scope="decision", decision_id=held_id,
+                reason="demo: a complaint about this call", actor="demo")
+            periods = parse_retention(self.sealer.settings.retention)
+            disposer = Disposer(conn, service.ledger, sealed_dir=self.sealer.paths.sealed,
+                                periods=periods, actor="demo", keys=self.keys)
+            later = time.time() + 400 * 86400.0
+            plans, _holds = await disposer.plan(later)
+        finally:
+            await conn.close()
+        mine = set(ids)  # this run's recordings (a configured database may hold older ones)
+        due = sum(1 for p in plans for r in p.due if r.decision_id in mine)
+        held = sorted({d for p in plans for d in p.held if d in mine})
+        print(f"  legal hold {hold_id} on decision {held_id} (recording.hold_placed in the "
+              "ledger)", file=out)
+        print(f"  disposal dry run, once retention has passed: {due} of this run's recordings "
+              f"would be disposed of, {len(held)} kept back by the hold (their key bucket "
+              "stays until it is released); 'asterisk-recorder recording retention show' prints "
+              "the same", file=out)
+        return held == [held_id]
 
 
 def _verify_file(path: Path, info: SealInfo, opener: KekOpener) -> VerifyResult:

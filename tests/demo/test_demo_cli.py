@@ -64,6 +64,12 @@ def test_demo_prints_its_changes_every_row_and_ids_ledger_show_finds(
     assert re.search(r"^  tampered copy \S+ \(one bit flipped\): verify FAILED, as it must: "
                      r"chunk \d+", out, re.M)
     assert f"recordings: {len(recorded)} sealed, verify OK" in out
+    kept = re.findall(r"^         retention standard \(90d, rule default\): kept until "
+                      r"\d{4}-\d\d-\d\d$", out, re.M)
+    assert len(kept) == len(recorded), "each sealed recording says how long it is kept"
+    assert re.search(r"^  legal hold \S+ on decision \S+ \(recording.hold_placed", out, re.M)
+    assert (f"disposal dry run, once retention has passed: {len(recorded) - 1} of this run's "
+            "recordings would be disposed of, 1 kept back by the hold") in out
     for number, decision_id in found:
         expect = SCENARIOS[int(number) - 1].expect
         assert 0 == main(["ledger", "show", "--call", decision_id, "--dsn", pg_dsn])
