@@ -377,6 +377,10 @@ class Sealer:
     def count_keys(self) -> None:
         """Set the key-bucket gauges from the public key directory (no key material read
         beyond the public keys of this month's and next month's buckets)."""
+        self._show_keys(self._key_snapshot())
+
+    def _key_snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[str, float]]:
+        """Blocking: the key counts per {class, month, state}, and which months can be sealed."""
         try:
             infos = self._keys.list()
         except (OSError, ValueError, KeyUnavailable) as exc:
@@ -387,22 +391,30 @@ class Sealer:
         for info in infos:
             bucket = (info.retention_class, info.month, info.state)
             counts[bucket] = counts.get(bucket, 0) + 1
+        this_month = _month(self._clock())
+        year, number = int(this_month[:4]), int(this_month[5:])
+        next_month = f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+        ready: dict[str, float] = {}
+        for bucket_month in (this_month, next_month):
+            try:
+                self._keys.current(self.settings.retention_class, bucket_month)
+                ready[bucket_month] = 1.0
+            except KeyUnavailable:
+                ready[bucket_month] = 0.0
+        return counts, ready
+
+    def _show_keys(
+        self, snapshot: tuple[dict[tuple[str, str, str], int], dict[str, float]]
+    ) -> None:
+        """Swap the gauges in one go on the loop (a scrape never sees them half set)."""
+        counts, ready = snapshot
         self.metrics.keys.clear()
         for (retention_class, month, state), count in sorted(counts.items()):
             self.metrics.keys.set(count, retention_class=retention_class, month=month,
                                   state=state)
         self.metrics.key_ready.clear()
-        now = self._clock()
-        this_month = _month(now)
-        year, number = int(this_month[:4]), int(this_month[5:])
-        next_month = f"{year + number // 12:04d}-{number % 12 + 1:02d}"
-        for bucket_month in (this_month, next_month):
-            try:
-                self._keys.current(self.settings.retention_class, bucket_month)
-                ready = 1.0
-            except KeyUnavailable:
-                ready = 0.0
-            self.metrics.key_ready.set(ready, retention_class=self.settings.retention_class,
+        for bucket_month, value in ready.items():
+            self.metrics.key_ready.set(value, retention_class=self.settings.retention_class,
                                        month=bucket_month)
 
     def _start_watcher(self) -> None:
@@ -451,7 +463,7 @@ class Sealer:
             self._ready.setdefault(path, "scan")
         await self.process_ready()
         await self._sweep_absent()
-        await asyncio.to_thread(self.count_keys)
+        self._show_keys(await asyncio.to_thread(self._key_snapshot))
         if self.store.remote:
             for path, sealed_at in await asyncio.to_thread(self._local_sealed):
                 self._uploads.setdefault(path, _Upload(sealed_at))
