@@ -692,9 +692,14 @@ class S3Witness:
     def _s3(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                import boto3
-                from botocore.config import Config
-
+                try:
+                    import boto3
+                    from botocore.config import Config
+                except ImportError as exc:
+                    raise WitnessError(
+                        f"{self.name}: an S3 witness needs boto3: pip install "
+                        "'asterisk-recorder[s3]'"
+                    ) from exc
                 config = Config(
                     connect_timeout=10,
                     read_timeout=10,
