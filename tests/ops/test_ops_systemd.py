@@ -72,4 +72,5 @@ async def test_service_says_ready_pings_the_watchdog_and_says_stopping(tmp_path:
 
     assert "READY=1" == running[0]
     assert running.count("WATCHDOG=1") >= 2
-    assert ["STOPPING=1"] == after
+    # a watchdog ping may still go out between the last read and the stop; nothing else may
+    assert ("STOPPING=1", set()) == (after[-1], set(after[:-1]) - {"WATCHDOG=1"})
