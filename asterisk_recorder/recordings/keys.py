@@ -601,8 +601,8 @@ class KeyStore:
     def _private(self) -> PrivateKeys:
         if self.private is None:
             raise KeyUnavailable(
-                "no private key backend given (--private-keys DIR, or "
-                "recordings.kek_pkcs11_module for a token)"
+                "no private key directory given (--private-keys DIR), and no PKCS#11 token "
+                "(recordings.kek_pkcs11_module)"
             )
         return self.private
 

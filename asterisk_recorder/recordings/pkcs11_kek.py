@@ -118,7 +118,8 @@ class Pkcs11PrivateKeys:
                 lib.Attribute.CLASS: lib.ObjectClass.PRIVATE_KEY,
                 lib.Attribute.KEY_TYPE: lib.KeyType.EC,
             })))
-            labels = self._call("read the key labels", lambda: {str(o.label) for o in objects})
+            labels = self._call("read the key labels",
+                                lambda: {str(o[lib.Attribute.LABEL]) for o in objects})
         out = set()
         for label in labels:
             try:
