@@ -70,10 +70,11 @@ from asterisk_recorder.recordings.envelope import (
     verify,
 )
 from asterisk_recorder.recordings.inotify import CloseWatcher, InotifyUnavailable
-from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore
+from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore, rotation_due
 from asterisk_recorder.recordings.storage import LocalStore, SealedStore
 from asterisk_recorder.recordings.wav import RecordingProbe, probe
 from asterisk_recorder.settings import RecordingsSettings
+from asterisk_recorder.settings.ledger_rules import cryptoperiod_seconds
 from asterisk_recorder.settings.retention import (
     choose_class,
     parse_retention,
@@ -206,6 +207,13 @@ class SealerMetrics:
             "1 when the bucket of recordings.retention_class for this month or the next has an "
             "active, readable public key; 0 means recordings of that month cannot be sealed.",
             ("retention_class", "month"),
+        )
+        self.key_rotation_due = r.gauge(
+            "asterisk_recorder_recordings_key_rotation_due",
+            "Epoch seconds at which this month's active key of recordings.retention_class has "
+            "sealed for recordings.kek_cryptoperiod and 'recording keys rotate' is due (a "
+            "time in the past: overdue; the month's end ends its use anyway).",
+            ("retention_class", "month", "kek_id"),
         )
         self.upload_pending = r.gauge(
             "asterisk_recorder_recordings_upload_pending",
@@ -396,6 +404,7 @@ class Sealer:
         this_month = _month(now)
         year, number = int(this_month[:4]), int(this_month[5:])
         next_month = f"{year + number // 12:04d}-{number % 12 + 1:02d}"
+        self.metrics.key_rotation_due.clear()
         for bucket_month in (this_month, next_month):
             try:
                 self._keys.current(self.settings.retention_class, bucket_month)
@@ -404,6 +413,17 @@ class Sealer:
                 ready = 0.0
             self.metrics.key_ready.set(ready, retention_class=self.settings.retention_class,
                                        month=bucket_month)
+        try:  # public metadata only: the sealer never opens the token
+            active = self._keys.current_info(self.settings.retention_class, this_month)
+        except KeyUnavailable:
+            return
+        due = rotation_due(active, cryptoperiod_seconds(self.settings.kek_cryptoperiod))
+        self.metrics.key_rotation_due.set(due, retention_class=active.retention_class,
+                                          month=this_month, kek_id=active.kek_id)
+        if due <= now:
+            _log.warning("recordings.key.rotation_due", kek_id=active.kek_id,
+                         due=due, cryptoperiod=self.settings.kek_cryptoperiod,
+                         hint="run 'asterisk-recorder recording keys rotate' on the key host")
 
     def _start_watcher(self) -> None:
         if not self.paths.recordings.is_dir():
