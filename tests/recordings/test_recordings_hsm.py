@@ -203,8 +203,10 @@ def test_a_wrong_pin_or_a_missing_token_is_a_clear_error_without_the_pin(
             _open(path, keys.opener())
         messages.append(str(failed.value))
 
-    assert "PIN" in messages[0] and "refused" in messages[0]
-    assert "'no-such-token'" in messages[1] and f"'{TOKEN}'" in messages[1]
+    assert "PIN" in messages[0]
+    assert "refused" in messages[0]
+    assert "'no-such-token'" in messages[1]
+    assert f"'{TOKEN}'" in messages[1]
     assert "does not exist" in messages[2]
     assert all(PIN not in m and WRONG not in m for m in messages)
     assert _open(path, store.opener()) == b"x"  # the right PIN still opens
@@ -290,9 +292,12 @@ async def test_escrowed_key_is_split_to_custodians_and_recovered_into_a_new_toke
     assert (manifest["threshold"], manifest["shares"], len(shares)) == (2, 3, 3)
     assert sorted(c["fingerprint"][:16] for c in manifest["custodians"]) == sorted(
         s.name.split("-")[2].removesuffix(".json") for s in shares)
-    assert b"BEGIN" not in share_text and b"PRIVATE" not in share_text
-    assert "needs 2 shares" in few_err and "1 given" in few_err
-    assert "needs 2 shares" in wrong_err and "0 given" in wrong_err
+    assert b"BEGIN" not in share_text
+    assert b"PRIVATE" not in share_text
+    assert "needs 2 shares" in few_err
+    assert "1 given" in few_err
+    assert "needs 2 shares" in wrong_err
+    assert "0 given" in wrong_err
     assert f"recovered key {kek_id}" in recovered_out
     assert opened == b"escrowed call"
     assert not kek_dir.exists()
@@ -346,8 +351,10 @@ async def test_open_and_dispose_with_the_token_absent_or_the_pin_wrong_do_nothin
     facts = [f["kind"] for f in await all_facts(env.dsn)]
 
     assert (open_wrong, dispose_wrong, dispose_gone) == (1, 1, 1)
-    assert "PIN" in wrong_open_err and "refused" in wrong_open_err
-    assert "PIN" in wrong_dispose.err and "refused" in wrong_dispose.err
+    assert "PIN" in wrong_open_err
+    assert "refused" in wrong_open_err
+    assert "PIN" in wrong_dispose.err
+    assert "refused" in wrong_dispose.err
     assert f"no token labelled '{TOKEN}'" in gone_err
     assert all(WRONG not in t and PIN not in t
                for t in (wrong_open_err, wrong_dispose.out, wrong_dispose.err, gone_err))
@@ -389,14 +396,18 @@ async def test_keys_create_list_destroy_on_the_token_say_when_rotation_is_due(
     destroyed = await cli("recording", "keys", "destroy", old.kek_id, "--confirm", old.kek_id,
                           "--reason", "retention expired", *base)
     capsys.readouterr()
-    [fact] = [f for f in await all_facts(env.dsn, "recording.key_destroyed")]
+    [fact] = list(await all_facts(env.dsn, "recording.key_destroyed"))
 
     assert (created, listed, listed_wrong, destroyed) == (0, 0, 1, 0)
     assert f"in PKCS#11 token '{TOKEN}'" in created_out
-    assert "rotation due" in created_out and "kek_cryptoperiod = 7d" in created_out
+    assert "rotation due" in created_out
+    assert "kek_cryptoperiod = 7d" in created_out
     old_line = next(line for line in listed_out.splitlines() if old.kek_id in line)
-    assert "here" in old_line and "DUE since" in old_line
-    assert old.kek_id in wrong.out and "refused" in wrong.err and WRONG not in wrong.err
+    assert "here" in old_line
+    assert "DUE since" in old_line
+    assert old.kek_id in wrong.out
+    assert "refused" in wrong.err
+    assert WRONG not in wrong.err
     assert not store.has_private(old.kek_id)
     assert fact["payload"]["custody"] == "pkcs11"
     assert store.info(old.kek_id).state == "destroyed"
