@@ -40,7 +40,13 @@ from asterisk_recorder.ledger.keys import load_digest_key
 from asterisk_recorder.recordings import FileKekOpener, KeyStore, verify
 from asterisk_recorder.recordings.access import Access, access_fact, key_fact, open_recording
 from asterisk_recorder.recordings.catalog import Catalog
-from asterisk_recorder.recordings.escrow import Escrow, load_custodian, recover
+from asterisk_recorder.recordings.escrow import (
+    Custodian,
+    Escrow,
+    load_custodian,
+    load_custodian_key,
+    recover,
+)
 from asterisk_recorder.recordings.keys import KekInfo, KekOpener, rotation_due
 from asterisk_recorder.recordings.ledgered import LedgerCheck, check_sealed, sealed_fact
 from asterisk_recorder.recordings.pkcs11_kek import Pkcs11PrivateKeys
@@ -332,9 +338,11 @@ def run_keys_recover(args: argparse.Namespace) -> int:
     key = recover(args.kek_id, args.share, args.custodian_key)
     info = store.recover(args.kek_id, key)
     del key
-    used = ",".join(sorted(
-        json.loads(path.read_text(encoding="utf-8"))["custodian_fingerprint"][:16]
-        for path in args.share))
+    named = {str(json.loads(path.read_text(encoding="utf-8"))["custodian_fingerprint"])
+             for path in args.share}
+    given = {Custodian(path.name, load_custodian_key(path).public_key()).fingerprint
+             for path in args.custodian_key}
+    used = ",".join(sorted(fp[:16] for fp in named & given))  # whose shares rebuilt it
     print(f"recovered key {info.kek_id} ({info.retention_class} {info.month}) into "
           f"{store.private.where}; fingerprint {info.fingerprint}")
     if settings.database.dsn:

@@ -286,6 +286,7 @@ async def test_escrowed_key_is_split_to_custodians_and_recovered_into_a_new_toke
     destroyed = await cli("recording", "keys", "destroy", kek_id, "--confirm", kek_id,
                           "--reason", "test", *base)
     facts = [f["kind"] for f in await all_facts(env.dsn, "recording.key")]
+    [again] = await all_facts(env.dsn, "recording.key_recovered")
 
     assert (created, too_few, wrong_keys, recovered, destroyed) == (0, 1, 1, 0, 0)
     assert "escrow:  2-of-3 shares" in out
@@ -304,6 +305,8 @@ async def test_escrowed_key_is_split_to_custodians_and_recovered_into_a_new_toke
     assert facts == ["recording.key_created", "recording.key_recovered",
                      "recording.key_destroyed"]
     assert not store.has_private(kek_id)
+    assert sorted(again["payload"]["custodians"].split(",")) == sorted(
+        shares[i].name.split("-")[2].removesuffix(".json") for i in (0, 2))
 
 
 # -- the CLI, the ledger and the faults ---------------------------------------------------------
