@@ -32,6 +32,7 @@ from asterisk_recorder.ledger.keys import load_digest_key
 from asterisk_recorder.recordings import disposal
 from asterisk_recorder.recordings.disposal import DisposalReport, Disposer
 from asterisk_recorder.recordings.keys import KeyStore
+from asterisk_recorder.recordings.pkcs11_kek import Pkcs11PrivateKeys
 from asterisk_recorder.recordings.retention import (
     BucketPlan,
     Hold,
@@ -43,7 +44,7 @@ from asterisk_recorder.recordings.storage import stores_from_settings
 from asterisk_recorder.settings import Settings
 from asterisk_recorder.settings.retention import parse_retention
 
-__all__ = ["actor", "add_actions", "with_ledger"]
+__all__ = ["actor", "add_actions", "key_store", "with_ledger"]
 
 _T = TypeVar("_T")
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -149,7 +150,8 @@ def add_actions(actions: Any) -> None:
     dispose.add_argument("--public-keys", type=Path, metavar="DIR",
                          help="key metadata (default: recordings.key_dir)")
     dispose.add_argument("--private-keys", type=Path, metavar="DIR",
-                         help="the private keys (required unless --dry-run)")
+                         help="the private keys (required unless --dry-run or "
+                         "recordings.kek_pkcs11_module names a token)")
     dispose.add_argument("--batch", type=int, default=500, help=argparse.SUPPRESS)
     dispose.add_argument("--json", action="store_true")
     dispose.set_defaults(func=run_dispose)
@@ -322,8 +324,25 @@ def _print_plan(plans: list[BucketPlan], holds: list[Hold], now: float, *,
               f"{hold.reason}")
 
 
+def key_store(settings: Settings, public: Path | None, private: Path | None, *,
+              token: bool = True) -> KeyStore:
+    """The key store of ``public`` (default ``recordings.key_dir``) with its private side: the
+    PKCS#11 token of ``recordings.kek_pkcs11_module`` when set (and ``token``), else the
+    ``private`` directory (``None``: public keys only)."""
+    rec = settings.recordings
+    public_dir = public or Path(rec.key_dir)
+    if rec.kek_pkcs11_module and token:
+        if private is not None:
+            raise RecordingError(
+                "recordings.kek_pkcs11_module is set: the private keys are in its token; "
+                "drop --private-keys")
+        return KeyStore(public_dir, private=Pkcs11PrivateKeys(
+            rec.kek_pkcs11_module, rec.kek_pkcs11_token, rec.kek_pkcs11_pin.value))
+    return KeyStore(public_dir, private)
+
+
 def _store(settings: Settings, public: Path | None, private: Path | None) -> KeyStore:
-    return KeyStore(public or Path(settings.recordings.key_dir), private)
+    return key_store(settings, public, private, token=False)
 
 
 def run_retention_show(args: argparse.Namespace) -> int:
@@ -347,11 +366,13 @@ def run_retention_show(args: argparse.Namespace) -> int:
 def run_dispose(args: argparse.Namespace) -> int:
     """``recording dispose [--dry-run]``."""
     settings = _settings(args)
-    if not args.dry_run and args.private_keys is None:
+    if not args.dry_run and args.private_keys is None \
+            and not settings.recordings.kek_pkcs11_module:
         raise RecordingError(
-            "dispose destroys the keys of emptied buckets: give --private-keys DIR "
-            "(or --dry-run to see the list)")
-    keys = _store(settings, args.public_keys, None if args.dry_run else args.private_keys)
+            "dispose destroys the keys of emptied buckets: give --private-keys DIR, or set "
+            "recordings.kek_pkcs11_module (or --dry-run to see the list)")
+    keys = (_store(settings, args.public_keys, None) if args.dry_run
+            else key_store(settings, args.public_keys, args.private_keys))
     now = disposal._clock()
 
     async def dry(conn: asyncpg.Connection) -> tuple[list[BucketPlan], list[Hold]]:
@@ -388,9 +409,10 @@ def run_dispose(args: argparse.Namespace) -> int:
         print(f"held back: {decision_id} by hold {', '.join(hold_ids)}")
     for kek_id in report.keys_destroyed:
         print(f"key destroyed: {kek_id} (every recording sealed to it is disposed of)")
+    where = keys.private.where if keys.private is not None else args.private_keys
     for kek_id in report.keys_waiting:
         print(f"key {kek_id}: every recording sealed to it is disposed of, but its private key "
-              f"is not in {args.private_keys} (or {keys.public_dir} lacks its metadata): NOT "
+              f"is not in {where} (or {keys.public_dir} lacks its metadata): NOT "
               "destroyed; give the right directories and run dispose again", file=sys.stderr)
     print(f"run {report.run_id}: {len(report.disposed)} disposed of "
           f"({len(report.resumed)} resumed), {len(report.held)} held back, "

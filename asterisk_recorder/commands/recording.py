@@ -1,7 +1,9 @@
-"""``asterisk-recorder recording ...``: keys list|create|rotate|destroy, verify, open.
+"""``asterisk-recorder recording ...``: keys list|create|rotate|destroy|recover, verify, open.
 
 This module owns the commands' arguments, confirmations and output only; the work is done by
-``asterisk_recorder.recordings`` (``keys``, ``envelope``, ``access``). Facts
+``asterisk_recorder.recordings`` (``keys``, ``pkcs11_kek``, ``escrow``, ``envelope``, ``access``).
+With ``recordings.kek_pkcs11_module`` set, the private keys are in that token instead of
+``--private-keys``. Facts
 (``recording.key_created``, ``recording.key_destroyed``, ``recording.accessed``) go to the
 ledger through ``Ledger.record_fact`` when a DSN is configured; without one, destroying a key
 or opening a recording needs ``--no-ledger`` (said loudly). No key material is ever printed.
@@ -28,6 +30,7 @@ import asyncpg
 
 from asterisk_recorder import config
 from asterisk_recorder.commands._retention import add_actions as add_retention_actions
+from asterisk_recorder.commands._retention import key_store
 from asterisk_recorder.errors import KeyUnavailable, RecordingError
 from asterisk_recorder.flow.facts import LedgerFact
 from asterisk_recorder.flow.recording import DECISION_ID_RE
@@ -37,7 +40,16 @@ from asterisk_recorder.ledger.keys import load_digest_key
 from asterisk_recorder.recordings import FileKekOpener, KeyStore, verify
 from asterisk_recorder.recordings.access import Access, access_fact, key_fact, open_recording
 from asterisk_recorder.recordings.catalog import Catalog
+from asterisk_recorder.recordings.escrow import (
+    Custodian,
+    Escrow,
+    load_custodian,
+    load_custodian_key,
+    recover,
+)
+from asterisk_recorder.recordings.keys import KekInfo, KekOpener, rotation_due
 from asterisk_recorder.recordings.ledgered import LedgerCheck, check_sealed, sealed_fact
+from asterisk_recorder.recordings.pkcs11_kek import Pkcs11PrivateKeys
 from asterisk_recorder.recordings.retention import (
     destroyed_key,
     disposal_notice,
@@ -46,6 +58,7 @@ from asterisk_recorder.recordings.retention import (
 )
 from asterisk_recorder.recordings.storage import Stores, stores_from_settings
 from asterisk_recorder.settings import Settings
+from asterisk_recorder.settings.ledger_rules import cryptoperiod_seconds
 from asterisk_recorder.settings.retention import parse_retention
 
 __all__ = ["register"]
@@ -95,6 +108,23 @@ def register(subparsers: Any) -> None:
         sub = key_action(name, text, func)
         sub.add_argument("--class", dest="retention_class", required=True, metavar="CLASS")
         sub.add_argument("--month", required=True, metavar="YYYY-MM")
+        sub.add_argument("--escrow", type=int, metavar="M",
+                         help="escrow the new private key M-of-N to the --custodian keys")
+        sub.add_argument("--custodian", action="append", type=Path, default=[],
+                         metavar="FILE", help="a custodian's P-384 public key (PEM); once each")
+        sub.add_argument("--escrow-dir", type=Path, metavar="DIR",
+                         help="where the share files and manifest go (DIR/KEK_ID/)")
+    recovering = key_action(
+        "recover",
+        "rebuild a private key from M escrow shares and store it (a new token or directory)",
+        run_keys_recover,
+    )
+    recovering.add_argument("kek_id", metavar="KEK_ID")
+    recovering.add_argument("--share", action="append", type=Path, default=[], required=True,
+                            metavar="FILE", help="a share file (M of them)")
+    recovering.add_argument("--custodian-key", action="append", type=Path, default=[],
+                            required=True, metavar="FILE",
+                            help="a custodian's P-384 private key (PEM), one per share")
     destroy = key_action(
         "destroy",
         "destroy a private key: every recording sealed to it becomes unreadable for ever",
@@ -139,15 +169,41 @@ def register(subparsers: Any) -> None:
                          help="a sealed file, an s3:// location, or a decision id (the "
                          "ledger says where its recording is)")
     opening.add_argument("--out", required=True, metavar="FILE|-")
-    opening.add_argument("--private-keys", required=True, type=Path, metavar="DIR")
+    opening.add_argument("--private-keys", type=Path, metavar="DIR",
+                         help="the private keys (not with recordings.kek_pkcs11_module: the "
+                         "token then unwraps)")
     opening.add_argument("--reason", required=True, help="why you open it (case, request id)")
     opening.add_argument("--no-ledger", action="store_true", help="allow it with no DSN set")
     opening.set_defaults(func=run_open)
     add_retention_actions(actions)
 
 
-def _store(args: argparse.Namespace) -> KeyStore:
-    return KeyStore(args.public_keys, args.private_keys)
+def _store(args: argparse.Namespace, settings: Settings) -> KeyStore:
+    return key_store(settings, args.public_keys, args.private_keys)
+
+
+def _opener(settings: Settings, private_keys: Path | None) -> KekOpener:
+    """The token's opener (``recordings.kek_pkcs11_module``) or the directory's."""
+    rec = settings.recordings
+    if rec.kek_pkcs11_module:
+        if private_keys is not None:
+            raise RecordingError("recordings.kek_pkcs11_module is set: the private keys are "
+                                 "in its token; drop --private-keys")
+        return Pkcs11PrivateKeys(rec.kek_pkcs11_module, rec.kek_pkcs11_token,
+                                 rec.kek_pkcs11_pin.value).opener()
+    if private_keys is None:
+        raise RecordingError("opening needs --private-keys DIR, or recordings.kek_pkcs11_module")
+    return FileKekOpener(private_keys)
+
+
+def _day(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+
+
+def _due(settings: Settings, info: KekInfo) -> float | None:
+    if info.state != "active":
+        return None
+    return rotation_due(info, cryptoperiod_seconds(settings.recordings.kek_cryptoperiod))
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -177,48 +233,123 @@ def _recorder(
 
 
 def run_keys_list(args: argparse.Namespace) -> int:
-    """``recording keys list``."""
-    infos = _store(args).list()
+    """``recording keys list``: exit 1 when the token cannot be reached (keys still listed)."""
+    settings = _settings(args)
+    store = _store(args, settings)
+    fault: KeyUnavailable | None = None
+    try:
+        infos = store.list()
+    except KeyUnavailable as exc:
+        if store.private is None:
+            raise
+        fault = exc
+        infos = KeyStore(args.public_keys).list()
+    now = time.time()
     if args.json:
         print(json.dumps([
             {
                 "kek_id": i.kek_id, "retention_class": i.retention_class, "month": i.month,
                 "state": i.state, "created_at": i.created_at, "destroyed_at": i.destroyed_at,
-                "fingerprint": i.fingerprint, "private_present": i.private_present,
+                "fingerprint": i.fingerprint,
+                "private_present": None if fault is not None else i.private_present,
+                "custody": i.custody, "escrow": i.escrow, "rotation_due": _due(settings, i),
             }
             for i in infos
         ]))
-        return 0
-    if not infos:
+    elif not infos:
         print(f"no keys in {args.public_keys}")
-        return 0
-    print(f"{'KEK_ID':<34} {'CLASS':<12} {'MONTH':<8} {'STATE':<10} PRIVATE  FINGERPRINT")
-    for i in infos:
-        private = "-" if args.private_keys is None else ("here" if i.private_present else "absent")
-        print(
-            f"{i.kek_id:<34} {i.retention_class:<12} {i.month:<8} {i.state:<10} "
-            f"{private:<8} {i.fingerprint[:16]}"
-        )
+    else:
+        print(f"{'KEK_ID':<34} {'CLASS':<12} {'MONTH':<8} {'STATE':<10} PRIVATE  "
+              f"{'FINGERPRINT':<16}  ROTATION")
+        for i in infos:
+            private = ("-" if store.private is None else "?" if fault is not None
+                       else "here" if i.private_present else "absent")
+            due = _due(settings, i)
+            rotation = "-" if due is None else (
+                f"DUE since {_day(due)}" if due <= now else f"due {_day(due)}")
+            print(
+                f"{i.kek_id:<34} {i.retention_class:<12} {i.month:<8} {i.state:<10} "
+                f"{private:<8} {i.fingerprint[:16]}  {rotation}"
+            )
+    if fault is not None:
+        print(f"error: private keys unknown: {fault}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _escrow(args: argparse.Namespace) -> Escrow | None:
+    if args.escrow is None:
+        if args.custodian or args.escrow_dir is not None:
+            raise RecordingError("--custodian and --escrow-dir go with --escrow M")
+        return None
+    if args.escrow_dir is None:
+        raise RecordingError("--escrow needs --escrow-dir DIR (where the share files go)")
+    custodians = tuple(load_custodian(path) for path in args.custodian)
+    return Escrow(args.escrow_dir, args.escrow, custodians)
 
 
 def _created(args: argparse.Namespace, rotate: bool) -> int:
     settings = _settings(args)
-    store = _store(args)
-    if args.private_keys is None:
-        raise RecordingError("creating a key needs --private-keys DIR (for the private half)")
-    info = (store.rotate if rotate else store.create)(args.retention_class, args.month)
+    store = _store(args, settings)
+    if store.private is None:
+        raise RecordingError("creating a key needs --private-keys DIR (for the private half), "
+                             "or recordings.kek_pkcs11_module (a token)")
+    escrow = _escrow(args)
+    info = (store.rotate if rotate else store.create)(
+        args.retention_class, args.month, escrow=None if escrow is None else escrow.write)
     print(
         f"{'rotated: new' if rotate else 'created'} key {info.kek_id} for "
         f"{info.retention_class} {info.month}; fingerprint {info.fingerprint}"
     )
     print(f"  public:  {store.public_dir / (info.kek_id + '.pub.pem')} (copy to the sealing host)")
-    print(f"  private: {args.private_keys / (info.kek_id + '.key.pem')} (keep it off that host)")
+    if args.private_keys is not None:
+        print(f"  private: {args.private_keys / (info.kek_id + '.key.pem')} (keep it off that "
+              "host)")
+    else:
+        print(f"  private: in {store.private.where}, labelled {info.kek_id}: sensitive, not "
+              "extractable; unwraps on the token")
+    described = None
+    if escrow is not None:
+        described = (f"{escrow.threshold}-of-{len(escrow.custodians)} "
+                     + ",".join(c.fingerprint[:16] for c in escrow.custodians))
+        print(f"  escrow:  {escrow.threshold}-of-{len(escrow.custodians)} shares in "
+              f"{info.escrow} (manifest.json); hand share-N-*.json to its custodian, then "
+              "delete it here")
+    due = _due(settings, info)
+    if due is not None:
+        print(f"  rotation due {_day(due)} (recordings.kek_cryptoperiod = "
+              f"{settings.recordings.kek_cryptoperiod}), or at the end of {info.month}")
     if settings.database.dsn:
         keep = _recorder(settings, False, "key creation")
         assert keep is not None
-        asyncio.run(keep(key_fact(info, actor=_actor(), at=time.time())))
+        asyncio.run(keep(key_fact(info, actor=_actor(), at=time.time(), escrow=described)))
         print("  ledger: recording.key_created")
+    return 0
+
+
+def run_keys_recover(args: argparse.Namespace) -> int:
+    """``recording keys recover KEK_ID --share FILE ... --custodian-key FILE ...``."""
+    settings = _settings(args)
+    store = _store(args, settings)
+    if store.private is None:
+        raise RecordingError("recovering a key needs where to put it: --private-keys DIR, or "
+                             "recordings.kek_pkcs11_module (a token)")
+    store.private.check()
+    key = recover(args.kek_id, args.share, args.custodian_key)
+    info = store.recover(args.kek_id, key)
+    del key
+    named = {str(json.loads(path.read_text(encoding="utf-8"))["custodian_fingerprint"])
+             for path in args.share}
+    given = {Custodian(path.name, load_custodian_key(path).public_key()).fingerprint
+             for path in args.custodian_key}
+    used = ",".join(sorted(fp[:16] for fp in named & given))  # whose shares rebuilt it
+    print(f"recovered key {info.kek_id} ({info.retention_class} {info.month}) into "
+          f"{store.private.where}; fingerprint {info.fingerprint}")
+    if settings.database.dsn:
+        keep = _recorder(settings, False, "key recovery")
+        assert keep is not None
+        asyncio.run(keep(key_fact(info, actor=_actor(), at=time.time(), recovered_by=used)))
+        print("  ledger: recording.key_recovered")
     return 0
 
 
@@ -235,7 +366,7 @@ def run_keys_rotate(args: argparse.Namespace) -> int:
 def run_keys_destroy(args: argparse.Namespace) -> int:
     """``recording keys destroy``: confirmation, ledger fact first, then the destruction."""
     settings = _settings(args)
-    store = _store(args)
+    store = _store(args, settings)
     if args.confirm != args.kek_id:
         raise RecordingError(
             f"--confirm {args.confirm!r} does not repeat {args.kek_id!r}; nothing was destroyed"
@@ -245,9 +376,12 @@ def run_keys_destroy(args: argparse.Namespace) -> int:
     info = next((i for i in store.list() if i.kek_id == args.kek_id), None)
     if info is None:
         raise RecordingError(f"key {args.kek_id} is not in {args.public_keys}")
+    if store.private is None:
+        raise RecordingError("destroying a key needs --private-keys DIR, or "
+                             "recordings.kek_pkcs11_module (a token)")
     if not info.private_present:
         raise RecordingError(
-            f"private key {args.kek_id} is not in {args.private_keys}; nothing was destroyed"
+            f"private key {args.kek_id} is not in {store.private.where}; nothing was destroyed"
         )
     keep = _recorder(settings, args.no_ledger, f"destroying key {args.kek_id}")
     if keep is not None:  # the intent is in the ledger before the key is gone
@@ -257,6 +391,9 @@ def run_keys_destroy(args: argparse.Namespace) -> int:
         f"destroyed private key {done.kek_id} ({done.retention_class} {done.month}): every "
         "recording sealed to it is now unreadable, in every copy and backup"
     )
+    if info.escrow is not None:
+        print(f"  escrow: share files and manifest in {info.escrow} deleted; custodians must "
+              "destroy the copies they were handed")
     return 0
 
 
@@ -428,7 +565,7 @@ def run_open(args: argparse.Namespace) -> int:
     if not args.reason.strip():
         raise RecordingError("--reason must say why the recording is opened")
     keep = _recorder(settings, args.no_ledger, "opening a recording")
-    opener = FileKekOpener(args.private_keys)
+    opener = _opener(settings, args.private_keys)
     exists = Path(args.path).exists()
 
     async def record(access: Access) -> None:
@@ -465,6 +602,10 @@ def run_open(args: argparse.Namespace) -> int:
         if event is None:
             raise
         raise RecordingError(key_notice(event)) from exc
+    finally:
+        close = getattr(opener, "close", None)
+        if close is not None:
+            close()  # the token's session
     return 0
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "RECORDING_HOLD_RELEASED",
     "RECORDING_KEY_CREATED",
     "RECORDING_KEY_DESTROYED",
+    "RECORDING_KEY_RECOVERED",
     "TOLD",
     "Effective",
     "FactField",
@@ -63,6 +64,7 @@ CALL_HAND_BACK_FAILED = "call.hand_back_failed"
 CALL_FATE = "call.fate"
 RECORDING_KEY_CREATED = "recording.key_created"
 RECORDING_KEY_DESTROYED = "recording.key_destroyed"
+RECORDING_KEY_RECOVERED = "recording.key_recovered"
 RECORDING_HOLD_PLACED = "recording.hold_placed"
 RECORDING_HOLD_RELEASED = "recording.hold_released"
 RECORDING_DISPOSING = "recording.disposing"
@@ -302,6 +304,8 @@ _KEY_FIELDS = {
     "retention_class": FactField(_TEXT, required=True),
     "month": FactField(_TEXT, required=True),
     "fingerprint": FactField(_TEXT, required=True),
+    "custody": FactField(_TEXT, choices=("file", "pkcs11")),
+    "escrow": FactField(_TEXT),
 }
 
 FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
@@ -356,6 +360,12 @@ FACT_KINDS: Mapping[str, FactKind] = types.MappingProxyType(
                 "none",
                 "a key-encryption private key was destroyed: its recordings are unreadable",
                 {**_KEY_FIELDS, "reason": FactField(_TEXT, required=True)},
+            ),
+            _kind(
+                RECORDING_KEY_RECOVERED,
+                "none",
+                "a key-encryption private key was rebuilt from M escrow shares and stored again",
+                {**_KEY_FIELDS, "custodians": FactField(_TEXT, required=True)},
             ),
         )
     }

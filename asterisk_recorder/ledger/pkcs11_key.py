@@ -34,7 +34,14 @@ __all__ = [
     "DEFAULT_KEY_LABEL",
     "ED25519_PARAMS",
     "Pkcs11Signer",
+    "close_session",
     "decode_ec_point",
+    "find_token",
+    "load_module",
+    "login",
+    "lost_session_errors",
+    "masked",
+    "python_pkcs11",
 ]
 
 DEFAULT_KEY_LABEL = "asterisk-recorder-checkpoint"
@@ -441,3 +448,14 @@ def _destroy(session: Session, label: str, lib: Any) -> None:
             obj.destroy()
     except lib.PKCS11Error:
         pass  # best effort; the error raised next says the key is not safe
+
+
+# Shared with ``recordings.pkcs11_kek`` (the recording KEKs in a token): the same module
+# loading, token lookup, login (the PIN never in a message) and session handling.
+python_pkcs11 = _pkcs11
+lost_session_errors = _lost
+masked = _detail
+load_module = _load_module
+find_token = _find_token
+login = _login
+close_session = _close

@@ -22,6 +22,7 @@ from asterisk_recorder.flow.facts import (
     MAX_TEXT_CHARS,
     RECORDING_KEY_CREATED,
     RECORDING_KEY_DESTROYED,
+    RECORDING_KEY_RECOVERED,
     LedgerFact,
 )
 from asterisk_recorder.recordings.envelope import (
@@ -80,18 +81,29 @@ def access_fact(access: Access) -> LedgerFact:
     )
 
 
-def key_fact(info: KekInfo, *, actor: str, at: float, reason: str | None = None) -> LedgerFact:
-    """``recording.key_created`` (no ``reason``) or ``recording.key_destroyed`` (with one)."""
+def key_fact(
+    info: KekInfo, *, actor: str, at: float, reason: str | None = None,
+    escrow: str | None = None, recovered_by: str | None = None,
+) -> LedgerFact:
+    """``recording.key_created`` (no ``reason``; ``escrow``: ``M-of-N`` and custodians),
+    ``recording.key_destroyed`` (with a ``reason``) or ``recording.key_recovered``
+    (``recovered_by``: the custodians' fingerprints)."""
     payload: dict[str, str | None] = {
         "kek_id": info.kek_id,
         "retention_class": info.retention_class,
         "month": info.month,
         "fingerprint": info.fingerprint,
+        "custody": info.custody,
     }
     kind = RECORDING_KEY_CREATED
     if reason is not None:
         kind = RECORDING_KEY_DESTROYED
         payload["reason"] = reason[:MAX_TEXT_CHARS]
+    elif recovered_by is not None:
+        kind = RECORDING_KEY_RECOVERED
+        payload["custodians"] = recovered_by[:MAX_TEXT_CHARS]
+    elif escrow is not None:
+        payload["escrow"] = escrow[:MAX_TEXT_CHARS]
     return LedgerFact(kind=kind, decision_id=None, at=at, actor=actor, payload=payload)
 
 

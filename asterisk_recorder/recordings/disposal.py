@@ -270,7 +270,8 @@ class Disposer:
         writer: where facts go (committed; a spooled fact stops the run before any delete).
         periods: the configured classes (only for recordings sealed without a period).
         actor: who disposes (``cli:user@host``).
-        keys: the key store with its private directory; ``None``: keys are not destroyed
+        keys: the key store with its private backend (a directory or a PKCS#11 token);
+            ``None``: keys are not destroyed
             (the report names the keys due).
         batch: recordings per batch (one lock, one round of facts).
         between_batches: called after each batch with the lock released (tests).
@@ -345,8 +346,16 @@ class Disposer:
     ) -> DisposalReport:
         """Finish interrupted disposals, dispose of what is due (``retention``: past
         ``retain_until``; ``erasure``: every recording of ``decision_ids``) and not held, then
-        destroy the keys left with no recording."""
+        destroy the keys left with no recording.
+
+        Raises:
+            KeyUnavailable: the private key backend (a PKCS#11 token) cannot be reached; it
+                is checked before anything is written or deleted, so a later run does it all.
+        """
         at = _clock() if now is None else now
+        if self._keys is not None and self._keys.private is not None:
+            # a token absent or a PIN refused stops the run here: nothing deleted, no fact
+            await asyncio.to_thread(self._keys.private.check)
         report = DisposalReport(run_id=str(uuid.uuid4()))
         await self._resume(report)
         inventory = await self.inventory(decision_ids)
@@ -447,7 +456,7 @@ class Disposer:
             self._finish_destroyed(plan.kek_id, report)
 
     def _key_info(self, plan: BucketPlan) -> KekInfo | None:
-        if self._keys is None or self._keys.private_dir is None:
+        if self._keys is None or self._keys.private is None:
             return None
         for info in self._keys.list():
             if info.kek_id == plan.kek_id and (info.private_present or info.state == "destroyed"):
@@ -456,8 +465,8 @@ class Disposer:
 
     def _finish_destroyed(self, kek_id: str, report: DisposalReport) -> None:
         """The ledger says destroyed: destroy the private key if this store still has it."""
-        if self._keys is None or self._keys.private_dir is None:
+        if self._keys is None or self._keys.private is None:
             return
-        if (self._keys.private_dir / f"{kek_id}.key.pem").exists():
+        if self._keys.has_private(kek_id):
             self._keys.destroy(kek_id, confirm=kek_id)
             report.keys_destroyed.append(kek_id)

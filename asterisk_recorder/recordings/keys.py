@@ -2,15 +2,18 @@
 
 This module owns the KEK interface the envelope uses (``KekPublicKey`` wraps a data key,
 ``KekOpener`` unwraps it), the wrap construction (ECDH P-384 with a fresh ephemeral key, then
-HKDF-SHA384 and AES-256-GCM, see docs/recording-format.md), and the file backend ``KeyStore``:
-one key pair per {retention class, month}, public keys in one directory (readable by the
-sealing host), private keys in another (0700 directory, 0600 files, never needed to seal).
+HKDF-SHA384 and AES-256-GCM, see docs/recording-format.md), and ``KeyStore``: one key pair
+per {retention class, month}, public keys and their metadata in one directory (readable by
+the sealing host), private keys behind a ``PrivateKeys`` backend: ``FilePrivateKeys`` (another
+directory, 0700, 0600 files) or a PKCS#11 token (``pkcs11_kek``). The sealer never needs the
+private side. Escrow share files (``escrow``) are deleted with the key they escrow.
 It must not write the ledger (callers record ``recording.key_created`` /
 ``recording.key_destroyed``) and must never log or print key material.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -18,6 +21,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -38,12 +42,17 @@ __all__ = [
     "WRAPPED_BYTES",
     "WRAP_ALGORITHM",
     "FileKekOpener",
+    "FilePrivateKeys",
     "KekInfo",
     "KekOpener",
     "KekPublicKey",
     "KeyStore",
+    "PrivateKeys",
     "check_kek_id",
+    "public_point",
+    "rotation_due",
     "unwrap_dek",
+    "unwrap_with",
     "wrap_dek",
 ]
 
@@ -105,26 +114,53 @@ def wrap_dek(
     return eph_point + AESGCM(key).encrypt(_WRAP_NONCE, dek, kek_id.encode("ascii"))
 
 
-def unwrap_dek(wrapped: bytes, private: ec.EllipticCurvePrivateKey, kek_id: str) -> bytes:
-    """Recover a data key; ``EnvelopeError`` when it does not open with this private key."""
+def public_point(public: ec.EllipticCurvePublicKey) -> bytes:
+    """The uncompressed SEC1 point of a P-384 public key (97 bytes; bound into the wrap)."""
+    return _point(public)
+
+
+def unwrap_with(
+    wrapped: bytes,
+    kek_point: bytes,
+    kek_id: str,
+    exchange: Callable[[bytes], bytes],
+) -> bytes:
+    """Recover a data key, with ``exchange`` doing the ECDH step wherever the private key is.
+
+    ``exchange`` gets the envelope's ephemeral public point (uncompressed, 97 bytes, already
+    checked to be on P-384) and returns the 48-byte ECDH shared secret (its x coordinate): in
+    software for the file backend, inside the token (``CKM_ECDH1_DERIVE``) for PKCS#11. Only
+    that secret is needed here for HKDF and the AES-GCM unwrap, never the private key.
+
+    Raises:
+        EnvelopeError: ``wrapped`` is malformed; KeyUnavailable: it does not open.
+    """
     if len(wrapped) != WRAPPED_BYTES:
         raise EnvelopeError(f"the wrapped data key is {len(wrapped)} bytes, not {WRAPPED_BYTES}")
     eph_point, sealed = wrapped[:_POINT_BYTES], wrapped[_POINT_BYTES:]
     try:
-        eph = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), eph_point)
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), eph_point)
     except ValueError as exc:
         raise EnvelopeError("the wrapped data key holds no valid P-384 point") from exc
-    key = _wrap_key(
-        private.exchange(ec.ECDH(), eph), eph_point, _point(private.public_key()), kek_id
-    )
+    key = _wrap_key(exchange(eph_point), eph_point, kek_point, kek_id)
     try:
         return AESGCM(key).decrypt(_WRAP_NONCE, sealed, kek_id.encode("ascii"))
     except InvalidTag as exc:
         raise KeyUnavailable(
-            f"the data key does not open with private key {kek_id}: the key file holds a "
+            f"the data key does not open with private key {kek_id}: the key store holds a "
             "different key than the one this recording was sealed to, or the header was altered",
             kek_id=kek_id,
         ) from exc
+
+
+def unwrap_dek(wrapped: bytes, private: ec.EllipticCurvePrivateKey, kek_id: str) -> bytes:
+    """Recover a data key; ``EnvelopeError`` when it does not open with this private key."""
+
+    def exchange(eph_point: bytes) -> bytes:
+        eph = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), eph_point)
+        return private.exchange(ec.ECDH(), eph)
+
+    return unwrap_with(wrapped, _point(private.public_key()), kek_id, exchange)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +220,10 @@ class KekInfo:
             ``destroyed`` (private key gone: its recordings can never be opened).
         created_at / destroyed_at: epoch seconds.
         fingerprint: SHA-256 of the public point.
-        private_present: whether this store's private directory holds the private key.
+        private_present: whether this store's private backend holds the private key.
+        custody: where the private key was put at creation: ``file`` or ``pkcs11``.
+        escrow: the directory of its escrow share files and manifest (``None``: no escrow);
+            deleted when the key is destroyed.
     """
 
     kek_id: str
@@ -195,6 +234,8 @@ class KekInfo:
     fingerprint: str
     destroyed_at: float | None = None
     private_present: bool = False
+    custody: str = "file"
+    escrow: str | None = None
 
 
 def _check_bucket(retention_class: str, month: str) -> None:
@@ -286,8 +327,128 @@ class FileKekOpener:
         return unwrap_dek(wrapped, self.private_key(kek_id), kek_id)
 
 
+@runtime_checkable
+class PrivateKeys(Protocol):
+    """Where a KeyStore keeps private keys: a directory (``FilePrivateKeys``) or a token.
+
+    ``where`` names it for messages (never a PIN); ``custody`` is ``file`` or ``pkcs11``.
+    Every method raises ``KeyUnavailable`` when the backend cannot be reached (a token absent,
+    a PIN refused, a directory unreadable), with nothing changed.
+    """
+
+    where: str
+    custody: str
+
+    def check(self) -> None:
+        """Reach the backend (log in to a token); ``KeyUnavailable`` when that fails."""
+        ...
+
+    def ids(self) -> frozenset[str]:
+        """The key ids whose private key this backend holds."""
+        ...
+
+    def generate(self, kek_id: str) -> ec.EllipticCurvePublicKey:
+        """Create the private key ``kek_id`` here and return its public key."""
+        ...
+
+    def store(self, kek_id: str, private: ec.EllipticCurvePrivateKey) -> None:
+        """Keep ``private`` as ``kek_id`` (escrowed or recovered keys; a token: not
+        extractable). Refused when ``kek_id`` is held already."""
+        ...
+
+    def destroy(self, kek_id: str, stamp: float) -> None:
+        """Destroy the private key ``kek_id`` (``KeyUnavailable`` when it is not here)."""
+        ...
+
+    def opener(self) -> KekOpener:
+        """The opener unwrapping with these keys."""
+        ...
+
+
+class FilePrivateKeys:
+    """Private keys as ``<directory>/<kek_id>.key.pem`` (PKCS#8 PEM, 0600; directory 0700)."""
+
+    custody = "file"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.where = str(self.directory)
+
+    def check(self) -> None:
+        """A missing directory is fine (``create`` makes it); an unreadable one is not."""
+        if self.directory.exists() and not os.access(self.directory, os.R_OK | os.X_OK):
+            raise KeyUnavailable(f"the private key directory {self.directory} is not readable")
+
+    def ids(self) -> frozenset[str]:
+        """The ids of the ``*.key.pem`` files."""
+        if not self.directory.is_dir():
+            return frozenset()
+        return frozenset(p.name.removesuffix(".key.pem") for p in self.directory.glob("*.key.pem"))
+
+    def generate(self, kek_id: str) -> ec.EllipticCurvePublicKey:
+        """A new P-384 key, written 0600."""
+        key = ec.generate_private_key(ec.SECP384R1())
+        self.store(kek_id, key)
+        return key.public_key()
+
+    def store(self, kek_id: str, private: ec.EllipticCurvePrivateKey) -> None:
+        """Write ``private`` as ``<kek_id>.key.pem`` (refused when it exists)."""
+        _ensure_dir(self.directory, 0o700)
+        path = self.directory / f"{check_kek_id(kek_id)}.key.pem"
+        if path.exists():
+            raise RecordingError(f"private key {kek_id} exists in {self.directory}: not replaced")
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_private(path, pem, 0o600)
+
+    def destroy(self, kek_id: str, stamp: float) -> None:
+        """Overwrite, fsync and unlink the key file; leave a ``<kek_id>.destroyed`` tombstone."""
+        path = self.directory / f"{check_kek_id(kek_id)}.key.pem"
+        if not path.exists():
+            raise KeyUnavailable(f"private key {kek_id} is not in {path.parent}", kek_id=kek_id)
+        size = path.stat().st_size
+        with open(path, "r+b") as handle:  # best effort on flash/COW: see docs/recordings.md
+            handle.write(bytes(size))
+            handle.flush()
+            os.fsync(handle.fileno())
+        path.unlink()
+        _fsync_dir(path.parent)  # the removal itself survives a crash
+        _write_private(
+            path.with_name(f"{kek_id}.destroyed"), f"destroyed at {stamp:.0f}\n".encode(), 0o600
+        )
+
+    def opener(self) -> FileKekOpener:
+        """A ``FileKekOpener`` on this directory."""
+        return FileKekOpener(self.directory)
+
+
+def rotation_due(info: KekInfo, cryptoperiod_s: float) -> float:
+    """When a new key is due for ``info``'s bucket: its creation plus the cryptoperiod.
+
+    The bucket's month ends its use anyway (next month has its own key), so a cryptoperiod
+    of a month or more changes nothing inside the month; a shorter one asks for a ``rotate``.
+    """
+    return info.created_at + cryptoperiod_s
+
+
+def _destroy_escrow(directory: Path) -> None:
+    """Unlink every file of an escrow directory, fsync, remove the directory (gone: fine)."""
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    _fsync_dir(directory)
+    with contextlib.suppress(OSError):
+        directory.rmdir()
+        _fsync_dir(directory.parent)
+
+
 class KeyStore:
-    """The file KEK backend: one key pair per {retention class, month}.
+    """The KEK store: one key pair per {retention class, month}.
 
     Args:
         public_dir: public keys (``<kek_id>.pub.pem``) and their metadata (``<kek_id>.json``);
@@ -295,23 +456,34 @@ class KeyStore:
         private_dir: private keys (``<kek_id>.key.pem``); kept on another host or volume.
             ``None`` on the sealing host: then ``create``, ``rotate``, ``destroy`` and
             ``opener`` refuse.
+        private: another private backend instead of ``private_dir`` (a PKCS#11 token,
+            ``pkcs11_kek.Pkcs11PrivateKeys``); not both.
     """
 
-    def __init__(self, public_dir: Path, private_dir: Path | None = None) -> None:
+    def __init__(
+        self, public_dir: Path, private_dir: Path | None = None, *,
+        private: PrivateKeys | None = None,
+    ) -> None:
         self.public_dir = Path(public_dir)
         self.private_dir = None if private_dir is None else Path(private_dir)
+        if self.private_dir is not None and private is not None:
+            raise RecordingError("give a private key directory or a token, not both")
         if self.private_dir is not None and self.private_dir.resolve() == self.public_dir.resolve():
             raise RecordingError(
                 "the private key directory must not be the public key directory: the sealing "
                 "host reads the public one"
             )
+        self.private: PrivateKeys | None = (
+            private if private is not None
+            else None if self.private_dir is None else FilePrivateKeys(self.private_dir)
+        )
 
     # -- reading -------------------------------------------------------------------------
 
     def _meta_path(self, kek_id: str) -> Path:
         return self.public_dir / f"{kek_id}.json"
 
-    def _info(self, kek_id: str) -> KekInfo:
+    def _info(self, kek_id: str, held: frozenset[str] | None = None) -> KekInfo:
         path = self._meta_path(check_kek_id(kek_id))
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -334,22 +506,37 @@ class KeyStore:
                 destroyed_at=(
                     None if raw.get("destroyed_at") is None else float(raw["destroyed_at"])
                 ),
+                custody=str(raw.get("custody", "file")),
+                escrow=None if raw.get("escrow") is None else str(raw["escrow"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise KeyUnavailable(f"metadata of key {kek_id} is malformed", kek_id=kek_id) from exc
         if info.kek_id != kek_id or info.state not in _STATES:
             raise KeyUnavailable(f"metadata of key {kek_id} is malformed", kek_id=kek_id)
-        present = (
-            self.private_dir is not None and (self.private_dir / f"{kek_id}.key.pem").exists()
-        )
-        return replace(info, private_present=present)
+        if held is None:
+            held = self.private.ids() if self.private is not None else frozenset()
+        return replace(info, private_present=kek_id in held)
 
     def list(self) -> list[KekInfo]:
-        """Every key the public directory knows, oldest bucket first."""
+        """Every key the public directory knows, oldest bucket first.
+
+        Raises:
+            KeyUnavailable: a metadata file is bad, or the private backend cannot be reached.
+        """
         if not self.public_dir.is_dir():
             return []
-        infos = [self._info(p.name.removesuffix(".json")) for p in self.public_dir.glob("*.json")]
+        held = self.private.ids() if self.private is not None else frozenset()
+        infos = [self._info(p.name.removesuffix(".json"), held)
+                 for p in self.public_dir.glob("*.json")]
         return sorted(infos, key=lambda i: (i.retention_class, i.month, i.created_at, i.kek_id))
+
+    def info(self, kek_id: str) -> KekInfo:
+        """What the store knows about ``kek_id`` (``KeyUnavailable`` when it knows nothing)."""
+        return self._info(kek_id)
+
+    def has_private(self, kek_id: str) -> bool:
+        """Whether the private backend holds ``kek_id`` (``False`` without a backend)."""
+        return self.private is not None and kek_id in self.private.ids()
 
     def public(self, kek_id: str) -> KekPublicKey:
         """The public key ``kek_id``; ``KeyUnavailable`` when missing or unreadable."""
@@ -366,43 +553,58 @@ class KeyStore:
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise KeyUnavailable(f"public key {kek_id} is not a P-384 key", kek_id=kek_id)
         public = KekPublicKey(kek_id, key)
-        info = self._info(kek_id)
+        info = self._info(kek_id, frozenset())
         if info.fingerprint != public.fingerprint:
             raise KeyUnavailable(
                 f"public key {kek_id} does not match its recorded fingerprint", kek_id=kek_id
             )
         return public
 
-    def current(self, retention_class: str, month: str) -> KekPublicKey:
-        """The active key of bucket {``retention_class``, ``month``} that seals new recordings.
+    def _active(self, retention_class: str, month: str) -> builtins.list[KekInfo]:
+        if not self.public_dir.is_dir():
+            return []
+        infos = [self._info(p.name.removesuffix(".json"), frozenset())
+                 for p in self.public_dir.glob("*.json")]
+        return [i for i in infos
+                if i.retention_class == retention_class and i.month == month
+                and i.state == "active"]
 
-        Raises:
-            KeyUnavailable: the bucket has no active key (create it ahead of the month, on the
-                key host, and copy its public directory to the sealing host).
-        """
+    def current_info(self, retention_class: str, month: str) -> KekInfo:
+        """The metadata of the bucket's active key (see ``current``); never reads private keys."""
         _check_bucket(retention_class, month)
-        active = [
-            i for i in self.list()
-            if i.retention_class == retention_class and i.month == month and i.state == "active"
-        ]
+        active = self._active(retention_class, month)
         if not active:
             raise KeyUnavailable(
                 f"no active key for retention class {retention_class!r}, month {month} in "
                 f"{self.public_dir}: run 'asterisk-recorder recording keys create --class "
                 f"{retention_class} --month {month}' where the private keys live"
             )
-        return self.public(max(active, key=lambda i: i.created_at).kek_id)
+        return max(active, key=lambda i: i.created_at)
 
-    def opener(self) -> FileKekOpener:
+    def current(self, retention_class: str, month: str) -> KekPublicKey:
+        """The active key of bucket {``retention_class``, ``month``} that seals new recordings.
+
+        Reads the public directory only (the sealer has no private backend, and needs none).
+
+        Raises:
+            KeyUnavailable: the bucket has no active key (create it ahead of the month, on the
+                key host, and copy its public directory to the sealing host).
+        """
+        return self.public(self.current_info(retention_class, month).kek_id)
+
+    def opener(self) -> KekOpener:
         """The private half, for verify with tags and open."""
-        return FileKekOpener(self._private())
+        return self._private().opener()
 
     # -- changing ------------------------------------------------------------------------
 
-    def _private(self) -> Path:
-        if self.private_dir is None:
-            raise KeyUnavailable("no private key directory given (--private-keys DIR)")
-        return self.private_dir
+    def _private(self) -> PrivateKeys:
+        if self.private is None:
+            raise KeyUnavailable(
+                "no private key directory given (--private-keys DIR), and no PKCS#11 token "
+                "(recordings.kek_pkcs11_module)"
+            )
+        return self.private
 
     def _write_meta(self, info: KekInfo) -> None:
         data = {k: v for k, v in _asdict(info).items() if k != "private_present"}
@@ -410,62 +612,104 @@ class KeyStore:
             self._meta_path(info.kek_id), (json.dumps(data, indent=2) + "\n").encode(), 0o644
         )
 
-    def create(self, retention_class: str, month: str, *, now: float | None = None) -> KekInfo:
+    def create(
+        self, retention_class: str, month: str, *, now: float | None = None,
+        escrow: Callable[[str, ec.EllipticCurvePrivateKey], Path] | None = None,
+    ) -> KekInfo:
         """Generate the key pair of a bucket that has no active key yet.
+
+        ``escrow`` (``escrow.Escrow.write``) gets the new key id and a private key generated
+        in software, writes its shares, and returns their directory; the key is then stored in
+        the private backend (a token: imported not extractable) and the software copy dropped.
+        Without it the backend generates the key itself (a token: it never leaves it).
 
         Raises:
             RecordingError: bad class or month, or the bucket already has an active key
                 (use ``rotate``).
         """
         _check_bucket(retention_class, month)
-        if any(
-            i.retention_class == retention_class and i.month == month and i.state == "active"
-            for i in self.list()
-        ):
+        self._private().check()  # a token absent or a PIN refused: nothing written
+        if self._active(retention_class, month):
             raise RecordingError(
                 f"bucket {retention_class} {month} already has an active key: use rotate"
             )
-        return self._generate(retention_class, month, time.time() if now is None else now)
+        return self._generate(retention_class, month, time.time() if now is None else now,
+                              escrow)
 
-    def rotate(self, retention_class: str, month: str, *, now: float | None = None) -> KekInfo:
+    def rotate(
+        self, retention_class: str, month: str, *, now: float | None = None,
+        escrow: Callable[[str, ec.EllipticCurvePrivateKey], Path] | None = None,
+    ) -> KekInfo:
         """Retire the bucket's active key (it still opens) and create a new one."""
         _check_bucket(retention_class, month)
-        self._private()  # refuse before retiring anything
+        self._private().check()  # refuse before retiring anything
         stamp = time.time() if now is None else now
-        for info in self.list():
-            if info.retention_class == retention_class and info.month == month and (
-                info.state == "active"
-            ):
-                self._write_meta(replace(info, state="retired"))
-        return self._generate(retention_class, month, stamp)
+        for info in self._active(retention_class, month):
+            self._write_meta(replace(info, state="retired"))
+        return self._generate(retention_class, month, stamp, escrow)
 
-    def _generate(self, retention_class: str, month: str, now: float) -> KekInfo:
-        private_dir = self._private()
-        _ensure_dir(private_dir, 0o700)
+    def _generate(
+        self, retention_class: str, month: str, now: float,
+        escrow: Callable[[str, ec.EllipticCurvePrivateKey], Path] | None,
+    ) -> KekInfo:
+        private = self._private()
         self.public_dir.mkdir(parents=True, exist_ok=True)
         kek_id = f"{retention_class}-{month.replace('-', '')}-{secrets.token_hex(4)}"
-        key = ec.generate_private_key(ec.SECP384R1())
-        public = KekPublicKey(kek_id, key.public_key())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        _write_private(private_dir / f"{kek_id}.key.pem", pem, 0o600)
+        shares: Path | None = None
+        if escrow is None:
+            public_key = private.generate(kek_id)
+        else:
+            key = ec.generate_private_key(ec.SECP384R1())
+            public_key = key.public_key()
+            shares = escrow(kek_id, key)
+            try:
+                private.store(kek_id, key)
+            except BaseException:
+                _destroy_escrow(shares)  # no shares of a key that was never kept
+                raise
+            del key  # the software copy: dropped (see docs/recordings.md "Escrow")
+        public = KekPublicKey(kek_id, public_key)
         _write_private(self.public_dir / f"{kek_id}.pub.pem", public.pem(), 0o644)
-        info = KekInfo(kek_id, retention_class, month, "active", now, public.fingerprint)
+        info = KekInfo(kek_id, retention_class, month, "active", now, public.fingerprint,
+                       custody=private.custody,
+                       escrow=None if shares is None else str(shares))
         self._write_meta(info)
+        return self._info(kek_id)
+
+    def recover(self, kek_id: str, private_key: ec.EllipticCurvePrivateKey) -> KekInfo:
+        """Put a private key rebuilt from escrow (``escrow.recover``) back into the backend.
+
+        Raises:
+            KeyUnavailable: the key was destroyed, or its public key does not match the
+                recorded fingerprint; RecordingError: the backend holds it already.
+        """
+        info = self._info(kek_id)
+        if info.state == "destroyed":
+            raise KeyUnavailable(
+                f"key {kek_id} was destroyed; it is not recovered (its recordings stay "
+                "unreadable)", kek_id=kek_id)
+        if KekPublicKey(kek_id, private_key.public_key()).fingerprint != info.fingerprint:
+            raise KeyUnavailable(
+                f"the rebuilt key does not match key {kek_id}'s fingerprint: wrong shares",
+                kek_id=kek_id)
+        backend = self._private()
+        if kek_id in backend.ids():
+            raise RecordingError(f"{backend.where} holds private key {kek_id} already")
+        backend.store(kek_id, private_key)
         return self._info(kek_id)
 
     def destroy(self, kek_id: str, *, confirm: str, now: float | None = None) -> KekInfo:
         """Destroy the private key ``kek_id``: every recording sealed to it becomes unreadable.
 
         ``confirm`` must repeat ``kek_id`` exactly (a typo or a script's default cannot do it).
-        The file is overwritten, fsynced and unlinked; a ``<kek_id>.destroyed`` tombstone says
-        why the key is missing. Record ``recording.key_destroyed`` in the ledger first.
+        A file is overwritten, fsynced and unlinked (a ``<kek_id>.destroyed`` tombstone says
+        why the key is missing); a token's object is destroyed (``C_DestroyObject``). Its
+        escrow share files and manifest are deleted too. Record ``recording.key_destroyed`` in
+        the ledger first.
 
         Raises:
-            RecordingError: ``confirm`` differs; KeyUnavailable: no such private key here.
+            RecordingError: ``confirm`` differs; KeyUnavailable: no such private key here, or
+                the backend (a token) cannot be reached: then nothing was destroyed.
         """
         check_kek_id(kek_id)
         if confirm != kek_id:
@@ -474,20 +718,14 @@ class KeyStore:
                 "nothing was destroyed"
             )
         info = self._info(kek_id)
-        path = self._private() / f"{kek_id}.key.pem"
-        if not path.exists():
-            raise KeyUnavailable(f"private key {kek_id} is not in {path.parent}", kek_id=kek_id)
+        backend = self._private()
+        if not info.private_present:
+            raise KeyUnavailable(f"private key {kek_id} is not in {backend.where}",
+                                 kek_id=kek_id)
         stamp = time.time() if now is None else now
-        size = path.stat().st_size
-        with open(path, "r+b") as handle:  # best effort on flash/COW: see docs/recordings.md
-            handle.write(bytes(size))
-            handle.flush()
-            os.fsync(handle.fileno())
-        path.unlink()
-        _fsync_dir(path.parent)  # the removal itself survives a crash
-        _write_private(
-            path.with_name(f"{kek_id}.destroyed"), f"destroyed at {stamp:.0f}\n".encode(), 0o600
-        )
+        backend.destroy(kek_id, stamp)
+        if info.escrow is not None:
+            _destroy_escrow(Path(info.escrow))
         destroyed = replace(info, state="destroyed", destroyed_at=stamp)
         self._write_meta(destroyed)
         return self._info(kek_id)

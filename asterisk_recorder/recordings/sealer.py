@@ -70,10 +70,11 @@ from asterisk_recorder.recordings.envelope import (
     verify,
 )
 from asterisk_recorder.recordings.inotify import CloseWatcher, InotifyUnavailable
-from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore
+from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore, rotation_due
 from asterisk_recorder.recordings.storage import LocalStore, SealedStore
 from asterisk_recorder.recordings.wav import RecordingProbe, probe
 from asterisk_recorder.settings import RecordingsSettings
+from asterisk_recorder.settings.ledger_rules import cryptoperiod_seconds
 from asterisk_recorder.settings.retention import (
     choose_class,
     parse_retention,
@@ -207,6 +208,13 @@ class SealerMetrics:
             "active, readable public key; 0 means recordings of that month cannot be sealed.",
             ("retention_class", "month"),
         )
+        self.key_rotation_due = r.gauge(
+            "asterisk_recorder_recordings_key_rotation_due",
+            "Epoch seconds at which this month's active key of recordings.retention_class has "
+            "sealed for recordings.kek_cryptoperiod and 'recording keys rotate' is due (a "
+            "time in the past: overdue; the month's end ends its use anyway).",
+            ("retention_class", "month", "kek_id"),
+        )
         self.upload_pending = r.gauge(
             "asterisk_recorder_recordings_upload_pending",
             "Sealed recordings kept in the local sealed directory until the object store takes "
@@ -283,6 +291,17 @@ def _month(at: float) -> str:
 
 class _Retry(Exception):
     """This file cannot be finished now; keep it and try again later (reason in args)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySnapshot:
+    """What the key-bucket gauges show, computed off the loop and shown in one go."""
+
+    counts: dict[tuple[str, str, str], int]
+    ready: dict[str, float]
+    rotation: tuple[str, str, str, float] | None
+    """(class, month, kek id, rotation due at) of this month's active key."""
+    now: float
 
 
 class Sealer:
@@ -379,8 +398,10 @@ class Sealer:
         beyond the public keys of this month's and next month's buckets)."""
         self._show_keys(self._key_snapshot())
 
-    def _key_snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[str, float]]:
-        """Blocking: the key counts per {class, month, state}, and which months can be sealed."""
+    def _key_snapshot(self) -> _KeySnapshot:
+        """Blocking: the key counts per {class, month, state}, which months can be sealed, and
+        when this month's active key is due for rotation (public metadata only: the sealer
+        never opens the token)."""
         try:
             infos = self._keys.list()
         except (OSError, ValueError, KeyUnavailable) as exc:
@@ -391,7 +412,8 @@ class Sealer:
         for info in infos:
             bucket = (info.retention_class, info.month, info.state)
             counts[bucket] = counts.get(bucket, 0) + 1
-        this_month = _month(self._clock())
+        now = self._clock()
+        this_month = _month(now)
         year, number = int(this_month[:4]), int(this_month[5:])
         next_month = f"{year + number // 12:04d}-{number % 12 + 1:02d}"
         ready: dict[str, float] = {}
@@ -401,21 +423,36 @@ class Sealer:
                 ready[bucket_month] = 1.0
             except KeyUnavailable:
                 ready[bucket_month] = 0.0
-        return counts, ready
+        rotation: tuple[str, str, str, float] | None = None
+        try:
+            active = self._keys.current_info(self.settings.retention_class, this_month)
+        except KeyUnavailable:
+            pass
+        else:
+            due = rotation_due(active, cryptoperiod_seconds(self.settings.kek_cryptoperiod))
+            rotation = (active.retention_class, this_month, active.kek_id, due)
+        return _KeySnapshot(counts, ready, rotation, now)
 
-    def _show_keys(
-        self, snapshot: tuple[dict[tuple[str, str, str], int], dict[str, float]]
-    ) -> None:
+    def _show_keys(self, snapshot: _KeySnapshot) -> None:
         """Swap the gauges in one go on the loop (a scrape never sees them half set)."""
-        counts, ready = snapshot
         self.metrics.keys.clear()
-        for (retention_class, month, state), count in sorted(counts.items()):
+        for (retention_class, month, state), count in sorted(snapshot.counts.items()):
             self.metrics.keys.set(count, retention_class=retention_class, month=month,
                                   state=state)
         self.metrics.key_ready.clear()
-        for bucket_month, value in ready.items():
+        for bucket_month, value in snapshot.ready.items():
             self.metrics.key_ready.set(value, retention_class=self.settings.retention_class,
                                        month=bucket_month)
+        self.metrics.key_rotation_due.clear()
+        if snapshot.rotation is None:
+            return
+        retention_class, month, kek_id, due = snapshot.rotation
+        self.metrics.key_rotation_due.set(due, retention_class=retention_class, month=month,
+                                          kek_id=kek_id)
+        if due <= snapshot.now:
+            _log.warning("recordings.key.rotation_due", kek_id=kek_id,
+                         due=due, cryptoperiod=self.settings.kek_cryptoperiod,
+                         hint="run 'asterisk-recorder recording keys rotate' on the key host")
 
     def _start_watcher(self) -> None:
         if not self.paths.recordings.is_dir():

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from asterisk_recorder.redaction import LEVELS, mask_url_password
 from asterisk_recorder.settings.ledger_rules import (
+    cryptoperiod,
     endpoint,
     origin,
     pkcs11_key,
@@ -377,6 +378,10 @@ CHECKS: dict[str, _Check] = {
     "recordings.store_s3_endpoint": endpoint,
     "recordings.store_s3_region": s3_region,
     "recordings.store_object_lock_days": _at_least(0, 36500),
+    "recordings.kek_pkcs11_module": pkcs11_module,
+    "recordings.kek_pkcs11_token": pkcs11_token,
+    "recordings.kek_pkcs11_pin": _pkcs11_pin,
+    "recordings.kek_cryptoperiod": cryptoperiod,
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
 }
 

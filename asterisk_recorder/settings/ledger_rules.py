@@ -2,7 +2,9 @@
 
 This module owns the checks of ``ledger.checkpoint_origin``, ``ledger.checkpoint_keys``,
 ``ledger.checkpoint_pkcs11_*`` (each key, and ``pkcs11_required``: a module needs a token and a
-PIN), ``ledger.witnesses`` and ``ledger.witness_s3_endpoint`` (``checks`` puts them in its table). A
+PIN; the same for ``recordings.kek_pkcs11_*``: ``kek_pkcs11_required``),
+``recordings.kek_cryptoperiod``, ``ledger.witnesses`` and ``ledger.witness_s3_endpoint``
+(``checks`` puts them in its table). A
 verifier key is checked for its shape here; the ledger parses it fully when it loads. It
 must not read files or the environment, and must never put a credential into a problem.
 """
@@ -12,11 +14,14 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from asterisk_recorder.settings.sections import LedgerSettings
+from asterisk_recorder.settings.sections import LedgerSettings, RecordingsSettings
 from asterisk_recorder.settings.values import show
 
 __all__ = [
+    "cryptoperiod",
+    "cryptoperiod_seconds",
     "endpoint",
+    "kek_pkcs11_required",
     "origin",
     "pkcs11_key",
     "pkcs11_module",
@@ -146,3 +151,38 @@ def pkcs11_required(ledger: LedgerSettings) -> list[tuple[str, str]]:
                          "missing; ledger.checkpoint_pkcs11_module is set and needs the token's "
                          "user PIN (set ASTERISK_RECORDER_LEDGER_CHECKPOINT_PKCS11_PIN)"))
     return problems
+
+
+def kek_pkcs11_required(recordings: RecordingsSettings) -> list[tuple[str, str]]:
+    """``(key, problem)`` for what ``recordings.kek_pkcs11_module`` needs: a token, a PIN."""
+    if not recordings.kek_pkcs11_module:
+        return []
+    problems = []
+    if not recordings.kek_pkcs11_token:
+        problems.append(("recordings.kek_pkcs11_token",
+                         "missing; recordings.kek_pkcs11_module is set and needs the label of "
+                         "the token holding the recording keys"))
+    if not recordings.kek_pkcs11_pin:
+        problems.append(("recordings.kek_pkcs11_pin",
+                         "missing; recordings.kek_pkcs11_module is set and needs the token's "
+                         "user PIN (set ASTERISK_RECORDER_RECORDINGS_KEK_PKCS11_PIN)"))
+    return problems
+
+
+_CRYPTOPERIOD = re.compile(r"([1-9][0-9]{0,2})([dw])|1m")
+_MONTH_S = 31 * 86400.0
+
+
+def cryptoperiod(v: str) -> str | None:
+    if _CRYPTOPERIOD.fullmatch(v) and cryptoperiod_seconds(v) <= _MONTH_S:
+        return None
+    return (f"{show(v)} is not a cryptoperiod: 1-31d, 1-4w or 1m (a key bucket is one month, "
+            "so a longer period would change nothing)")
+
+
+def cryptoperiod_seconds(v: str) -> float:
+    """``14d`` -> seconds; ``1m`` -> 31 days (the end of the month ends a key's use first)."""
+    if v == "1m":
+        return _MONTH_S
+    count, unit = int(v[:-1]), v[-1]
+    return count * 86400.0 * (7 if unit == "w" else 1)

@@ -31,7 +31,7 @@ from asterisk_recorder.settings.checks import (
     PLACEHOLDER_RULE,
     is_placeholder_secret,
 )
-from asterisk_recorder.settings.ledger_rules import pkcs11_required
+from asterisk_recorder.settings.ledger_rules import kek_pkcs11_required, pkcs11_required
 from asterisk_recorder.settings.retention import parse_retention, parse_rule
 from asterisk_recorder.settings.schema import CONFIG_ENV, SCHEMA, SECTIONS, KeyInfo, env_name
 from asterisk_recorder.settings.sections import (
@@ -243,6 +243,10 @@ def _cross_checks(gather: Gather, servers: list[tuple[str, AriServerSettings, di
             if key not in reported:  # a refused value (a placeholder PIN) is reported already
                 where = _origin_of(gather, "ledger.checkpoint_pkcs11_module")
                 problems.append(f"{key}: {problem}{where}")
+        for key, problem in kek_pkcs11_required(sections["recordings"]):
+            if key not in reported:
+                where = _origin_of(gather, "recordings.kek_pkcs11_module")
+                problems.append(f"{key}: {problem}{where}")
     if (flow_ok.get("opt_in_accept_key", True) and flow_ok.get("opt_in_decline_key", True)
             and flow.opt_in_accept_key == flow.opt_in_decline_key):
         # Name the key that was set (the decline key when both or neither were).
@@ -370,7 +374,7 @@ def secret_values(settings: Settings) -> tuple[str, ...]:
     dsn = settings.database.dsn.value
     ledger = settings.ledger
     values += [dsn, ledger.digest_key.value, ledger.checkpoint_pkcs11_pin.value,
-               ledger.witness_http_token.value]
+               ledger.witness_http_token.value, settings.recordings.kek_pkcs11_pin.value]
     if dsn:
         try:
             password = urlsplit(dsn).password

@@ -277,6 +277,17 @@ _HELP: dict[str, str] = {
     "recordings.store_object_lock_days": "Object Lock COMPLIANCE retention (days) of each "
     "uploaded recording when no retention date is handed in (0: none; the bucket must have "
     "Object Lock enabled; a locked object cannot be deleted before its date, by anyone).",
+    "recordings.kek_pkcs11_module": "Absolute path of a PKCS#11 module (e.g. SoftHSM2's "
+    "/usr/lib/softhsm/libsofthsm2.so): the key-encryption PRIVATE keys live in its token and "
+    "unwrap there (`recording keys|open|dispose` use it); empty keeps them in the "
+    "--private-keys directory. The sealer never needs it.",
+    "recordings.kek_pkcs11_token": "Label of the PKCS#11 token holding the recording keys "
+    "(required when kek_pkcs11_module is set; at most 32 characters).",
+    "recordings.kek_pkcs11_pin": "User PIN of that token (secret; placeholders are refused; "
+    "required when kek_pkcs11_module is set). Prefer the environment variable.",
+    "recordings.kek_cryptoperiod": "How long a bucket's key-encryption key seals new "
+    "recordings before `recording keys rotate` is due: `Nd`, `Nw` or `1m` (the default; a "
+    "bucket is one month, so its key never seals longer than that).",
 }
 
 REMOVED: dict[str, str] = {

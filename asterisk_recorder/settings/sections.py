@@ -276,6 +276,13 @@ class RecordingsSettings:
         store_s3_region: region of the bucket (empty: the AWS configuration's).
         store_object_lock_days: Object Lock COMPLIANCE retention given to each uploaded
             recording when its retention is not known otherwise (0: none).
+        kek_pkcs11_module: absolute path of a PKCS#11 module (``.so``): the KEK private keys
+            live in its token (empty: in the ``--private-keys`` directory). The sealer never
+            uses it.
+        kek_pkcs11_token: label of that token (required with a module).
+        kek_pkcs11_pin: the token's user PIN (secret; required with a module).
+        kek_cryptoperiod: how long a bucket's key seals new recordings before a ``rotate``
+            is due (``Nd``, ``Nw`` or ``1m``; the monthly buckets end a key's use anyway).
     """
 
     sealed_dir: str = "/var/lib/asterisk-recorder-sealer/sealed"
@@ -295,6 +302,10 @@ class RecordingsSettings:
     store_s3_endpoint: str = ""
     store_s3_region: str = ""
     store_object_lock_days: int = 0
+    kek_pkcs11_module: str = ""
+    kek_pkcs11_token: str = ""
+    kek_pkcs11_pin: Secret = field(default_factory=lambda: Secret(""))
+    kek_cryptoperiod: str = "1m"
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,12 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                                      ["minio:9000", "https://key:secret@s3.example/"]),
     "recordings.store_s3_region": (["eu-west-1", ""], ["EU WEST"]),
     "recordings.store_object_lock_days": (["0"], ["-1", "36501", "30"]),
+    "recordings.kek_pkcs11_module": (["/usr/lib/softhsm/libsofthsm2.so", ""],
+                                     ["libsofthsm2.so", "usr/lib/x.so"]),
+    "recordings.kek_pkcs11_token": (["recorder-kek", ""], ["t" * 33, " padded"]),
+    "recordings.kek_pkcs11_pin": (["7391-user-pin", ""], ["change-me", "123456", "  "]),
+    "recordings.kek_cryptoperiod": (["1m", "14d", "4w", "31d"],
+                                    ["2m", "0d", "32d", "5w", "1y", "30", ""]),
 }
 
 
@@ -163,6 +169,10 @@ COMPANIONS: dict[str, dict[str, str]] = {
     "ledger.checkpoint_pkcs11_module": {
         "ASTERISK_RECORDER_LEDGER_CHECKPOINT_PKCS11_TOKEN": "recorder-hsm",
         "ASTERISK_RECORDER_LEDGER_CHECKPOINT_PKCS11_PIN": "7391-user-pin",
+    },
+    "recordings.kek_pkcs11_module": {
+        "ASTERISK_RECORDER_RECORDINGS_KEK_PKCS11_TOKEN": "recorder-kek",
+        "ASTERISK_RECORDER_RECORDINGS_KEK_PKCS11_PIN": "7391-user-pin",
     },
 }
 
@@ -347,6 +357,32 @@ def test_pkcs11_module_without_token_and_pin_is_refused_naming_both() -> None:
     assert ["ledger.checkpoint_pkcs11_token", "ledger.checkpoint_pkcs11_pin"] == [
         p.split(":", 1)[0] for p in problems]
     assert all("missing" in p and f"[from {var}]" in p for p in problems)
+
+
+def test_kek_pkcs11_module_without_token_and_pin_is_refused_naming_both() -> None:
+    """recordings.kek_pkcs11_module alone fails loading: its token and PIN are required."""
+    var = KEYS["recordings.kek_pkcs11_module"].env
+    env = {**BASE_ENV, var: "/usr/lib/softhsm/libsofthsm2.so"}
+
+    settings, problems = load_or_problems(env=env)
+
+    assert settings is None
+    assert ["recordings.kek_pkcs11_token", "recordings.kek_pkcs11_pin"] == [
+        p.split(":", 1)[0] for p in problems]
+    assert all("missing" in p and f"[from {var}]" in p for p in problems)
+
+
+def test_kek_pkcs11_pin_is_a_secret_never_shown() -> None:
+    """The recordings' token PIN is masked in the settings' repr and listed as a secret."""
+    env = {**BASE_ENV, **COMPANIONS["recordings.kek_pkcs11_module"],
+           KEYS["recordings.kek_pkcs11_module"].env: "/usr/lib/softhsm/libsofthsm2.so"}
+
+    settings, problems = load_or_problems(env=env)
+
+    assert problems == []
+    assert settings is not None
+    assert "7391-user-pin" not in repr(settings)
+    assert "7391-user-pin" in config.secret_values(settings)
 
 
 def test_placeholder_pkcs11_pin_is_reported_once_and_hidden() -> None:

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 import aiohttp
+import pytest
 from sealer_helpers import SealerEnv, month_now
 
 from asterisk_recorder.flow.settings import FlowSettings, RecordingSettings
@@ -111,3 +112,25 @@ async def test_metrics_count_the_key_buckets_and_say_whether_next_month_can_be_s
     store.create("standard", _next_month(month))
     metrics, _ready, _status = await serve_until(env, settings_for(env), lambda s: s.scans >= 1)
     assert f"asterisk_recorder_recordings_key_ready{{{following}}} 1" in metrics
+
+
+async def test_metrics_say_when_the_active_keys_rotation_is_due_per_cryptoperiod(
+    env: SealerEnv,
+) -> None:
+    """With recordings.kek_cryptoperiod = 7d, a key created 10 days ago is shown due 3 days
+    ago (its creation plus 7 days); with the default 1m it is due 21 days ahead."""
+    created = time.time() - 10 * 86400
+    info = env.key_store().create("standard", month_now(), now=created)
+    labels = (f'retention_class="standard",month="{month_now()}",kek_id="{info.kek_id}"')
+
+    def due(metrics: str) -> float:
+        prefix = f"asterisk_recorder_recordings_key_rotation_due{{{labels}}} "
+        [line] = [x for x in metrics.splitlines() if x.startswith(prefix)]
+        return float(line.removeprefix(prefix))
+
+    weekly, _ready, _status = await serve_until(
+        env, settings_for(env, kek_cryptoperiod="7d"), lambda s: s.scans >= 1)
+    monthly, _ready, _status = await serve_until(env, settings_for(env), lambda s: s.scans >= 1)
+
+    assert due(weekly) == pytest.approx(created + 7 * 86400)
+    assert due(monthly) == pytest.approx(created + 31 * 86400)
