@@ -460,8 +460,11 @@ class Spool:
         if not self.directory.is_dir():
             return []
         files = sorted(self.directory.glob(_REPLAY_GLOB))
-        if self.path.exists() and self.path.stat().st_size > 0:
-            files.append(self.path)
+        try:  # another process replaying the same spool may rename it away at any moment
+            if self.path.stat().st_size > 0:
+                files.append(self.path)
+        except FileNotFoundError:
+            pass
         return files
 
     def status(self) -> SpoolStatus:
@@ -471,7 +474,10 @@ class Spool:
         oldest: float | None = None
         files = self.pending_files()
         for path in files:
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # replayed and removed by another process meanwhile
+                continue
             size += len(data)
             for line in data.splitlines(keepends=True):
                 pending += 1
