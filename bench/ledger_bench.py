@@ -27,16 +27,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-import asyncpg
 import structlog
+from bench_db import database
 
-from asterisk_recorder.embedded_pg import EmbeddedPostgres
 from asterisk_recorder.flow.decision import ConsentDecision, KeyPress, Outcome, PartyRecord
 from asterisk_recorder.ledger import Ledger, migrate
 from asterisk_recorder.ledger.checkpoints import Checkpointer
@@ -86,30 +83,6 @@ def _decision(index: int) -> ConsentDecision:
         decided_at=now,
         recording_path=f"/var/spool/asterisk/monitor/recorder/2026/11/23/{decision_id}.wav",
     )
-
-
-@asynccontextmanager
-async def _database(workdir: Path) -> AsyncIterator[str]:
-    external = os.environ.get("ASTERISK_RECORDER_TEST_DSN")
-    if external:
-        name = f"bench_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(external)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        parts = urlsplit(external)
-        try:
-            yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-        finally:
-            admin = await asyncpg.connect(external)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-        return
-    server = EmbeddedPostgres(workdir / "pgdata", delete_on_stop=True)
-    dsn = await asyncio.to_thread(server.start)
-    try:
-        yield dsn
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 async def _throughput(
@@ -388,7 +361,7 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
             spool_dir=str(workdir / "spool"),
             digest_key=Secret("bench-key"),
         )
-        async with _database(workdir) as dsn:
+        async with database(workdir) as dsn:
             await migrate(dsn)
             # latency first: steady 500/s on a warm server, not right behind a 30k burst's
             # checkpoint and autovacuum
@@ -405,7 +378,7 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
                 verify_s = time.perf_counter() - started
             finally:
                 await conn.close()
-        async with _database(workdir) as dsn:
+        async with database(workdir) as dsn:
             await migrate(dsn)
             big_tree = await _big_tree(dsn, args.tree_leaves, args.proof_samples)
     return {

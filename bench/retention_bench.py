@@ -29,17 +29,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
+from bench_db import database
 
-from asterisk_recorder.embedded_pg import EmbeddedPostgres
 from asterisk_recorder.flow.decision import ConsentDecision, KeyPress, Outcome, PartyRecord
 from asterisk_recorder.flow.facts import LedgerFact
 from asterisk_recorder.ledger import Ledger, migrate
@@ -72,30 +69,6 @@ def _decision(index: int, decided: float) -> ConsentDecision:
         disclosure_finished_at=decided - 0.5, decided_at=decided,
         recording_path=f"/var/spool/asterisk/monitor/recorder/{decision_id}.wav",
     )
-
-
-@asynccontextmanager
-async def _database(workdir: Path) -> AsyncIterator[str]:
-    external = os.environ.get("ASTERISK_RECORDER_TEST_DSN")
-    if external:
-        name = f"bench_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(external)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        parts = urlsplit(external)
-        try:
-            yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
-        finally:
-            admin = await asyncpg.connect(external)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-        return
-    server = EmbeddedPostgres(workdir / "pgdata", delete_on_stop=True)
-    dsn = await asyncio.to_thread(server.start)
-    try:
-        yield dsn
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 async def _gather_chunked(items: list[Any], work: Any, chunk: int = 1000) -> None:
@@ -164,7 +137,7 @@ def _reference(root: Path, count: int, *, fsync: bool) -> float:
 async def _run(count: int, buckets: int, batch: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="retention-bench-") as tmp:
         root = Path(tmp)
-        async with _database(root) as dsn:
+        async with database(root) as dsn:
             await migrate(dsn)
             settings = LedgerSettings(spool_dir=str(root / "spool"), ack_timeout=10.0,
                                       digest_key=Secret("bench-digest-key-0123456789abcdef"))
