@@ -206,7 +206,11 @@ def run_verify(args: argparse.Namespace) -> int:
         return 0 if ok else 1
     _print_chain(report)
     if not verifiers:
-        print("note: no trusted checkpoint key here; checkpoints were not checked", file=sys.stderr)
+        print(
+            "note: no trusted checkpoint key here (no key file, ledger.checkpoint_keys or --key): "
+            "no checkpoint can be verified",
+            file=sys.stderr,
+        )
     if report.checkpoints or report.witnessed:
         print(
             f"checkpoints: {report.checkpoints} in the database, {report.witnessed} from "
