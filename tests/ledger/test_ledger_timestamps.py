@@ -348,3 +348,38 @@ async def test_a_receipt_carries_the_token_and_check_receipt_verifies_it_with_ts
     assert "checkpoint 2 timestamped by " in good.out
     assert refused == 1
     assert "receipt INVALID: the timestamp does not verify" in wrong.err
+
+
+async def test_ledger_checkpoint_and_verify_commands_timestamp_and_print_the_tsa_time(
+    tsa: LocalTsa,
+    ledger_dsn: str,
+    ledger_settings: LedgerSettings,
+    decision_factory: Factory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With timestamp_url and timestamp_ca_file set, 'ledger checkpoint' stores a token and
+    'ledger verify' prints the checkpoint's TSA time."""
+    await _store(ledger_dsn, ledger_settings, decision_factory, 3)
+    (tmp_path / "recordings").mkdir()
+    config = tmp_path / "recorder.toml"
+    config.write_text(
+        "[ari]\nenabled = false\n"
+        f'[database]\ndsn = "{ledger_dsn}"\n'
+        f'[ledger]\nspool_dir = "{ledger_settings.spool_dir}"\n'
+        f'digest_key = "{ledger_settings.digest_key.value}"\n'
+        f'checkpoint_origin = "{ORIGIN}"\n'
+        f'timestamp_url = "{tsa.url}"\ntimestamp_ca_file = "{tsa.root_pem}"\n'
+        f'[recording]\ndirectory = "{tmp_path / "recordings"}"\n'
+    )
+
+    signed = await asyncio.to_thread(main, ["ledger", "checkpoint", "--config", str(config)])
+    first = capsys.readouterr()
+    verified = await asyncio.to_thread(main, ["ledger", "verify", "--config", str(config)])
+    second = capsys.readouterr()
+
+    assert signed == 0, first.err
+    assert "timestamp FAILED" not in first.err
+    assert verified == 0, second.err
+    assert f"checkpoint 3 timestamped by {tsa.url.split('/')[2]} at " in second.out
+    assert "verify OK" in second.out
