@@ -20,6 +20,7 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │   │   └── ProofError              a Merkle proof, root or tile does not check out
     │   ├── NoteError                   a signed note or checkpoint is malformed or unverified
     │   ├── Pkcs11Error                 the PKCS#11 signing key cannot be opened or used
+    │   ├── TimestampError              no RFC 3161 timestamp from the TSA, or one that fails
     │   └── WitnessError                a checkpoint witness refused, failed or holds a conflict
     ├── AriError
     │   ├── AriConnectionError          refused, reset, DNS (also ConnectionError)
@@ -94,6 +95,7 @@ __all__ = [
     "StoreLocked",
     "StoreMissing",
     "StoreUnavailable",
+    "TimestampError",
     "WitnessError",
 ]
 
@@ -176,6 +178,10 @@ class Pkcs11Error(LedgerError):
     is refused, the key is not Ed25519, or a signature fails. The message names the module,
     token and key label; it never contains the PIN.
     """
+
+
+class TimestampError(LedgerError):
+    """An RFC 3161 timestamp could not be obtained from the TSA, or a token does not verify."""
 
 
 class WitnessError(LedgerError):

@@ -417,6 +417,7 @@ class Service:
             interval=settings.checkpoint_interval,
             pusher=self.pusher,
             connect_timeout=self.settings.database.connect_timeout,
+            timestamp_url=settings.timestamp_url,
         )
         self.checkpointer = checkpointer
         task = asyncio.create_task(checkpointer.run(), name="checkpointer")

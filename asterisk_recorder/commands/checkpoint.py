@@ -40,6 +40,7 @@ from asterisk_recorder.ledger.signing import (
     trusted_path,
     trusted_verifiers,
 )
+from asterisk_recorder.ledger.timestamps import load_tsa_roots
 from asterisk_recorder.ledger.witness import WitnessedCheckpoint
 from asterisk_recorder.settings import Settings
 
@@ -94,6 +95,11 @@ def add_actions(action: Action) -> None:
     )
     check.add_argument("file", metavar="FILE")
     check.add_argument("--key", action="append", required=True, metavar="PUBKEY")
+    check.add_argument(
+        "--tsa-cert",
+        metavar="FILE",
+        help="also check the receipt's RFC 3161 timestamp against the TSA root(s) in this PEM file",
+    )
 
 
 def add_verify_arguments(verify: argparse.ArgumentParser) -> None:
@@ -149,6 +155,16 @@ def _report_json(report: AuditReport) -> dict[str, Any]:
         "witnessed": report.witnessed,
         "covered": report.covered,
         "problems": list(report.problems),
+        "timestamps": report.timestamps,
+        "newest_timestamp": (
+            None
+            if report.newest_timestamp is None
+            else {
+                "size": report.newest_timestamp.size,
+                "tsa": report.newest_timestamp.tsa,
+                "gen_time": report.newest_timestamp.gen_time.isoformat(),
+            }
+        ),
     }
 
 
@@ -185,13 +201,17 @@ def run_verify(args: argparse.Namespace) -> int:
     settings = config.settings_from_args(args, require_ari_password=False)
     key = load_digest_key(settings.ledger)
     verifiers = trusted_verifiers(settings.ledger, tuple(args.key))
+    ca_file = settings.ledger.timestamp_ca_file
+    roots = load_tsa_roots(ca_file) if ca_file else None
 
     async def work() -> tuple[AuditReport, list[str]]:
         claims, unread = await _witnessed(settings, list(args.witness))
         async with database_dsn(settings) as dsn:
             conn = await connect_app(dsn, connect_timeout=settings.database.connect_timeout)
             try:
-                report = await audit_ledger(conn, key, verifiers, witnessed=claims)
+                report = await audit_ledger(
+                    conn, key, verifiers, witnessed=claims, tsa_roots=roots
+                )
             finally:
                 await conn.close()
         return report, unread
@@ -216,6 +236,12 @@ def run_verify(args: argparse.Namespace) -> int:
             f"checkpoints: {report.checkpoints} in the database, {report.witnessed} from "
             f"witnesses; the database matches them up to entry {report.covered}"
         )
+    newest = report.newest_timestamp
+    if newest is not None:
+        print(
+            f"timestamps: {report.timestamps} verified; checkpoint {newest.size} timestamped by "
+            f"{newest.tsa} at {newest.gen_time.isoformat()}"
+        )
     for problem in problems:
         print(f"CHECKPOINT PROBLEM: {problem}", file=sys.stderr)
     if report.chain.ok and not problems:
@@ -236,11 +262,15 @@ def run_checkpoint(args: argparse.Namespace) -> int:
                 every=settings.ledger.checkpoint_every,
                 interval=settings.ledger.checkpoint_interval,
                 connect_timeout=settings.database.connect_timeout,
+                timestamp_url=settings.ledger.timestamp_url,
             )
             try:
                 signed = await checkpointer.cycle(force=True)
                 if signed is None:
                     signed = await checkpointer.latest()
+                await checkpointer.timestamps_settled()
+                if checkpointer.timestamp_error is not None:
+                    print(f"timestamp FAILED: {checkpointer.timestamp_error}", file=sys.stderr)
             finally:
                 await checkpointer.close()
                 close_signing_key(signing)
@@ -356,8 +386,9 @@ def run_check_receipt(args: argparse.Namespace) -> int:
                 data = source.read(MAX_RECEIPT_BYTES + 1)
     except OSError as exc:
         raise LedgerError(f"cannot read the receipt {args.file}: {exc}") from exc
+    roots = load_tsa_roots(args.tsa_cert) if args.tsa_cert else None
     try:
-        checked = check_receipt(data, verifiers)
+        checked = check_receipt(data, verifiers, tsa_roots=roots)
     except LedgerError as exc:
         print(f"receipt INVALID: {exc}", file=sys.stderr)
         return 1
@@ -366,4 +397,9 @@ def run_check_receipt(args: argparse.Namespace) -> int:
         f"{checked.seq} of {checked.origin}, in checkpoint {checked.tree_size} signed by "
         f"{', '.join(checked.signed_by)}"
     )
+    if checked.timestamped_at is not None:
+        print(
+            f"checkpoint {checked.tree_size} timestamped by {checked.timestamped_by} at "
+            f"{checked.timestamped_at.isoformat()}"
+        )
     return 0

@@ -6,7 +6,8 @@ against the Merkle root recomputed from the rows, so that a rewrite which also r
 chain and the head, rows deleted at the end, a restore from an older backup, a truncated and
 refilled table, or checkpoints wiped from the database are each named, with the entries
 concerned. It also checks that the stored tree (tiles) agrees with the rows and proves
-consistency between consecutive checkpoints from it. Read-only. It must not fetch from the
+consistency between consecutive checkpoints from it, and, given the TSA roots, every stored
+RFC 3161 token against its checkpoint's note (``timestamps``). Read-only. It must not fetch from the
 witnesses itself (the caller passes what they hold) nor sign anything.
 """
 
@@ -17,12 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from cryptography import x509
 
 from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.ledger.checkpoints import stored_checkpoints
 from asterisk_recorder.ledger.keys import DigestKey
 from asterisk_recorder.ledger.merkle import verify_consistency
 from asterisk_recorder.ledger.note import Checkpoint, VerifierKey, open_checkpoint
+from asterisk_recorder.ledger.timestamps import StoredTimestamp, stored_timestamps, verify_token
 from asterisk_recorder.ledger.tree import tree_consistency, tree_root, tree_size
 from asterisk_recorder.ledger.verify import VerifyReport, verify_chain
 
@@ -47,6 +50,9 @@ class AuditReport:
         witnessed: checkpoints read from the witnesses whose signature verified.
         covered: the largest checkpoint size that matches the database (0 when none does).
         problems: what is wrong, each naming the checkpoint and the entries concerned.
+        timestamps: RFC 3161 tokens that verified against their checkpoint (0 when no TSA
+            root was given).
+        newest_timestamp: the verified token of the largest checkpoint, if any.
     """
 
     chain: VerifyReport
@@ -54,6 +60,8 @@ class AuditReport:
     witnessed: int
     covered: int
     problems: tuple[str, ...]
+    timestamps: int = 0
+    newest_timestamp: StoredTimestamp | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,11 +80,13 @@ async def audit_ledger(
     *,
     origin: str | None = None,
     witnessed: Sequence[Claim] = (),
+    tsa_roots: Sequence[x509.Certificate] | None = None,
 ) -> AuditReport:
     """Walk the chain and hold it against every stored and witnessed checkpoint.
 
     ``origin``: the origin line checkpoints must carry (``None`` accepts any signed by a
-    trusted key).
+    trusted key). ``tsa_roots``: the TSA root certificates stored RFC 3161 tokens must chain
+    to (``None``: tokens are not checked).
     """
     problems: list[str] = []
     opened: list[tuple[Claim, Checkpoint]] = []
@@ -166,4 +176,25 @@ async def audit_ledger(
                 f"the stored Merkle tree (ledger_tiles, {tiles_size} leaves) is damaged: {exc}; "
                 "receipts and proofs from it would fail"
             )
-    return AuditReport(chain, valid_stored, valid_witnessed, covered, tuple(problems))
+    stamped = 0
+    newest: StoredTimestamp | None = None
+    if tsa_roots is not None:
+        notes = {s.size: s.note for s in stored}
+        for stamp in await stored_timestamps(conn):
+            note = notes.get(stamp.size)
+            if note is None:  # pragma: no cover - the foreign key keeps its checkpoint
+                continue
+            try:
+                when = verify_token(stamp.token, note, list(tsa_roots))
+            except LedgerError as exc:
+                problems.append(
+                    f"the timestamp of checkpoint {stamp.size} by {stamp.tsa} does not verify: "
+                    f"{exc}"
+                )
+                continue
+            stamped += 1
+            if newest is None or stamp.size >= newest.size:
+                newest = StoredTimestamp(stamp.size, stamp.tsa, stamp.token, when)
+    return AuditReport(
+        chain, valid_stored, valid_witnessed, covered, tuple(problems), stamped, newest
+    )

@@ -3,7 +3,9 @@
 This module owns the ``Checkpointer``, the background task of ``serve`` (and the one-shot
 ``ledger checkpoint``) that grows the Merkle tree behind the chain (``tree``), signs a C2SP
 checkpoint (``note``) once ``checkpoint_every`` entries or ``checkpoint_interval`` seconds are
-not covered, stores it in ``ledger_checkpoints`` and offers it to the witnesses. It runs on its
+not covered, stores it in ``ledger_checkpoints``, offers it to the witnesses and, when a
+time-stamping authority is named, asks it for an RFC 3161 token in the background
+(``timestamps``) and stores that too. It runs on its
 own connection and never on a call's path: a decision is acknowledged without waiting for it,
 and PostgreSQL away only delays the next checkpoint. Several controllers may run one each: the
 tree's row lock lets one grow it at a time. It must not verify (``audit``) or deliver to a
@@ -22,10 +24,11 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from asterisk_recorder.errors import ChainError, LedgerError, WitnessError
+from asterisk_recorder.errors import ChainError, LedgerError, TimestampError, WitnessError
 from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.merkle import TileBuilder
 from asterisk_recorder.ledger.note import Checkpoint, Signer, sign_checkpoint
+from asterisk_recorder.ledger.timestamps import request_token, store_timestamp, tsa_name
 from asterisk_recorder.ledger.tree import extend_tree
 from asterisk_recorder.ledger.witness import (
     DirectoryWitness,
@@ -124,6 +127,10 @@ class Checkpointer:
             ``interval`` seconds, are not covered.
         pusher: hands each new checkpoint to the witnesses (never blocks).
         poll: seconds between two cycles (default: a quarter of ``interval``, 0.2-2 s).
+        timestamp_url: an RFC 3161 TSA asked, in the background, for a token over each new
+            checkpoint (empty: none); a failure is logged and counted, and the next checkpoint
+            asks again.
+        timestamp_timeout: seconds one request to the TSA may take.
     """
 
     def __init__(
@@ -137,6 +144,8 @@ class Checkpointer:
         poll: float | None = None,
         connect_timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        timestamp_url: str = "",
+        timestamp_timeout: float = 10.0,
     ) -> None:
         self.dsn = dsn
         self.key = key
@@ -162,6 +171,15 @@ class Checkpointer:
         """Cycles that failed (PostgreSQL away, a broken chain)."""
         self.last_error: str | None = None
         """Why the last cycle failed (``None`` after a good one)."""
+        self.timestamp_url = timestamp_url
+        self._timestamp_timeout = timestamp_timeout
+        self._stamping: set[asyncio.Task[None]] = set()
+        self.timestamped_size = 0
+        """Size of the newest checkpoint this process got a TSA token for."""
+        self.timestamp_failures = 0
+        """Tokens the TSA did not give (unreachable, refused, wrong) or that were not stored."""
+        self.timestamp_error: str | None = None
+        """Why the last token failed (``None`` after a good one)."""
 
     @property
     def healthy(self) -> bool:
@@ -180,8 +198,16 @@ class Checkpointer:
             self._builder = None
         return self._conn
 
+    async def timestamps_settled(self) -> None:
+        """Wait for the TSA requests under way (each ends within its timeout)."""
+        while self._stamping:
+            await asyncio.gather(*self._stamping, return_exceptions=True)
+
     async def close(self) -> None:
-        """Close the connection (``run`` must be cancelled first)."""
+        """Close the connection (``run`` must be cancelled first); abandons TSA requests."""
+        for task in list(self._stamping):
+            task.cancel()
+        await asyncio.gather(*self._stamping, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(OSError, asyncpg.PostgresError):
@@ -279,7 +305,42 @@ class Checkpointer:
         signed = SignedCheckpoint(checkpoint.size, checkpoint.root, note)
         _log.info("checkpoint.signed", size=signed.size, root=signed.root.hex())
         self._offer(signed)
+        self._stamp(signed)
         return signed
+
+    def _stamp(self, signed: SignedCheckpoint) -> None:
+        if not self.timestamp_url:
+            return
+        task = asyncio.create_task(self._timestamp(signed), name=f"timestamp-{signed.size}")
+        self._stamping.add(task)
+        task.add_done_callback(self._stamping.discard)
+
+    async def _timestamp(self, signed: SignedCheckpoint) -> None:
+        tsa = tsa_name(self.timestamp_url)
+        try:
+            token = await request_token(
+                signed.note, self.timestamp_url, timeout=self._timestamp_timeout
+            )
+            async with self._lock:  # the connection serves one statement at a time
+                await store_timestamp(await self._connection(), signed.size, tsa, token)
+        except (TimestampError, LedgerError, OSError, asyncpg.PostgresError) as exc:
+            self.timestamp_failures += 1
+            error = f"{type(exc).__name__}: {exc}"
+            if error != self.timestamp_error:  # once per distinct problem
+                _log.warning(
+                    "checkpoint.timestamp_failed",
+                    size=signed.size,
+                    tsa=tsa,
+                    error=error,
+                    failures=self.timestamp_failures,
+                )
+            self.timestamp_error = error
+            return
+        if self.timestamp_error is not None:
+            _log.info("checkpoint.timestamp_recovered", after=self.timestamp_error)
+        self.timestamp_error = None
+        self.timestamped_size = max(self.timestamped_size, signed.size)
+        _log.info("checkpoint.timestamped", size=signed.size, tsa=tsa)
 
     def _offer(self, signed: SignedCheckpoint) -> None:
         if self.pusher is not None:

@@ -5,13 +5,16 @@ the database (``prove_decision``) and checking one with nothing but the signer's
 (``check_receipt``): the entry's canonical body and ``prev_hash`` give its chain hash, whose
 RFC 9162 leaf hash, with the inclusion proof, must lead to the root the checkpoint signs. The
 body holds personal data only as keyed digests, so a receipt can be handed to a caller or a
-regulator. It must not open connections nor read key files.
+regulator. When the checkpoint has an RFC 3161 token (``timestamps``), the receipt carries it
+(``timestamp``: the TSA's name and the base64 DER response) and ``check_receipt`` checks it
+against the TSA roots it is given. It must not open connections nor read key files.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,12 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from cryptography import x509
 
 from asterisk_recorder.errors import LedgerError
 from asterisk_recorder.ledger.checkpoints import latest_checkpoint
 from asterisk_recorder.ledger.merkle import leaf_hash, verify_inclusion
 from asterisk_recorder.ledger.note import VerifierKey, open_checkpoint, open_note
 from asterisk_recorder.ledger.records import chain_hash, decision_body_from_row
+from asterisk_recorder.ledger.timestamps import verify_token
 from asterisk_recorder.ledger.tree import tree_inclusion
 
 __all__ = [
@@ -69,7 +74,12 @@ async def prove_decision(conn: asyncpg.Connection, decision_id: str) -> dict[str
         )
     proof = await tree_inclusion(conn, seq - 1, checkpoint.size)
     body = decision_body_from_row(row)
-    return {
+    stamp = await conn.fetchrow(
+        "SELECT tsa, token FROM ledger_checkpoint_timestamps WHERE tree_size = $1 "
+        "ORDER BY tsa LIMIT 1",
+        checkpoint.size,
+    )
+    receipt: dict[str, Any] = {
         "format": RECEIPT_FORMAT,
         "entry": {
             "kind": "decision",
@@ -85,6 +95,12 @@ async def prove_decision(conn: asyncpg.Connection, decision_id: str) -> dict[str
         "checkpoint": checkpoint.note,
         "how_to_check": _HOW,
     }
+    if stamp is not None:
+        receipt["timestamp"] = {
+            "tsa": stamp["tsa"],
+            "token": base64.b64encode(bytes(stamp["token"])).decode("ascii"),
+        }
+    return receipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +114,9 @@ class ReceiptCheck:
     signed_by: tuple[str, ...]
     outcome: str
     decided_at_us: int | None
+    timestamped_at: dt.datetime | None = None
+    """When the TSA vouches the checkpoint existed (checked only when TSA roots were given)."""
+    timestamped_by: str | None = None
 
 
 def _field(data: Mapping[str, Any], name: str, kind: type, where: str = "receipt") -> Any:
@@ -117,8 +136,16 @@ def _hex32(text: str, where: str) -> bytes:
     return value
 
 
-def check_receipt(text: str | bytes, verifiers: Sequence[VerifierKey]) -> ReceiptCheck:
+def check_receipt(
+    text: str | bytes,
+    verifiers: Sequence[VerifierKey],
+    *,
+    tsa_roots: Sequence[x509.Certificate] | None = None,
+) -> ReceiptCheck:
     """Check a receipt with the verifier keys only; return what it proves.
+
+    With ``tsa_roots``, the receipt must carry an RFC 3161 timestamp over its checkpoint
+    chained to one of them.
 
     Raises:
         LedgerError: malformed, or the body, proof, root or signature does not hold (the
@@ -169,6 +196,19 @@ def check_receipt(text: str | bytes, verifiers: Sequence[VerifierKey]) -> Receip
     verify_inclusion(leaf_hash(digest), seq - 1, checkpoint.size, proof, checkpoint.root)
     opened = open_note(note, verifiers).verified_by
     decided = fields.get("decided_at_us")
+    stamped_at: dt.datetime | None = None
+    stamped_by: str | None = None
+    if tsa_roots is not None:
+        stamp = data.get("timestamp")
+        if not isinstance(stamp, dict):
+            raise LedgerError("the receipt carries no timestamp to check against the TSA roots")
+        token_text = _field(stamp, "token", str, "timestamp")
+        try:
+            token = base64.b64decode(token_text, validate=True)
+        except binascii.Error as exc:
+            raise LedgerError("timestamp.token is not base64") from exc
+        stamped_at = verify_token(token, note, list(tsa_roots))
+        stamped_by = str(stamp.get("tsa"))
     return ReceiptCheck(
         decision_id,
         seq,
@@ -177,4 +217,6 @@ def check_receipt(text: str | bytes, verifiers: Sequence[VerifierKey]) -> Receip
         opened,
         str(fields.get("outcome")),
         decided if isinstance(decided, int) else None,
+        stamped_at,
+        stamped_by,
     )

@@ -24,6 +24,8 @@ from asterisk_recorder.settings.ledger_rules import (
     pkcs11_key,
     pkcs11_module,
     pkcs11_token,
+    timestamp_ca_file,
+    timestamp_url,
     verifiers,
     witnesses,
 )
@@ -334,6 +336,8 @@ CHECKS: dict[str, _Check] = {
     "ledger.witness_s3_region": _pattern(r"[a-z0-9-]{1,32}", "an S3 region (e.g. eu-west-1)",
                                          allow_empty=True),
     "ledger.witness_object_lock_days": _at_least(0, 36500),
+    "ledger.timestamp_url": timestamp_url,
+    "ledger.timestamp_ca_file": timestamp_ca_file,
     "policy.site_jurisdiction": _jurisdiction,
     "policy.default_region": _region,
     "flow.opt_out_key": _dtmf,

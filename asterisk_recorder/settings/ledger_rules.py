@@ -3,7 +3,8 @@
 This module owns the checks of ``ledger.checkpoint_origin``, ``ledger.checkpoint_keys``,
 ``ledger.checkpoint_pkcs11_*`` (each key, and ``pkcs11_required``: a module needs a token and a
 PIN; the same for ``recordings.kek_pkcs11_*``: ``kek_pkcs11_required``),
-``recordings.kek_cryptoperiod``, ``ledger.witnesses`` and ``ledger.witness_s3_endpoint``
+``recordings.kek_cryptoperiod``, ``ledger.witnesses``, ``ledger.witness_s3_endpoint`` and
+``ledger.timestamp_url`` / ``ledger.timestamp_ca_file``
 (``checks`` puts them in its table). A
 verifier key is checked for its shape here; the ledger parses it fully when it loads. It
 must not read files or the environment, and must never put a credential into a problem.
@@ -27,6 +28,8 @@ __all__ = [
     "pkcs11_module",
     "pkcs11_required",
     "pkcs11_token",
+    "timestamp_ca_file",
+    "timestamp_url",
     "verifiers",
     "witnesses",
 ]
@@ -102,6 +105,23 @@ def witnesses(v: tuple[str, ...]) -> str | None:
 
 def endpoint(v: str) -> str | None:
     return None if v == "" else _http_url(v, "S3 endpoint URL")
+
+
+def timestamp_url(v: str) -> str | None:
+    if v == "":
+        return None
+    return _http_url(v, "time-stamping authority URL")
+
+
+def timestamp_ca_file(v: str) -> str | None:
+    if v == "":
+        return None
+    if any(ord(c) < 32 or c == "\x7f" for c in v):
+        return f"{show(v)} contains control characters"
+    if not v.startswith("/"):
+        return (f"{show(v)} must be the absolute path of a PEM file of the TSA's root "
+                "certificate(s), or empty not to check timestamps")
+    return None
 
 
 def pkcs11_module(v: str) -> str | None:

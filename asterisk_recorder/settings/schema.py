@@ -177,6 +177,11 @@ _HELP: dict[str, str] = {
     "configuration's.",
     "ledger.witness_object_lock_days": "Keep checkpoints in S3 under COMPLIANCE Object Lock for "
     "this many days (0 disables; the bucket must have Object Lock enabled).",
+    "ledger.timestamp_url": "An RFC 3161 time-stamping authority (http:// or https://, no "
+    "credentials) asked for a token over each new checkpoint; empty for none. Needs the `tsa` "
+    "extra (rfc3161-client).",
+    "ledger.timestamp_ca_file": "Absolute path of a PEM file of the TSA's root certificate(s): "
+    "`ledger verify` then checks every stored token; empty does not check them.",
     "policy.site_jurisdiction": "Your own jurisdiction, counted as a party: a country code "
     "(`US`, `GB`, `DE`) or country-subdivision (`US-CA`).",
     "policy.unknown_mode": "Mode for unknown or withheld numbers: never, opt_in, opt_out, "

@@ -161,6 +161,10 @@ class LedgerSettings:
         witness_s3_region: region of the S3 witnesses (empty: the AWS configuration's).
         witness_object_lock_days: keep S3 checkpoints under COMPLIANCE Object Lock this many
             days (0: no lock).
+        timestamp_url: an RFC 3161 time-stamping authority (``http(s)://``, no credentials)
+            asked for a token over each new checkpoint (empty: no timestamps).
+        timestamp_ca_file: absolute path of a PEM file of the TSA's root certificate(s) that
+            ``ledger verify`` trusts for those tokens (empty: tokens are not checked).
     """
 
     spool_dir: str = ""
@@ -184,6 +188,8 @@ class LedgerSettings:
     witness_s3_endpoint: str = ""
     witness_s3_region: str = ""
     witness_object_lock_days: int = 0
+    timestamp_url: str = ""
+    timestamp_ca_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
