@@ -547,8 +547,10 @@ class RealAsteriskCaller:
                 )
                 await self._client.send_dtmf(caller.id, scenario.keys_after)
         # RECORDER_STATUS is set by the subroutine once Stasis() returned: every RECORDER_*
-        # variable the controller set is in the events by then.
+        # variable the controller set is in the events by then. The fail-closed branch sets
+        # RECORDER_OUTCOME after RECORDER_STATUS (dialplan/recorder.conf): wait for it too.
         await self._wait(varset("RECORDER_STATUS"), 60)
+        await self._wait(varset("RECORDER_OUTCOME"), 15)
         variables: dict[str, str] = {}
         for event in self._events:
             if (isinstance(event, ChannelVarset) and event.channel is not None
