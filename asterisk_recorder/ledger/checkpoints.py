@@ -29,7 +29,7 @@ from asterisk_recorder.ledger.database import connect_app
 from asterisk_recorder.ledger.merkle import TileBuilder
 from asterisk_recorder.ledger.note import Checkpoint, Signer, sign_checkpoint
 from asterisk_recorder.ledger.timestamps import request_token, store_timestamp, tsa_name
-from asterisk_recorder.ledger.tree import extend_tree
+from asterisk_recorder.ledger.tree import GROW_LIMIT, extend_tree
 from asterisk_recorder.ledger.witness import (
     DirectoryWitness,
     HttpWitness,
@@ -165,8 +165,6 @@ class Checkpointer:
         """Leaves the tree covers (as this process last saw it)."""
         self.checkpoint_size = 0
         """Size of the newest checkpoint this process saw."""
-        self.checkpoint_at: float | None = None
-        """``clock()`` when this process last signed or saw a new checkpoint."""
         self.failures = 0
         """Cycles that failed (PostgreSQL away, a broken chain)."""
         self.last_error: str | None = None
@@ -267,7 +265,7 @@ class Checkpointer:
             if growth is None:  # another controller is growing it right now
                 return None
             self.tree_size = growth.after
-            if growth.after == growth.before or growth.after - growth.before < 20_000:
+            if growth.after - growth.before < GROW_LIMIT:  # caught up with the head
                 break
         assert self._builder is not None
         if self._latest is None:
@@ -300,7 +298,6 @@ class Checkpointer:
         )
         self._latest = checkpoint.size
         self.checkpoint_size = checkpoint.size
-        self.checkpoint_at = now
         self._uncovered_since = None
         signed = SignedCheckpoint(checkpoint.size, checkpoint.root, note)
         _log.info("checkpoint.signed", size=signed.size, root=signed.root.hex())

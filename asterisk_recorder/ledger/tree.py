@@ -29,6 +29,7 @@ from asterisk_recorder.ledger.merkle import (
 )
 
 __all__ = [
+    "GROW_LIMIT",
     "Growth",
     "extend_tree",
     "read_tiles",
@@ -37,6 +38,9 @@ __all__ = [
     "tree_root",
     "tree_size",
 ]
+
+GROW_LIMIT = 20_000
+"""Most rows one ``extend_tree`` transaction adds (a long backlog is taken in several)."""
 
 _LEAVES = """
 SELECT seq, hash FROM decisions WHERE seq > $1 AND seq <= $2
@@ -90,7 +94,7 @@ async def _builder(conn: asyncpg.Connection, size: int) -> TileBuilder:
 
 
 async def extend_tree(
-    conn: asyncpg.Connection, builder: TileBuilder | None = None, *, limit: int = 20_000
+    conn: asyncpg.Connection, builder: TileBuilder | None = None, *, limit: int = GROW_LIMIT
 ) -> tuple[Growth | None, TileBuilder | None]:
     """Add up to ``limit`` rows appended since the tree last grew; ONE transaction.
 
