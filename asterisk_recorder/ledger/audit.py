@@ -21,7 +21,7 @@ import asyncpg
 from cryptography import x509
 
 from asterisk_recorder.errors import LedgerError
-from asterisk_recorder.ledger.checkpoints import stored_checkpoints
+from asterisk_recorder.ledger.checkpoints import SignedCheckpoint, stored_checkpoints
 from asterisk_recorder.ledger.keys import DigestKey
 from asterisk_recorder.ledger.merkle import verify_consistency
 from asterisk_recorder.ledger.note import Checkpoint, VerifierKey, open_checkpoint
@@ -69,10 +69,6 @@ class AuditReport:
         return self.chain.ok and not self.problems
 
 
-def _open(claim: Claim, verifiers: Sequence[VerifierKey], origin: str | None) -> Checkpoint:
-    return open_checkpoint(claim.note, verifiers, origin)
-
-
 async def audit_ledger(
     conn: asyncpg.Connection,
     key: DigestKey | None,
@@ -91,12 +87,15 @@ async def audit_ledger(
     problems: list[str] = []
     opened: list[tuple[Claim, Checkpoint]] = []
     stored = await stored_checkpoints(conn)
-    claims = [Claim("database", s.note) for s in stored] + list(witnessed)
     in_database: dict[int, bytes] = {}
+    pairs: list[tuple[Claim, SignedCheckpoint | None]] = [
+        *((Claim("database", s.note), s) for s in stored),
+        *((claim, None) for claim in witnessed),
+    ]
     valid_stored = valid_witnessed = 0
-    for claim, row in zip(claims, [*stored, *([None] * len(witnessed))], strict=True):
+    for claim, row in pairs:  # row: the database's columns of a stored checkpoint
         try:
-            checkpoint = _open(claim, verifiers, origin)
+            checkpoint = open_checkpoint(claim.note, verifiers, origin)
         except LedgerError as exc:
             where = (
                 f"checkpoint {row.size} in the database"
