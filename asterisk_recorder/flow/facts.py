@@ -11,8 +11,9 @@ channel's fate after the decision (``call.handed_back``, ``call.hand_back_failed
 ``call.fate``); the ``recording.*`` kinds belong to the recording lifecycle: ``closed``,
 ``absent``, ``sealed`` and ``quarantined`` have strict payloads (the sealer writes them), so do
 the holds and disposal kinds (``hold_placed``, ``hold_released``, ``disposing``, ``disposed``,
-``disposal_cancelled``, ``key_destroyed``); ``paused``, ``resumed`` and ``accessed`` are reserved
-and accept any well-formed payload until that lifecycle defines theirs.
+``disposal_cancelled``, ``key_destroyed``), the pause kinds (``paused``, ``resumed``, written by
+the controller's pause driver) and ``redacted``; ``accessed`` is reserved and accepts any
+well-formed payload until that lifecycle defines its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from asterisk_recorder.errors import LedgerError
+from asterisk_recorder.flow.pause import PAUSE_SOURCES
 
 __all__ = [
     "CALL_FATE",
@@ -72,15 +74,16 @@ RECORDING_DISPOSED = "recording.disposed"
 RECORDING_DISPOSAL_CANCELLED = "recording.disposal_cancelled"
 HOLD_SCOPES = ("decision", "number", "dates")
 """What a legal hold covers (``recording.hold_placed`` ``scope``)."""
-DISPOSAL_REASONS = ("retention", "erasure")
-"""Why a sealed recording is disposed of: its retention passed, or its number was erased."""
+DISPOSAL_REASONS = ("retention", "erasure", "redaction")
+"""Why a sealed recording is disposed of: its retention passed, its number was erased, or a
+redacted version replaced it."""
 
 TOLD = ("record", "skip")
 """What dialplan can have been told (``RECORDER_DECISION``)."""
 FATES = ("recorded", "proceeded_unrecorded", "hung_up")
 """What finally happened to the channel (``call.fate``)."""
 
-MAX_PAYLOAD_KEYS = 16
+MAX_PAYLOAD_KEYS = 24
 """Most keys a payload may have."""
 MAX_TEXT_CHARS = 1024
 """Longest text value the ledger keeps in a payload; longer ones are truncated (and noted)."""
@@ -138,10 +141,11 @@ def _kind(
 
 
 QUARANTINE_REASONS = (
-    "orphan", "declined", "replaced", "edited", "empty", "duplicate", "misplaced",
+    "orphan", "declined", "replaced", "edited", "empty", "duplicate", "misplaced", "pci",
 )
 """Why the sealer quarantined a file (``recording.quarantined`` ``reason``): ``edited`` is the
-same file written to after its close, ``replaced`` another file renamed onto its name."""
+same file written to after its close, ``replaced`` another file renamed onto its name, ``pci``
+a recording whose paused spans are not silent or whose unpaused audio holds DTMF tones."""
 
 _RECORDING_FACTS = (
     _kind(
@@ -192,6 +196,66 @@ _RECORDING_FACTS = (
             "retention_rule": FactField(_TEXT),
             "retain_until": FactField(_NUMBER),
             "lag_s": FactField(_NUMBER),
+            "pauses": FactField(_INT),
+            "pause_spans": FactField(_TEXT),
+            "pci_passed": FactField((bool,)),
+            "pci_spans": FactField(_TEXT),
+            "pci_silent_spans": FactField(_INT),
+            "pci_dtmf_hits": FactField(_INT),
+            "pci_dtmf_first_s": FactField(_NUMBER),
+            "pci_detector": FactField(_TEXT),
+            "pci_reason": FactField(_TEXT),
+            "redacted_from": FactField(_TEXT),
+        },
+    ),
+    _kind(
+        "recording.paused",
+        "required",
+        "the recording was paused (MixMonitorMute both, confirmed by Asterisk): offset into the "
+        "recording, source (feature, api, context, queue, console), actor, reason",
+        {
+            "offset_s": FactField(_NUMBER, required=True),
+            "source": FactField(_TEXT, required=True, choices=PAUSE_SOURCES),
+            "reason": FactField(_TEXT, required=True),
+            "channel": FactField(_TEXT),
+            "uniqueid": FactField(_TEXT),
+            "linkedid": FactField(_TEXT),
+            "mixmonitor_id": FactField(_TEXT),
+            "recording_started_at": FactField(_NUMBER),
+            "pause_no": FactField(_INT),
+            "payment": FactField(_TEXT),
+        },
+    ),
+    _kind(
+        "recording.resumed",
+        "required",
+        "the recording was resumed (or ended while paused): offset, source (feature, api, "
+        "context, queue, watchdog, close, console), actor, reason, the pause it ends",
+        {
+            "offset_s": FactField(_NUMBER, required=True),
+            "source": FactField(_TEXT, required=True, choices=PAUSE_SOURCES),
+            "reason": FactField(_TEXT, required=True),
+            "pause_fact_id": FactField(_TEXT, required=True),
+            "paused_s": FactField(_NUMBER),
+            "channel": FactField(_TEXT),
+        },
+    ),
+    _kind(
+        "recording.redacted",
+        "required",
+        "a new sealed version of the recording replaces a span with silence (who, why, the "
+        "span, both versions' digests); the old version is disposed of next",
+        {
+            "from_s": FactField(_NUMBER, required=True),
+            "to_s": FactField(_NUMBER, required=True),
+            "reason": FactField(_TEXT, required=True),
+            "old_file": FactField(_TEXT, required=True),
+            "old_sealed_sha256": FactField(_TEXT, required=True),
+            "new_file": FactField(_TEXT, required=True),
+            "new_sealed_sha256": FactField(_TEXT, required=True),
+            "new_plain_sha256": FactField(_TEXT),
+            "kek_id": FactField(_TEXT),
+            "version": FactField(_INT),
         },
     ),
     _kind(
@@ -234,8 +298,6 @@ _RECORDING_FACTS = (
 )
 
 _RESERVED_RECORDING = (
-    ("recording.paused", "recording paused (who, why)"),
-    ("recording.resumed", "recording resumed (who)"),
     ("recording.accessed", "someone opened the recording (who, why)"),
 )
 

@@ -48,7 +48,7 @@ def test_registry_holds_the_channel_fate_kinds_and_reserves_recording_kinds() ->
         k for k in FACT_KINDS if k.startswith("recording.") and not k.startswith("recording.key_")
         and k not in SEALER_KINDS and FACT_KINDS[k].fields is None
     }
-    assert reserved == {"recording.paused", "recording.resumed", "recording.accessed"}
+    assert reserved == {"recording.accessed"}
     assert FACT_KINDS["recording.disposed"].fields is not None
     assert FACT_KINDS["recording.hold_placed"].fields is not None
     assert all(FACT_KINDS[k].fields is None for k in reserved)
@@ -118,17 +118,17 @@ def test_payload_breaking_the_kind_schema_is_refused(payload: dict[str, Any], me
 
 
 def test_reserved_recording_kind_still_requires_flat_scalars_within_bounds() -> None:
-    """Open payloads are still flat JSON scalars, finite, 64-bit, and at most 16 keys."""
-    ok = fact("recording.paused", payload={"file": "a.wav", "bytes": 44, "rate": 8000.0})
+    """Open payloads are still flat JSON scalars, finite, 64-bit, and at most MAX_PAYLOAD_KEYS keys."""
+    ok = fact("recording.accessed", payload={"file": "a.wav", "bytes": 44, "rate": 8000.0})
     assert 44 == ok.payload["bytes"]
     with pytest.raises(LedgerError, match="not a finite number"):
-        fact("recording.paused", payload={"seconds": math.nan})
+        fact("recording.accessed", payload={"seconds": math.nan})
     with pytest.raises(LedgerError, match="outside 64-bit range"):
-        fact("recording.paused", payload={"bytes": 2**64})
+        fact("recording.accessed", payload={"bytes": 2**64})
     with pytest.raises(LedgerError, match=f"at most {MAX_PAYLOAD_KEYS}"):
-        fact("recording.paused", payload={f"k{i}": i for i in range(MAX_PAYLOAD_KEYS + 1)})
+        fact("recording.accessed", payload={f"k{i}": i for i in range(MAX_PAYLOAD_KEYS + 1)})
     with pytest.raises(LedgerError, match="inner has type dict"):
-        fact("recording.paused", payload={"inner": {"nested": 1}})
+        fact("recording.accessed", payload={"inner": {"nested": 1}})
 
 
 def test_time_and_actor_are_checked() -> None:
