@@ -29,6 +29,7 @@ from asterisk_recorder.settings.ledger_rules import (
     verifiers,
     witnesses,
 )
+from asterisk_recorder.settings.pause_rules import PAUSE_CHECKS, api_token
 from asterisk_recorder.settings.recording_rules import (
     asterisk_ids,
     mixmonitor,
@@ -38,9 +39,7 @@ from asterisk_recorder.settings.recording_rules import (
 )
 from asterisk_recorder.settings.retention import check_retention, check_rules
 from asterisk_recorder.settings.schema import DTMF_KEYS, FILE_FORMATS, LOG_FORMATS, RESYNC_ACTIONS
-from asterisk_recorder.settings.sections import (
-    Secret,
-)
+from asterisk_recorder.settings.sections import Secret
 from asterisk_recorder.settings.values import show
 
 __all__ = [
@@ -387,6 +386,8 @@ CHECKS: dict[str, _Check] = {
     "recordings.kek_pkcs11_pin": _pkcs11_pin,
     "recordings.kek_cryptoperiod": cryptoperiod,
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
+    "pause.api_token": lambda v: api_token(v, is_placeholder_secret),
+    **PAUSE_CHECKS,
 }
 
 NORMALIZE: dict[str, Callable[[str], str]] = {

@@ -32,6 +32,7 @@ from asterisk_recorder.settings.checks import (
     is_placeholder_secret,
 )
 from asterisk_recorder.settings.ledger_rules import kek_pkcs11_required, pkcs11_required
+from asterisk_recorder.settings.pause_rules import pause_required
 from asterisk_recorder.settings.retention import parse_retention, parse_rule
 from asterisk_recorder.settings.schema import CONFIG_ENV, SCHEMA, SECTIONS, KeyInfo, env_name
 from asterisk_recorder.settings.sections import (
@@ -266,6 +267,10 @@ def _cross_checks(gather: Gather, servers: list[tuple[str, AriServerSettings, di
             f"recordings.store_object_lock_days: {recordings.store_object_lock_days} needs an "
             "s3:// store (recordings.store); a local directory has no Object Lock"
             f"{_origin_of(gather, 'recordings.store_object_lock_days')}")
+    ami_enabled = bool(getattr(sections.get("ami"), "enabled", False))
+    for key, problem in pause_required(sections["pause"], flow.recording.mixmonitor_options,
+                                       ami_enabled):
+        problems.append(f"{key}: {problem}{_origin_of(gather, 'pause.enabled')}")
     if agi.enabled and http.enabled and agi.port == http.port and agi.host == http.host:
         problems.append(
             f"http.port: {http.port} is also agi.port on {agi.host}; the two servers need "

@@ -21,6 +21,7 @@ import typing
 from typing import Any
 
 from asterisk_recorder.flow.settings import FlowSettings, PromptSettings, RecordingSettings
+from asterisk_recorder.settings.pause_help import PAUSE_HELP
 from asterisk_recorder.settings.sections import (
     AgiSettings,
     AriServerSettings,
@@ -29,6 +30,7 @@ from asterisk_recorder.settings.sections import (
     HttpSettings,
     LedgerSettings,
     LoggingSettings,
+    PauseSettings,
     PolicySettings,
     RecordingsSettings,
     Secret,
@@ -100,9 +102,13 @@ SECTIONS: tuple[tuple[str, type[Any], frozenset[str], str], ...] = (
     ("recordings", RecordingsSettings, frozenset(),
      "The recording lifecycle run by `asterisk-recorder sealer` on the Asterisk host: "
      "closure, sealing at rest, quarantine."),
+    ("pause", PauseSettings, frozenset(),
+     "Pausing a running recording for card payments (AMI MixMonitorMute), its watchdog and "
+     "its HTTP API."),
 )
 
 _HELP: dict[str, str] = {
+    **PAUSE_HELP,
     "instance_id": "Name of this controller in the ledger and logs (letters, digits, `.`, `_`, "
     "`-`; at most 64). Keep it stable across restarts and unique per controller; empty derives "
     "one from the host name.",

@@ -24,6 +24,7 @@ __all__ = [
     "HttpSettings",
     "LedgerSettings",
     "LoggingSettings",
+    "PauseSettings",
     "PolicySettings",
     "RecordingsSettings",
     "Secret",
@@ -289,6 +290,11 @@ class RecordingsSettings:
         kek_pkcs11_pin: the token's user PIN (secret; required with a module).
         kek_cryptoperiod: how long a bucket's key seals new recordings before a ``rotate``
             is due (``Nd``, ``Nw`` or ``1m``; the monthly buckets end a key's use anyway).
+        pci_check: the PCI check of every recording before it is sealed (paused spans are
+            digital silence, no DTMF tones in the unpaused audio): ``quarantine`` a recording
+            that fails, ``attest`` (record the result and alert, seal it normally) or ``off``.
+        pci_tolerance: seconds a paused span's silence may be shifted against the wall-clock
+            times in the ledger (Asterisk's own offset is about 0.22 s).
     """
 
     sealed_dir: str = "/var/lib/asterisk-recorder-sealer/sealed"
@@ -312,6 +318,33 @@ class RecordingsSettings:
     kek_pkcs11_token: str = ""
     kek_pkcs11_pin: Secret = field(default_factory=lambda: Secret(""))
     kek_cryptoperiod: str = "1m"
+    pci_check: str = "quarantine"
+    pci_tolerance: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class PauseSettings:
+    """Pausing a running recording for card payments (run by ``serve``, through AMI).
+
+    Attributes:
+        enabled: run the pause driver (needs ``[ami]`` enabled, and ``recording``
+            ``mixmonitor_options`` without ``b``, so the file keeps the call's timeline).
+        max_pause: seconds after which a pause is resumed by the watchdog, with an alert
+            (inside a payment context or queue it stays paused, alerts, and resumes on leaving).
+        payment_contexts: dialplan contexts during which the recording is paused automatically
+            (the payment IVR; list the subroutine contexts it calls too).
+        payment_queues: queues during which the recording is paused automatically.
+        retry_every: seconds between retries of a resume that failed.
+        api_token: bearer token of ``POST /calls/{id}/pause|resume`` on the ops HTTP server
+            (secret; empty: the API is off).
+    """
+
+    enabled: bool = False
+    max_pause: float = 180.0
+    payment_contexts: tuple[str, ...] = ()
+    payment_queues: tuple[str, ...] = ()
+    retry_every: float = 5.0
+    api_token: Secret = field(default_factory=lambda: Secret(""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,3 +362,4 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
+    pause: PauseSettings = field(default_factory=PauseSettings)

@@ -165,6 +165,17 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "recordings.kek_pkcs11_pin": (["7391-user-pin", ""], ["change-me", "123456", "  "]),
     "recordings.kek_cryptoperiod": (["1m", "14d", "4w", "31d"],
                                     ["2m", "0d", "32d", "5w", "1y", "30", ""]),
+    "recordings.pci_check": (["quarantine", "attest", "off"], ["QUARANTINE", "warn", ""]),
+    "recordings.pci_tolerance": (["0.5", "0.05", "5"], ["0", "0.01", "6", "nan"]),
+    # pause.enabled = true needs [ami] and MixMonitor without b: tests/config/test_pause_settings.py.
+    "pause.enabled": (["false"], ["maybe"]),
+    "pause.max_pause": (["180", "1", "3600"], ["0", "0.5", "3601", "-1"]),
+    "pause.payment_contexts": (["payment-ivr", "pay-ivr,pay-sub", ""],
+                               ["pay ivr", "pay;ivr", "-pay", "x" * 81]),
+    "pause.payment_queues": (["payments", ""], ["pay\\nments", "a b"]),
+    "pause.retry_every": (["5", "0.5", "300"], ["0", "0.1", "301"]),
+    "pause.api_token": (["0123456789abcdef0123456789abcdef", ""],
+                        ["short-token", "change-me-change-me-change-me-change-me"]),
 }
 
 
