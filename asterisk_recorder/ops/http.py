@@ -3,7 +3,9 @@
 This module owns the small aiohttp server ``serve`` runs beside the controller and the
 ``ReadinessReport`` it answers ``/readyz`` with. It must not decide readiness itself (the
 composition root passes a callable that looks at the ARI connections and the ledger) and must
-not change any state: every route is a read-only GET (HEAD is answered too).
+not change any state: its own routes are read-only GETs (HEAD is answered too). The only
+routes that act are the call-control API's (``ops/control.py``), mounted through ``mounts``
+when ``pause.api_token`` is set.
 
 * ``/healthz``: 200 while the process runs and its event loop answers.
 * ``/readyz``: 200 when every check of the report passes (every ARI connection up, the ledger
@@ -144,8 +146,10 @@ class OpsServer:
         readiness: ReadinessProbe,
         *,
         readiness_timeout: float = READINESS_TIMEOUT,
+        mounts: Sequence[Callable[[web.Application], None]] = (),
     ) -> None:
         self._settings = settings
+        self._mounts = tuple(mounts)
         self._metrics = metrics
         self._readiness = readiness
         self._readiness_timeout = readiness_timeout
@@ -172,6 +176,8 @@ class OpsServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics_route)
+        for mount in self._mounts:
+            mount(app)
         return app
 
     async def start(self) -> None:

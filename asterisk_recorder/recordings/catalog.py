@@ -27,6 +27,7 @@ RECORDED_OUTCOMES = frozenset({"recorded_consented", "recorded_notified", "recor
 
 _RECORDING_KINDS = ("recording.closed", "recording.sealed", "recording.quarantined",
                     "recording.absent")
+_PAUSE_KINDS = ("recording.paused", "recording.resumed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,9 @@ class DecisionFacts:
         closed_inode: the file's inode when that digest was taken (``None``: not recorded).
         sealed: a ``recording.sealed`` fact exists.
         absent: a ``recording.absent`` fact exists.
+        pauses: the paused spans the ledger holds, ``(start, end)`` in seconds from the
+            recording's start (``recording.paused`` / ``recording.resumed`` offsets); ``end``
+            None when the pause was still open when the file closed.
     """
 
     decision_id: str
@@ -52,6 +56,7 @@ class DecisionFacts:
     closed_inode: int | None = None
     jurisdictions: tuple[str, ...] = ()
     called_number: str | None = None
+    pauses: tuple[tuple[float, float | None], ...] = ()
 
     @property
     def recorded(self) -> bool:
@@ -134,12 +139,14 @@ class Catalog:
         if not rows:
             return None
         facts = await self._fetch(
-            "SELECT kind, payload FROM ledger_facts WHERE decision_id = $1 "
+            "SELECT kind, payload, fact_id::text AS fact_id FROM ledger_facts "
+            "WHERE decision_id = $1 "
             "AND kind = ANY($2::text[]) ORDER BY seq",
             uuid.UUID(decision_id),
-            list(_RECORDING_KINDS),
+            list(_RECORDING_KINDS + _PAUSE_KINDS),
         )
         closed: str | None = None
+        pauses: dict[str, list[float | None]] = {}
         inode: int | None = None
         sealed = absent = False
         for fact in facts:
@@ -154,6 +161,8 @@ class Catalog:
                 sealed = True
             elif kind == "recording.absent":
                 absent = True
+            elif kind in _PAUSE_KINDS:
+                _pause_fact(pauses, kind, fact["fact_id"], json.loads(fact["payload"]))
         row = rows[0]
         parties = json.loads(row["parties"]) if isinstance(row["parties"], str) else []
         codes = tuple(
@@ -170,6 +179,7 @@ class Catalog:
             closed_inode=inode,
             jurisdictions=codes,
             called_number=row["called_number"],
+            pauses=_spans(pauses),
         )
 
     async def absent_candidates(
@@ -204,3 +214,26 @@ class Catalog:
             AbsentCandidate(row["id"], row["recording_path"], row["at"].timestamp())
             for row in rows
         ]
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _pause_fact(pauses: dict[str, list[float | None]], kind: str, fact_id: str,
+                payload: dict[str, object]) -> None:
+    """Pair ``recording.paused`` with the ``recording.resumed`` naming it (by fact id)."""
+    offset = _number(payload.get("offset_s"))
+    if kind == "recording.paused":
+        pauses.setdefault(fact_id, [None, None])[0] = offset
+        return
+    linked = payload.get("pause_fact_id")
+    if isinstance(linked, str) and linked in pauses:
+        pauses[linked][1] = offset
+
+
+def _spans(pauses: dict[str, list[float | None]]) -> tuple[tuple[float, float | None], ...]:
+    spans = [(start, end) for start, end in pauses.values() if start is not None]
+    return tuple(sorted(spans, key=lambda span: span[0]))
