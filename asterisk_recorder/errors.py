@@ -45,6 +45,11 @@ library and raised ``from`` the original, so callers catch ours and still see th
     │   ├── AgiCommandError             510 / 511 / 520 replies
     │   ├── AgiArgumentError            an argument we must not send (NUL, CR/LF, too long)
     │   └── AgiTimeout                  the peer did not answer in time (also TimeoutError)
+    ├── AmiError
+    │   ├── AmiUnavailable              not connected to AMI (also ConnectionError)
+    │   ├── AmiTimeout                  no answer to an action in time (also TimeoutError)
+    │   ├── AmiActionFailed             ``Response: Error`` to an action
+    │   └── AmiProtocolError            not the manager protocol
     └── DriverError                     a transport could not act on a channel (driver core)
         ├── ChannelGone                 the channel no longer exists (hung up, left the app)
         └── ChannelUnreachable          the transport failed; the channel may still be there
@@ -62,6 +67,11 @@ __all__ = [
     "AgiHangup",
     "AgiProtocolError",
     "AgiTimeout",
+    "AmiActionFailed",
+    "AmiError",
+    "AmiProtocolError",
+    "AmiTimeout",
+    "AmiUnavailable",
     "AriBadRequest",
     "AriConflict",
     "AriConnectionError",
@@ -249,6 +259,26 @@ class AriPreconditionFailed(AriHttpError):
 
 class AriServerError(AriHttpError):
     """5xx: Asterisk failed internally."""
+
+
+class AmiError(RecorderError):
+    """The Asterisk Manager Interface failed (``asterisk_recorder.ami``)."""
+
+
+class AmiUnavailable(AmiError, ConnectionError):
+    """Not connected (or logged in) to AMI, or the connection was lost during an action."""
+
+
+class AmiTimeout(AmiError, TimeoutError):
+    """Asterisk did not answer an action in time."""
+
+
+class AmiActionFailed(AmiError):
+    """Asterisk answered an action with ``Response: Error`` (its message is the text)."""
+
+
+class AmiProtocolError(AmiError):
+    """What came over the AMI socket is not the manager protocol."""
 
 
 class RecordingError(RecorderError):

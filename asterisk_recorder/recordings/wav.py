@@ -40,6 +40,7 @@ class RecordingProbe:
         header_complete: the RIFF and data lengths match the file (MixMonitor closed it);
             ``None`` for formats without a header.
         empty: no audio at all (zero-length, or a header with no samples).
+        data_offset: where the samples start in a WAV file (``None``: not a WAV, no data chunk).
     """
 
     size: int
@@ -51,6 +52,7 @@ class RecordingProbe:
     duration_s: float | None
     header_complete: bool | None
     empty: bool
+    data_offset: int | None = None
 
 
 def _extension(path: Path) -> str:
@@ -116,6 +118,7 @@ def probe(path: Path) -> RecordingProbe:
         duration_s=duration,
         header_complete=complete,
         empty=audio == 0,
+        data_offset=data_offset,
     )
 
 

@@ -14,6 +14,7 @@ configuration flags) and ``render`` (sample, effective configuration, reference 
 from asterisk_recorder.settings.sections import (
     LOOPBACK_PEERS,
     AgiSettings,
+    AmiSettings,
     AriServerSettings,
     ControllerSettings,
     DatabaseSettings,
@@ -30,6 +31,7 @@ from asterisk_recorder.settings.sections import (
 __all__ = [
     "LOOPBACK_PEERS",
     "AgiSettings",
+    "AmiSettings",
     "AriServerSettings",
     "ControllerSettings",
     "DatabaseSettings",

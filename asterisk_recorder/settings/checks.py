@@ -387,6 +387,7 @@ CHECKS: dict[str, _Check] = {
     "recordings.kek_cryptoperiod": cryptoperiod,
     "controller.resync_action": _one_of(RESYNC_ACTIONS),
     "pause.api_token": lambda v: api_token(v, is_placeholder_secret),
+    "ami.secret": lambda v: PLACEHOLDER_RULE if is_placeholder_secret(v.value or "x") else None,
     **PAUSE_CHECKS,
 }
 

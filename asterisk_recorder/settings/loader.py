@@ -32,7 +32,7 @@ from asterisk_recorder.settings.checks import (
     is_placeholder_secret,
 )
 from asterisk_recorder.settings.ledger_rules import kek_pkcs11_required, pkcs11_required
-from asterisk_recorder.settings.pause_rules import pause_required
+from asterisk_recorder.settings.pause_rules import ami_required, pause_required
 from asterisk_recorder.settings.retention import parse_retention, parse_rule
 from asterisk_recorder.settings.schema import CONFIG_ENV, SCHEMA, SECTIONS, KeyInfo, env_name
 from asterisk_recorder.settings.sections import (
@@ -267,7 +267,11 @@ def _cross_checks(gather: Gather, servers: list[tuple[str, AriServerSettings, di
             f"recordings.store_object_lock_days: {recordings.store_object_lock_days} needs an "
             "s3:// store (recordings.store); a local directory has no Object Lock"
             f"{_origin_of(gather, 'recordings.store_object_lock_days')}")
-    ami_enabled = bool(getattr(sections.get("ami"), "enabled", False))
+    ami = sections["ami"]
+    ami_enabled = bool(ami.enabled)
+    for key, problem in ami_required(ami.enabled, ami.username, ami.secret):
+        if key not in reported:
+            problems.append(f"{key}: {problem}{_origin_of(gather, 'ami.enabled')}")
     for key, problem in pause_required(sections["pause"], flow.recording.mixmonitor_options,
                                        ami_enabled):
         problems.append(f"{key}: {problem}{_origin_of(gather, 'pause.enabled')}")

@@ -1,4 +1,4 @@
-"""The help texts of the ``[pause]`` keys and of ``recordings.pci_*``.
+"""The help texts of the ``[ami]`` and ``[pause]`` keys and of ``recordings.pci_*``.
 
 This module owns ``PAUSE_HELP`` (dotted key -> one paragraph for the sample configuration and
 docs/configuration.md), merged into the schema's help. It must not hold rules or defaults.
@@ -9,6 +9,14 @@ from __future__ import annotations
 __all__ = ["PAUSE_HELP"]
 
 PAUSE_HELP: dict[str, str] = {
+    "ami.enabled": "Connect to Asterisk's manager interface (AMI); needed by [pause].",
+    "ami.host": "Address of Asterisk's AMI (manager.conf bindaddr).",
+    "ami.port": "TCP port of Asterisk's AMI (manager.conf port, 1-65535).",
+    "ami.username": "The manager.conf user (read: call,dialplan,user,agent; write: call).",
+    "ami.secret": "That user's secret (required while [ami] is enabled; placeholders refused).",
+    "ami.connect_timeout": "Seconds to connect and log in to AMI.",
+    "ami.action_timeout": "Seconds Asterisk gets to answer one AMI action.",
+    "ami.reconnect_max": "Cap in seconds of the AMI reconnect backoff.",
     "recordings.pci_check": "The PCI check of every recording before it is sealed (paused spans "
     "are digital silence, no DTMF tones in the unpaused audio): `quarantine` a recording that "
     "fails (and alert), `attest` (record the result and alert, seal it normally) or `off`.",

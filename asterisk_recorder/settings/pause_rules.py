@@ -16,7 +16,7 @@ from typing import Any
 from asterisk_recorder.settings.sections import PauseSettings, Secret
 from asterisk_recorder.settings.values import show
 
-__all__ = ["PAUSE_CHECKS", "PCI_CHECKS", "api_token", "pause_required"]
+__all__ = ["PAUSE_CHECKS", "PCI_CHECKS", "ami_required", "api_token", "pause_required"]
 
 PCI_CHECKS = ("quarantine", "attest", "off")
 """What the sealer does with the PCI check (``recordings.pci_check``)."""
@@ -74,7 +74,43 @@ def pause_required(pause: PauseSettings, mixmonitor_options: str,
     return problems
 
 
+def _host(v: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", v):
+        return None
+    return f"{show(v)} is not a host name or address"
+
+
+def _user(v: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z0-9_.@-]{0,64}", v):
+        return None
+    return f"{show(v)} is not a manager.conf user name (letters, digits, `_.@-`; at most 64)"
+
+
+def _port(v: int) -> str | None:
+    return None if 1 <= v <= 65535 else f"{v} is not a valid port (1-65535)"
+
+
+def ami_required(enabled: bool, username: str, secret: Secret) -> list[tuple[str, str]]:
+    """``(key, problem)`` for what ``ami.enabled`` needs: a user and its secret."""
+    if not enabled:
+        return []
+    problems = []
+    if not username:
+        problems.append(("ami.username", "missing; [ami] is enabled and needs the manager.conf "
+                                         "user"))
+    if not secret:
+        problems.append(("ami.secret", "missing; [ami] is enabled and needs that user's secret "
+                                       "(set ASTERISK_RECORDER_AMI_SECRET)"))
+    return problems
+
+
 PAUSE_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "ami.host": _host,
+    "ami.port": _port,
+    "ami.username": _user,
+    "ami.connect_timeout": _seconds(0.1, 300.0),
+    "ami.action_timeout": _seconds(0.1, 300.0),
+    "ami.reconnect_max": _seconds(0.5, 3600.0),
     "pause.max_pause": _seconds(1.0, 3600.0),
     "pause.payment_contexts": _names,
     "pause.payment_queues": _names,

@@ -24,6 +24,7 @@ from asterisk_recorder.flow.settings import FlowSettings, PromptSettings, Record
 from asterisk_recorder.settings.pause_help import PAUSE_HELP
 from asterisk_recorder.settings.sections import (
     AgiSettings,
+    AmiSettings,
     AriServerSettings,
     ControllerSettings,
     DatabaseSettings,
@@ -102,6 +103,8 @@ SECTIONS: tuple[tuple[str, type[Any], frozenset[str], str], ...] = (
     ("recordings", RecordingsSettings, frozenset(),
      "The recording lifecycle run by `asterisk-recorder sealer` on the Asterisk host: "
      "closure, sealing at rest, quarantine."),
+    ("ami", AmiSettings, frozenset(),
+     "The Asterisk Manager Interface connection `serve` pauses recordings through."),
     ("pause", PauseSettings, frozenset(),
      "Pausing a running recording for card payments (AMI MixMonitorMute), its watchdog and "
      "its HTTP API."),

@@ -18,6 +18,7 @@ from asterisk_recorder.policy.modes import Mode
 __all__ = [
     "LOOPBACK_PEERS",
     "AgiSettings",
+    "AmiSettings",
     "AriServerSettings",
     "ControllerSettings",
     "DatabaseSettings",
@@ -323,6 +324,30 @@ class RecordingsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AmiSettings:
+    """The Asterisk Manager Interface connection of ``serve`` (used to pause recordings).
+
+    Attributes:
+        enabled: connect to AMI at all.
+        host / port: where Asterisk's manager.conf listens.
+        username / secret: the manager.conf user (secret; read ``call,dialplan,user,agent``,
+            write ``call``).
+        connect_timeout: seconds to connect and log in.
+        action_timeout: seconds Asterisk gets to answer an action.
+        reconnect_max: cap in seconds of the reconnect backoff.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = ""
+    secret: Secret = field(default_factory=lambda: Secret(""))
+    connect_timeout: float = 5.0
+    action_timeout: float = 5.0
+    reconnect_max: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class PauseSettings:
     """Pausing a running recording for card payments (run by ``serve``, through AMI).
 
@@ -362,4 +387,5 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     recordings: RecordingsSettings = field(default_factory=RecordingsSettings)
+    ami: AmiSettings = field(default_factory=AmiSettings)
     pause: PauseSettings = field(default_factory=PauseSettings)
