@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from asterisk_recorder.errors import AmiProtocolError
 
-__all__ = ["MAX_LINE", "MAX_FIELDS", "AmiMessage", "AmiParser", "encode_action"]
+__all__ = ["MAX_FIELDS", "MAX_LINE", "AmiMessage", "AmiParser", "encode_action"]
 
 MAX_LINE = 8192
 """Longest line accepted from Asterisk."""

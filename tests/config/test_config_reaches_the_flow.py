@@ -167,7 +167,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
                                     ["2m", "0d", "32d", "5w", "1y", "30", ""]),
     "recordings.pci_check": (["quarantine", "attest", "off"], ["QUARANTINE", "warn", ""]),
     "recordings.pci_tolerance": (["0.5", "0.05", "5"], ["0", "0.01", "6", "nan"]),
-    # pause.enabled = true needs [ami] and MixMonitor without b: tests/config/test_pause_settings.py.
+    # pause.enabled = true needs [ami] and no MixMonitor b: tests/config/test_pause_settings.py
     "pause.enabled": (["false"], ["maybe"]),
     "ami.enabled": (["false"], ["maybe"]),
     "ami.host": (["127.0.0.1", "pbx.example.net", "::1"], ["a b", "", "x;y"]),

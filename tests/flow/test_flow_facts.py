@@ -118,7 +118,7 @@ def test_payload_breaking_the_kind_schema_is_refused(payload: dict[str, Any], me
 
 
 def test_reserved_recording_kind_still_requires_flat_scalars_within_bounds() -> None:
-    """Open payloads are still flat JSON scalars, finite, 64-bit, and at most MAX_PAYLOAD_KEYS keys."""
+    """Open payloads are still flat JSON scalars, finite, 64-bit, within MAX_PAYLOAD_KEYS keys."""
     ok = fact("recording.accessed", payload={"file": "a.wav", "bytes": 44, "rate": 8000.0})
     assert 44 == ok.payload["bytes"]
     with pytest.raises(LedgerError, match="not a finite number"):

@@ -93,8 +93,10 @@ def test_a_second_pause_does_not_extend_the_first() -> None:
     assert book.handle(PauseRequested(1100.0, "api", "agent:7", "again",
                                       decision_id=DECISION)) == []
     actions = book.handle(Tick(1180.5))
-    assert isinstance(actions[0], Alert) and actions[0].kind == "pause_overdue"
-    assert isinstance(actions[1], Mute) and actions[1].mute is False
+    assert isinstance(actions[0], Alert)
+    assert actions[0].kind == "pause_overdue"
+    assert isinstance(actions[1], Mute)
+    assert actions[1].mute is False
 
 
 def test_watchdog_resumes_an_overdue_pause_and_alerts() -> None:
@@ -104,7 +106,8 @@ def test_watchdog_resumes_an_overdue_pause_and_alerts() -> None:
     paused(book, 1000.0)
     assert book.handle(Tick(1179.0)) == []
     alert, mute = book.handle(Tick(1181.0))
-    assert isinstance(alert, Alert) and "resumed by the watchdog" in alert.message
+    assert isinstance(alert, Alert)
+    assert "resumed by the watchdog" in alert.message
     assert isinstance(mute, Mute)
     (fact,) = book.handle(MuteDone(1181.0, DECISION, False))
     assert isinstance(fact, WriteFact)
@@ -117,14 +120,16 @@ def test_payment_context_pauses_and_leaving_it_resumes() -> None:
     started(book)
     assert book.handle(ContextEntered(1005.0, "1700.1", "default")) == []
     (mute,) = book.handle(ContextEntered(1010.0, "1700.1", "payment-ivr"))
-    assert isinstance(mute, Mute) and mute.mute
+    assert isinstance(mute, Mute)
+    assert mute.mute
     (fact,) = book.handle(MuteDone(1010.0, DECISION, True))
     assert isinstance(fact, WriteFact)
     assert dict(fact.payload)["source"] == "context"
     assert dict(fact.payload)["payment"] == "context:payment-ivr"
     assert book.handle(ContextEntered(1012.0, "1700.1", "payment-ivr")) == []
     (mute,) = book.handle(ContextEntered(1030.0, "1700.1", "agents"))
-    assert isinstance(mute, Mute) and not mute.mute
+    assert isinstance(mute, Mute)
+    assert not mute.mute
 
 
 def test_resume_is_refused_while_in_the_payment_context() -> None:
@@ -135,7 +140,8 @@ def test_resume_is_refused_while_in_the_payment_context() -> None:
     book.handle(MuteDone(1010.0, DECISION, True))
     (refusal,) = book.handle(ResumeRequested(1020.0, "api", "agent:7", "done",
                                              decision_id=DECISION))
-    assert isinstance(refusal, Refuse) and refusal.status == 409
+    assert isinstance(refusal, Refuse)
+    assert refusal.status == 409
     assert "payment-ivr" in refusal.message
     assert book.view(DECISION).state is PauseState.PAUSED  # type: ignore[union-attr]
 
@@ -147,10 +153,12 @@ def test_overdue_in_payment_alerts_once_and_resumes_on_leaving() -> None:
     book.handle(QueueJoined(1000.0, "1700.1", "payments"))
     book.handle(MuteDone(1000.0, DECISION, True))
     (alert,) = book.handle(Tick(1200.0))
-    assert isinstance(alert, Alert) and alert.kind == "pause_overdue_in_payment"
+    assert isinstance(alert, Alert)
+    assert alert.kind == "pause_overdue_in_payment"
     assert book.handle(Tick(1300.0)) == []
     (mute,) = book.handle(QueueLeft(1310.0, "1700.1", "payments"))
-    assert isinstance(mute, Mute) and not mute.mute
+    assert isinstance(mute, Mute)
+    assert not mute.mute
 
 
 def test_a_manual_pause_survives_a_pass_through_the_payment_context() -> None:
@@ -167,8 +175,10 @@ def test_pause_for_an_unknown_call_is_refused_with_an_alert() -> None:
     """Nothing is known of the call: 404 and an alert (card data may be recorded)."""
     book = PauseBook(RULES)
     alert, refusal = book.handle(PauseRequested(1.0, "feature", "agent", "x", linkedid="99.1"))
-    assert isinstance(alert, Alert) and "card data may be recorded" in alert.message
-    assert isinstance(refusal, Refuse) and refusal.status == 404
+    assert isinstance(alert, Alert)
+    assert "card data may be recorded" in alert.message
+    assert isinstance(refusal, Refuse)
+    assert refusal.status == 404
 
 
 def test_feature_code_on_the_agent_leg_finds_the_call_by_linkedid() -> None:
@@ -177,7 +187,8 @@ def test_feature_code_on_the_agent_leg_finds_the_call_by_linkedid() -> None:
     started(book)
     (mute,) = book.handle(PauseRequested(1003.0, "feature", "agent:PJSIP/bob", "feature code",
                                          linkedid="1700.1"))
-    assert isinstance(mute, Mute) and mute.decision_id == DECISION
+    assert isinstance(mute, Mute)
+    assert mute.decision_id == DECISION
 
 
 def test_failed_pause_alerts_and_keeps_recording() -> None:
@@ -186,8 +197,10 @@ def test_failed_pause_alerts_and_keeps_recording() -> None:
     started(book)
     book.handle(PauseRequested(1001.0, "api", "a", "r", decision_id=DECISION))
     alert, refusal = book.handle(MuteFailed(1001.0, DECISION, True, "AMI unavailable"))
-    assert isinstance(alert, Alert) and alert.kind == "pause_failed"
-    assert isinstance(refusal, Refuse) and refusal.status == 503
+    assert isinstance(alert, Alert)
+    assert alert.kind == "pause_failed"
+    assert isinstance(refusal, Refuse)
+    assert refusal.status == 503
     assert book.view(DECISION).state is PauseState.RECORDING  # type: ignore[union-attr]
 
 
@@ -201,7 +214,8 @@ def test_failed_resume_is_retried_by_the_watchdog() -> None:
     assert any(isinstance(a, Alert) and a.kind == "resume_failed" for a in actions)
     assert book.handle(Tick(1012.0)) == []
     (mute,) = book.handle(Tick(1015.5))
-    assert isinstance(mute, Mute) and not mute.mute
+    assert isinstance(mute, Mute)
+    assert not mute.mute
 
 
 def test_a_pause_open_at_hangup_is_closed_in_the_ledger() -> None:
@@ -210,7 +224,8 @@ def test_a_pause_open_at_hangup_is_closed_in_the_ledger() -> None:
     started(book)
     pause = paused(book, 1000.0)
     (fact,) = book.handle(RecordingClosed(1020.0, uniqueid="1700.1"))
-    assert isinstance(fact, WriteFact) and fact.kind == "recording.resumed"
+    assert isinstance(fact, WriteFact)
+    assert fact.kind == "recording.resumed"
     assert dict(fact.payload)["source"] == "close"
     assert dict(fact.payload)["pause_fact_id"] == pause.fact_id
     assert book.view(DECISION) is None
@@ -224,7 +239,8 @@ def test_restored_pause_keeps_its_watchdog() -> None:
                         "4d1c2b9e-0000-4000-8000-000000000001")
     assert book.handle(restored) == []
     alert, mute = book.handle(Tick(1186.0))
-    assert isinstance(alert, Alert) and isinstance(mute, Mute)
+    assert isinstance(alert, Alert)
+    assert isinstance(mute, Mute)
     (fact,) = book.handle(MuteDone(1186.0, DECISION, False))
     assert isinstance(fact, WriteFact)
     assert dict(fact.payload)["pause_fact_id"] == "4d1c2b9e-0000-4000-8000-000000000001"
@@ -239,7 +255,9 @@ def test_entering_payment_while_a_resume_is_under_way_pauses_again() -> None:
     book.handle(ResumeRequested(1010.0, "api", "a", "r", decision_id=DECISION))
     assert book.handle(ContextEntered(1010.1, "1700.1", "payment-ivr")) == []
     fact, mute = book.handle(MuteDone(1010.2, DECISION, False))
-    assert isinstance(fact, WriteFact) and isinstance(mute, Mute) and mute.mute
+    assert isinstance(fact, WriteFact)
+    assert isinstance(mute, Mute)
+    assert mute.mute
 
 
 def test_events_that_make_no_sense_are_ignored_and_counted() -> None:
