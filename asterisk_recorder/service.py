@@ -22,24 +22,32 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from asterisk_recorder.agi.channel import AgiChannel
 from asterisk_recorder.agi.protocol import AgiEnvironment
 from asterisk_recorder.agi.server import FastAgiServer
 from asterisk_recorder.agi.session import SessionResult, consent_handler
+from asterisk_recorder.ami.client import AmiClient
+from asterisk_recorder.ami.pauses import AmiMuteControl, pause_event
+from asterisk_recorder.ami.protocol import AmiMessage
 from asterisk_recorder.controller.app import AriController, ControllerHooks
+from asterisk_recorder.drivers.pause import PauseDriver, PauseOutcome
 from asterisk_recorder.drivers.ports import CallFate, CallReport, CoreHooks, Fate
 from asterisk_recorder.errors import DatabaseUnavailable, LedgerError
 from asterisk_recorder.flow import ConsentFlow
 from asterisk_recorder.flow.facts import CALL_FATE, CALL_HAND_BACK_FAILED, LedgerFact
+from asterisk_recorder.flow.pause import PauseRules
 from asterisk_recorder.flow.ports import DecisionSink
 from asterisk_recorder.ledger import Ledger, migrate
 from asterisk_recorder.ledger.checkpoints import Checkpointer, witness_from_target
 from asterisk_recorder.ledger.database import database_dsn
+from asterisk_recorder.ledger.pauses import LedgerPauseStore
 from asterisk_recorder.ledger.signing import close_signing_key, load_signing_key
 from asterisk_recorder.ledger.witness import WitnessPusher
 from asterisk_recorder.logs import get_logger
-from asterisk_recorder.ops.http import OpsServer, ReadinessReport
+from asterisk_recorder.ops.control import ControlApi
+from asterisk_recorder.ops.http import OpsServer, ReadinessCheck, ReadinessReport
 from asterisk_recorder.ops.metrics import RecorderMetrics
 from asterisk_recorder.ops.systemd import SystemdNotifier
 from asterisk_recorder.policy import PolicyEngine
@@ -255,6 +263,8 @@ class Service:
         self.pusher: WitnessPusher | None = None
         self.ops: OpsServer | None = None
         self.agi: FastAgiServer | None = None
+        self.ami: AmiClient | None = None
+        self.pauses: PauseDriver | None = None
         self.dsn: str | None = None
         self.started = asyncio.Event()
         """Set once every part is listening (the demo and tests wait for it)."""
@@ -270,13 +280,19 @@ class Service:
         """ARI connections up and the ledger writable (or spooling)."""
         ledger = self.ledger
         spooling = ledger is not None and not ledger.healthy
-        return ReadinessReport.from_state(
+        report = ReadinessReport.from_state(
             ari_connected={c.server.name: c.ready for c in self.controllers},
             ledger_writable=ledger is None or ledger.healthy,
             ledger_spooling=spooling,
             spool_depth=ledger.spool_depth if ledger is not None else 0,
             witnesses_lagging=self._checkpoints_behind(),
         )
+        if self.ami is None:
+            return report
+        up = self.ami.connected
+        ami = ReadinessCheck("ami", up, "connected" if up else
+                             "disconnected: recordings cannot be paused")
+        return ReadinessReport((*report.checks, ami))
 
     def _checkpoints_behind(self) -> list[str] | None:
         """Witnesses (and the checkpointer) behind by more than ``witness_max_lag``."""
@@ -364,7 +380,8 @@ class Service:
                 asyncio.create_task(c.run(), name=f"ari-{c.server.name}") for c in self.controllers
             ]
             await self._start_agi(stack, sink)
-            self.ops = OpsServer(self.settings.http, self.metrics, self.readiness)
+            mounts = await self._start_pauses(stack, sink)
+            self.ops = OpsServer(self.settings.http, self.metrics, self.readiness, mounts=mounts)
             await self.ops.start()
             stack.push_async_callback(self.ops.close)
             log.info(
@@ -451,6 +468,43 @@ class Service:
         finally:
             stop_task.cancel()
 
+    async def _start_pauses(
+        self, stack: contextlib.AsyncExitStack, sink: DecisionSink
+    ) -> list[Callable[[Any], None]]:
+        """The pause driver over AMI, its watchdog, and its HTTP API (``[pause]``)."""
+        pause = self.settings.pause
+        if not (pause.enabled and self.settings.ami.enabled):
+            return []
+        rules = PauseRules(max_pause=pause.max_pause, payment_contexts=pause.payment_contexts,
+                           payment_queues=pause.payment_queues, retry_every=pause.retry_every)
+        holder: list[PauseDriver] = []
+
+        def on_event(message: AmiMessage) -> None:
+            if not holder:
+                return
+            event = pause_event(message, holder[0].now())
+            if event is not None:
+                holder[0].notify(event)
+
+        client = AmiClient(self.settings.ami, on_event=on_event)
+        store = (LedgerPauseStore(self.dsn, connect_timeout=self.settings.database.connect_timeout)
+                 if self.dsn is not None else None)
+        driver = PauseDriver(rules, AmiMuteControl(client), cast(Any, sink), store=store,
+                             clock=self._clock)
+        holder.append(driver)
+        self.ami, self.pauses = client, driver
+        await driver.start()
+        stack.push_async_callback(driver.close)
+        await client.start()
+        stack.push_async_callback(client.close)
+        self.metrics.pauses_active.set_function(lambda: float(driver.book.paused_count()))
+        self.metrics.pause_alerts.set_function(lambda: float(sum(driver.alerts.values())))
+        log.info("pause.started", max_pause=pause.max_pause,
+                 payment_contexts=list(pause.payment_contexts),
+                 payment_queues=list(pause.payment_queues),
+                 api=bool(pause.api_token.value))
+        return [ControlApi(_PauseApi(driver), pause.api_token.value).mount]
+
     async def _start_agi(self, stack: contextlib.AsyncExitStack, sink: DecisionSink) -> None:
         if not self.settings.agi.enabled:
             return
@@ -472,3 +526,36 @@ class Service:
         self.agi = server
         self.metrics.agi_sessions_active.set_function(lambda: float(server.active_sessions))
         stack.push_async_callback(server.close)
+
+
+class _PauseApi:
+    """The control API's ``PauseControl`` over the pause driver."""
+
+    def __init__(self, driver: PauseDriver) -> None:
+        self._driver = driver
+
+    async def pause(self, decision_id: str, actor: str,
+                    reason: str) -> tuple[int, str, dict[str, object] | None]:
+        return _answer(await self._driver.pause(source="api", actor=actor, reason=reason,
+                                                decision_id=decision_id))
+
+    async def resume(self, decision_id: str, actor: str,
+                     reason: str) -> tuple[int, str, dict[str, object] | None]:
+        return _answer(await self._driver.resume(source="api", actor=actor, reason=reason,
+                                                 decision_id=decision_id))
+
+    def state(self, decision_id: str) -> dict[str, object] | None:
+        view = self._driver.book.view(decision_id)
+        return None if view is None else _view_json(view)
+
+
+def _view_json(view: Any) -> dict[str, object]:
+    return {"decision_id": view.decision_id, "state": view.state.value,
+            "channel": view.channel, "paused_at": view.paused_at,
+            "pause_source": view.pause_source or None, "payment": list(view.payment),
+            "pauses": view.pauses}
+
+
+def _answer(outcome: PauseOutcome) -> tuple[int, str, dict[str, object] | None]:
+    view = None if outcome.view is None else _view_json(outcome.view)
+    return outcome.status, outcome.message, view

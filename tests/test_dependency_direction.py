@@ -39,11 +39,12 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "drivers": frozenset({"errors", "logs", "flow", "policy"}),
     "ari": frozenset({"errors", "logs", "settings"}),
     "agi": frozenset({"errors", "logs", "settings", "flow", "policy", "drivers"}),
+    "ami": frozenset({"errors", "logs", "settings", "flow"}),
     "controller": frozenset({"errors", "logs", "settings", "flow", "policy", "drivers", "ari"}),
     # The composition root, then the entry points.
     "service": frozenset({
         "errors", "logs", "settings", "config", "flow", "policy", "ledger", "ops", "embedded_pg",
-        "drivers", "ari", "agi", "controller", "recordings",
+        "drivers", "ari", "agi", "ami", "controller", "recordings",
     }),
     "testing": frozenset({"errors", "logs", "settings", "ari", "agi"}),
     "demo": frozenset({

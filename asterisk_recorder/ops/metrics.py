@@ -392,6 +392,7 @@ class RecorderMetrics:
             newest signed checkpoint.
         checkpoint_uncovered_seconds: how long the oldest entry no checkpoint covers has waited.
         checkpoint_failures: checkpoint cycles that failed since start.
+        pauses_active / pause_alerts: recordings paused now; pause alerts since start.
 
     It implements ``ledger.witness.WitnessMetrics`` (``witness_delivered``, ``witness_failed``,
     ``witness_lag``, ``witness_superseded``), so the ledger reports without importing ops.
@@ -483,6 +484,15 @@ class RecorderMetrics:
         self.checkpoint_failures = self.registry.gauge(
             "asterisk_recorder_checkpoint_failures",
             "Checkpoint cycles that failed (PostgreSQL away, a gap in the chain) since start.",
+        )
+        self.pauses_active = self.registry.gauge(
+            "asterisk_recorder_pauses_active",
+            "Recordings paused now (card payments; [pause]).",
+        )
+        self.pause_alerts = self.registry.gauge(
+            "asterisk_recorder_pause_alerts",
+            "Pause alerts raised since start (a pause past pause.max_pause, a pause or resume "
+            "that failed, a pause asked for an unknown call).",
         )
 
     def observe_decision(

@@ -249,6 +249,8 @@ class TestRecorderMetrics:
             ["asterisk_recorder_checkpoint_size", "gauge"],
             ["asterisk_recorder_checkpoint_uncovered_seconds", "gauge"],
             ["asterisk_recorder_checkpoint_failures", "gauge"],
+            ["asterisk_recorder_pauses_active", "gauge"],
+            ["asterisk_recorder_pause_alerts", "gauge"],
         ] == types
 
     def test_observe_decision_counts_and_times(self) -> None:
