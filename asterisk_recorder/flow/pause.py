@@ -125,12 +125,10 @@ class RecordingStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class PauseRequested:
-    """Someone asks to pause the recording of a call.
-
-    The call is named by ``decision_id``, else the channel ``uniqueid``, else the ``linkedid``
-    shared by every channel of the call (a feature code pressed on the agent's leg).
-    """
+class _CallRequest:
+    """A request about one call's recording, named by ``decision_id``, else the channel
+    ``uniqueid``, else the ``linkedid`` shared by every channel of the call (a feature code
+    pressed on the agent's leg)."""
 
     at: float
     source: str
@@ -142,16 +140,13 @@ class PauseRequested:
 
 
 @dataclass(frozen=True, slots=True)
-class ResumeRequested:
-    """Someone asks to resume the recording of a call (named as in ``PauseRequested``)."""
+class PauseRequested(_CallRequest):
+    """Someone asks to pause the recording of a call."""
 
-    at: float
-    source: str
-    actor: str
-    reason: str
-    decision_id: str = ""
-    uniqueid: str = ""
-    linkedid: str = ""
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequested(_CallRequest):
+    """Someone asks to resume the recording of a call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,21 +159,20 @@ class ContextEntered:
 
 
 @dataclass(frozen=True, slots=True)
-class QueueJoined:
-    """The channel ``uniqueid`` joined ``queue`` (AMI ``QueueCallerJoin``)."""
-
+class _QueueEvent:
     at: float
     uniqueid: str
     queue: str
 
 
 @dataclass(frozen=True, slots=True)
-class QueueLeft:
-    """The channel ``uniqueid`` left ``queue`` (AMI ``QueueCallerLeave`` or ``...Abandon``)."""
+class QueueJoined(_QueueEvent):
+    """The channel ``uniqueid`` joined ``queue`` (AMI ``QueueCallerJoin``)."""
 
-    at: float
-    uniqueid: str
-    queue: str
+
+@dataclass(frozen=True, slots=True)
+class QueueLeft(_QueueEvent):
+    """The channel ``uniqueid`` left ``queue`` (AMI ``QueueCallerLeave`` or ``...Abandon``)."""
 
 
 @dataclass(frozen=True, slots=True)
