@@ -71,6 +71,7 @@ from asterisk_recorder.recordings.envelope import (
 )
 from asterisk_recorder.recordings.inotify import CloseWatcher, InotifyUnavailable
 from asterisk_recorder.recordings.keys import KekPublicKey, KeyStore, rotation_due
+from asterisk_recorder.recordings.pcicheck import PciOutcome, check_file
 from asterisk_recorder.recordings.storage import LocalStore, SealedStore
 from asterisk_recorder.recordings.wav import RecordingProbe, probe
 from asterisk_recorder.settings import RecordingsSettings
@@ -169,6 +170,13 @@ class SealerMetrics:
             "asterisk_recorder_recordings_quarantined_total",
             "Files moved to quarantine instead of sealed, by reason.",
             ("reason",),
+        )
+        self.pci = r.counter(
+            "asterisk_recorder_recordings_pci_checked_total",
+            "Recordings the PCI check looked at before their seal, by result (passed, failed: a "
+            "paused span not silent or DTMF in unpaused audio, unchecked: a format it cannot "
+            "read).",
+            ("result",),
         )
         self.absent = r.counter(
             "asterisk_recorder_recordings_absent_total",
@@ -790,7 +798,34 @@ class Sealer:
             await self._quarantine(path, decision, "empty", "no audio samples", head,
                                    digest=digest, identity=identity)
             return
-        await self._seal(path, decision, digest, identity, closed_at)
+        pci = await self._pci_check(path, head, decision)
+        if pci is not None and pci.failed and self.settings.pci_check == "quarantine":
+            assert pci.result is not None
+            await self._quarantine(path, decision, "pci", pci.result.reason(), head,
+                                   digest=digest, identity=identity)
+            return
+        await self._seal(path, decision, digest, identity, closed_at, pci)
+
+    async def _pci_check(self, path: Path, head: RecordingProbe,
+                         decision: DecisionFacts) -> PciOutcome | None:
+        """The PCI check (``recordings.pci_check``) of a file about to be sealed: counted, and
+        an ERROR ``recordings.pci_failed`` (the alert) when it finds something."""
+        if self.settings.pci_check == "off":
+            return None
+        outcome = await asyncio.to_thread(check_file, path, head, decision.pauses,
+                                          tolerance=self.settings.pci_tolerance)
+        result = ("unchecked" if outcome.result is None
+                  else "failed" if outcome.failed else "passed")
+        self.metrics.pci.inc(result=result)
+        if outcome.failed:
+            assert outcome.result is not None
+            _log.error("recordings.pci_failed", decision_id=decision.decision_id,
+                       file=self._relative(path), reason=outcome.result.reason(),
+                       action=self.settings.pci_check)
+        elif outcome.result is None:
+            _log.warning("recordings.pci_unchecked", decision_id=decision.decision_id,
+                         file=self._relative(path), reason=outcome.unchecked)
+        return outcome
 
     def _refuse(self, path: Path) -> None:
         """A link or other non-regular file in the recording directory: never read, never
@@ -939,6 +974,7 @@ class Sealer:
         digest: str,
         identity: FileIdentity | None,
         closed_at: float,
+        pci: PciOutcome | None = None,
     ) -> None:
         retention = self._retention_for(decision, closed_at)
         kek = await asyncio.to_thread(
@@ -948,6 +984,8 @@ class Sealer:
         extra: dict[str, object] = {"decision_id": decision.decision_id,
                                     "plain": self._relative(path), "closed_at": closed_at,
                                     **retention}
+        if pci is not None:
+            extra["pci"] = pci.fields()
         try:
             info = await asyncio.to_thread(
                 self._seal_blocking, path, sealed, decision.decision_id, kek, digest, identity,
@@ -1049,6 +1087,10 @@ class Sealer:
             "retain_until": _number(fields.get("retain_until")),
             "lag_s": round(lag, 3),
         }
+        checked = fields.get("pci")
+        if isinstance(checked, dict):  # the PCI check's fields, kept in the seal note
+            payload.update({str(k): v for k, v in checked.items()
+                            if isinstance(v, str | int | float | bool)})
         await self._fact("recording.sealed", decision_id,
                          _fact_id("sealed", decision_id, str(fields["sealed_sha256"])), payload)
         files.crash_point("sealed")
