@@ -259,6 +259,30 @@ async def test_a_recorded_call_mutes_through_our_client_and_keeps_its_length(
     assert first >= (0.3 + MUTE_LAG) * RATE
 
 
+async def test_test_raised_dialplan_and_queue_events_reach_the_pause_book(
+        fake: FakeAsterisk, ari: AriClient, events: EventStream, tmp_path: Path) -> None:
+    """``newexten`` and ``queue_caller_join`` carry the channel's Uniqueid and become the pause
+    book's ContextEntered / QueueJoined events; the AMI port survives a restart."""
+    got: list[AmiMessage] = []
+    client = AmiClient(fake.ami_settings(), on_event=got.append)
+    await client.start()
+    try:
+        channel_id = await recorded_call(fake, ari, tmp_path / "q.wav")
+        name = fake.channel(channel_id).name
+        assert fake.ami is not None
+        fake.ami.newexten(name, "payment-ivr")
+        fake.ami.queue_caller_join(name, "cards")
+        await wait_for(lambda: any(m.name == "QueueCallerJoin" for m in got))
+        port = fake.ami_port
+        await fake.restart()
+    finally:
+        await client.close()
+    kinds = [pause_event(m, 1.0) for m in got if m.name in ("Newexten", "QueueCallerJoin")]
+    assert [type(k).__name__ for k in kinds] == ["ContextEntered", "QueueJoined"]
+    assert [getattr(k, "uniqueid", "") for k in kinds] == [channel_id, channel_id]
+    assert fake.ami_port == port
+
+
 class Facts:
     """A FactSink that keeps the facts in memory."""
 

@@ -90,6 +90,8 @@ class FakeAsterisk(FakeScenarios, FakeRest):
             task.cancel()
         for ch in list(self.channels.values()):
             self._kill_worker(ch)
+        for recording in self.recordings.values():
+            recording.close()  # never leave a file handle open behind the fake
         for conn in list(self._conns):
             conn.sender.cancel()
         await self._drop_all(abort=False)
@@ -150,6 +152,9 @@ class FakeAsterisk(FakeScenarios, FakeRest):
         """
         for ch in list(self.channels.values()):
             self._kill_worker(ch)
+            recording = self.recordings.get(ch.id)
+            if recording is not None:  # Asterisk's shutdown closes MixMonitor's files
+                recording.close()
             ch.hung_up = True
             self._gone[ch.id] = ch
         self.channels.clear()
