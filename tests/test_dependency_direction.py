@@ -46,7 +46,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
         "errors", "logs", "settings", "config", "flow", "policy", "ledger", "ops", "embedded_pg",
         "drivers", "ari", "agi", "ami", "controller", "recordings",
     }),
-    "testing": frozenset({"errors", "logs", "settings", "ari", "agi"}),
+    "testing": frozenset({"errors", "logs", "settings", "ari", "agi", "ami"}),
     "demo": frozenset({
         "errors", "logs", "settings", "config", "flow", "policy", "ledger", "ari", "service",
         "testing", "recordings",

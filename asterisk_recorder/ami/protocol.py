@@ -3,7 +3,8 @@
 This module owns ``AmiMessage`` (one response or event: ordered ``Key: Value`` fields),
 ``AmiParser`` (bytes in, messages out: the banner line, CRLF- or LF-separated fields, a blank
 line ending each message, bounded sizes) and ``encode_action`` (an action as bytes). It must not
-do I/O. The encoder refuses any key or value holding CR or LF, and keys holding ``:``, so text
+do I/O. ``encode_message`` writes any message (the fake Asterisk's responses and events too).
+The encoders refuse any key or value holding CR or LF, and keys holding ``:``, so text
 from a caller (a caller id, a reason) can never become an extra AMI header.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from asterisk_recorder.errors import AmiProtocolError
 
-__all__ = ["MAX_FIELDS", "MAX_LINE", "AmiMessage", "AmiParser", "encode_action"]
+__all__ = ["MAX_FIELDS", "MAX_LINE", "AmiMessage", "AmiParser", "encode_action", "encode_message"]
 
 MAX_LINE = 8192
 """Longest line accepted from Asterisk."""
@@ -115,9 +116,17 @@ def encode_action(name: str, fields: Mapping[str, str] | Iterable[tuple[str, str
         AmiProtocolError: a key that is not ``[A-Za-z0-9_()-]``, or a value with CR or LF.
     """
     items = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
-    lines = [("Action", name), *items, ("ActionID", action_id)]
+    return encode_message([("Action", name), *items, ("ActionID", action_id)])
+
+
+def encode_message(fields: Iterable[tuple[str, str]]) -> bytes:
+    """Any message (an action, a response, an event) as CRLF lines and a blank line.
+
+    Raises:
+        AmiProtocolError: a key that is not ``[A-Za-z0-9_()-]``, or a value with CR, LF or NUL.
+    """
     out = []
-    for key, value in lines:
+    for key, value in fields:
         if not _KEY.fullmatch(key):
             raise AmiProtocolError(f"AMI key {key[:40]!r} is not allowed")
         if "\r" in value or "\n" in value or "\x00" in value:

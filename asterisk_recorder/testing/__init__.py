@@ -1,14 +1,16 @@
 """Test helpers shipped with asterisk-recorder, so integrators can test their own flows.
 
-This package owns fakes of the systems the product talks to (``FakeAsterisk`` for ARI). It must
-not be imported by production code paths.
+This package owns fakes of the systems the product talks to (``FakeAsterisk`` for ARI,
+``FakeAmi`` for AMI). It must not be imported by production code paths.
 """
 
 from __future__ import annotations
 
 from asterisk_recorder.testing.fake_asterisk import (
     DEFAULT_SOUNDS,
+    AmiChannel,
     ContinueRecord,
+    FakeAmi,
     FakeAsterisk,
     FakeChannel,
     RecordedRequest,
@@ -17,7 +19,9 @@ from asterisk_recorder.testing.fake_asterisk import (
 
 __all__ = [
     "DEFAULT_SOUNDS",
+    "AmiChannel",
     "ContinueRecord",
+    "FakeAmi",
     "FakeAsterisk",
     "FakeChannel",
     "RecordedRequest",

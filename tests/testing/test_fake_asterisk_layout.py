@@ -15,7 +15,9 @@ PACKAGE = Path(fake_asterisk.__file__).parent
 MODULES = sorted(PACKAGE.glob("*.py"))
 PUBLIC = (
     "DEFAULT_SOUNDS",
+    "AmiChannel",
     "ContinueRecord",
+    "FakeAmi",
     "FakeAsterisk",
     "FakeChannel",
     "RecordedRequest",

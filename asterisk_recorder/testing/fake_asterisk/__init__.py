@@ -21,7 +21,11 @@ dialplan, no media, no SIP. What it models:
   restart (all channels gone), ``ApplicationReplaced``, raw (bad) frames;
 * a request log and helpers to await what happened;
 * with ``mixmonitor_seconds``, the file dialplan's MixMonitor would write at ``RECORDER_FILE``
-  after a ``record`` hand-back (a real 8 kHz WAV, completed and closed at hang-up).
+  after a ``record`` hand-back (a real 8 kHz WAV, completed and closed at hang-up); with
+  ``mixmonitor_wall_clock`` its length follows the call;
+* with ``ami=True``, the manager interface (``FakeAmi``): login, events, ``MixMonitorMute``
+  that writes exact zeros into the recording (0.22 s late, as measured), and the user events
+  the shipped dialplan raises (``RecordingStarted``, ``RecordingClosed``).
 
 This package owns that fake, one concern per module, each layer building on the one below:
 
@@ -29,6 +33,7 @@ This package owns that fake, one concern per module, each layer building on the 
 * ``channel``: the channel model (``FakeChannel``, playbacks, sounds, the ``Channel`` JSON);
 * ``sockets``: one event socket and its in-order sender;
 * ``mixmonitor``: the recording file a ``record`` hand-back leaves (``FakeRecording``);
+* ``ami``: the fake manager interface (``FakeAmi``, ``AmiChannel``);
 * ``core``: the shared state and options (``FakeCore``), auth, faults, error responses;
 * ``events``: event sockets, app ownership and event delivery (``FakeEvents``);
 * ``control``: the Stasis control queue, playbacks and hang-up (``FakeControl``);
@@ -43,6 +48,7 @@ imported by production code paths.
 
 from __future__ import annotations
 
+from asterisk_recorder.testing.fake_asterisk.ami import AmiChannel, FakeAmi
 from asterisk_recorder.testing.fake_asterisk.channel import DEFAULT_SOUNDS, FakeChannel
 from asterisk_recorder.testing.fake_asterisk.records import (
     ContinueRecord,
@@ -53,7 +59,9 @@ from asterisk_recorder.testing.fake_asterisk.server import FakeAsterisk
 
 __all__ = [
     "DEFAULT_SOUNDS",
+    "AmiChannel",
     "ContinueRecord",
+    "FakeAmi",
     "FakeAsterisk",
     "FakeChannel",
     "RecordedRequest",

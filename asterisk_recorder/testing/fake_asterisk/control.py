@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from asterisk_recorder.testing.fake_asterisk.ami import AmiChannel
 from asterisk_recorder.testing.fake_asterisk.channel import (
     Command,
     FakeChannel,
@@ -63,6 +64,10 @@ class FakeControl(FakeEvents):
             protocol_id="",
         )
         self.channels[cid] = ch
+        if self.ami is not None:
+            self.ami.add_channel(AmiChannel(
+                ch.name, cid, cid, context=context, exten=extension, priority=priority, state=4,
+                caller_number=caller_number, caller_name=caller_name, language=language))
         return ch
 
     def _enter_stasis(self, ch: FakeChannel, app: str, args: tuple[str, ...]) -> None:
@@ -112,13 +117,22 @@ class FakeControl(FakeEvents):
 
     def _start_mixmonitor(self, ch: FakeChannel) -> None:
         """Write a real WAV at ``RECORDER_FILE`` when dialplan was told to record."""
-        seconds = self.mixmonitor_seconds
+        seconds = None if self.mixmonitor_wall_clock else self.mixmonitor_seconds
         path = ch.variables.get("RECORDER_FILE", "")
-        if seconds is None or ch.variables.get("RECORDER_DECISION") != "record":
+        if seconds is None and not self.mixmonitor_wall_clock:
+            return
+        if ch.variables.get("RECORDER_DECISION") != "record":
             return
         if not path.startswith("/") or ch.id in self.recordings:
             return
-        self.recordings[ch.id] = FakeRecording(Path(path), seconds)
+        recording = FakeRecording(Path(path), seconds)
+        self.recordings[ch.id] = recording
+        chan = self.ami.channels.get(ch.name) if self.ami is not None else None
+        if self.ami is not None and chan is not None:
+            chan.context, chan.exten, chan.priority, chan.state = (
+                ch.context, ch.extension, ch.priority, 6)
+            self.ami.start_recording(ch.name, recording,
+                                     ch.variables.get("RECORDER_DECISION_ID", ""))
 
     def _queue_async(self, ch: FakeChannel, kind: str, run: Callable[[], Awaitable[None]]) -> None:
         ch.queue.put_nowait(Command(kind, run))
@@ -148,6 +162,9 @@ class FakeControl(FakeEvents):
         recording = self.recordings.get(ch.id)
         if recording is not None:  # the hangup handler's StopMixMonitor closes the file
             recording.close()
+        if self.ami is not None:  # RecordingClosed (if recording), then Hangup
+            self.ami.hangup(ch.name, destroy_cause, cause_txt(destroy_cause),
+                            ch.variables.get("RECORDER_DECISION_ID", ""))
         if was_app is not None:
             ch.app = None
             ch.variables["STASISSTATUS"] = "SUCCESS"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from asterisk_recorder.testing.fake_asterisk.ami import FakeAmi
 from asterisk_recorder.testing.fake_asterisk.channel import DEFAULT_SOUNDS, FakeChannel, Playback
 from asterisk_recorder.testing.fake_asterisk.mixmonitor import FakeRecording
 from asterisk_recorder.testing.fake_asterisk.records import (
@@ -47,6 +48,11 @@ class FakeCore:
         asterisk_id: str = "02:fc:00:00:00:01",
         version: str = "22.10.1",
         mixmonitor_seconds: float | None = None,
+        mixmonitor_wall_clock: bool = False,
+        ami: bool = False,
+        ami_username: str = "recorder",
+        ami_secret: str = "fake-manager-secret",  # noqa: S107 - a fake's throwaway
+        ami_port: int = 0,
     ) -> None:
         self.username = username
         self.password = password
@@ -56,6 +62,10 @@ class FakeCore:
         self.asterisk_id = asterisk_id
         self.version = version
         self.mixmonitor_seconds = mixmonitor_seconds
+        self.mixmonitor_wall_clock = mixmonitor_wall_clock
+        self.ami: FakeAmi | None = (
+            FakeAmi(username=ami_username, secret=ami_secret, port=ami_port) if ami else None)
+        """The AMI listener (``ami=True``): started and stopped with the fake."""
         self.recordings: dict[str, FakeRecording] = {}
         """Files written at RECORDER_FILE per channel id (``mixmonitor_seconds`` set)."""
         self.port = 0

@@ -277,11 +277,11 @@ class FakeResources(FakeControl):
             channel.variables["STASISSTATUS"] = "SUCCESS"
             channel.continued = record
             self.continues.append(record)
-            self._start_mixmonitor(channel)
             self._emit_channel(channel, "StasisEnd", {}, apps=[app])
             channel.context, channel.extension = context, extension
             channel.priority = target if target is not None else 1
             channel.app_name = channel.app_data = ""
+            self._start_mixmonitor(channel)
             self._notify(channel.id)
 
         self._queue_async(ch, "continue", run)

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from asterisk_recorder.settings import AriServerSettings, Secret
+from asterisk_recorder.settings import AmiSettings, AriServerSettings, Secret
 from asterisk_recorder.testing.fake_asterisk.records import now_iso
 from asterisk_recorder.testing.fake_asterisk.rest import FakeRest
 from asterisk_recorder.testing.fake_asterisk.scenarios import FakeScenarios
@@ -40,6 +40,14 @@ class FakeAsterisk(FakeScenarios, FakeRest):
         mixmonitor_seconds: when set, a channel continued with ``RECORDER_DECISION=record``
             gets a real WAV of that many seconds of tone at its ``RECORDER_FILE``, closed (header
             completed) when the channel hangs up, as dialplan's MixMonitor would leave it.
+        mixmonitor_wall_clock: such a WAV's length follows the wall clock from the hand-back to
+            the hang-up instead (``mixmonitor_seconds`` is then not needed), so an AMI mute
+            shows as exact zeros at its place in the timeline.
+        ami / ami_username / ami_secret / ami_port: also listen for AMI (``fake.ami``, a
+            ``FakeAmi``; ``fake.ami_settings()`` for ``AmiClient``). Channels are known to it by
+            name; a recording raises ``UserEvent RecordingStarted`` (``RECORDER_DECISION_ID``,
+            ``File``, ``MixMonitorID``), a hang-up ``RecordingClosed`` then ``Hangup``, and
+            ``MixMonitorMute`` silences the recording.
     """
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -72,6 +80,8 @@ class FakeAsterisk(FakeScenarios, FakeRest):
         assert server is not None
         sockets = self._runner.addresses
         self.port = int(sockets[0][1])
+        if self.ami is not None:
+            await self.ami.start()
 
     async def stop(self) -> None:
         """Close every socket and stop listening."""
@@ -80,6 +90,8 @@ class FakeAsterisk(FakeScenarios, FakeRest):
             task.cancel()
         for ch in list(self.channels.values()):
             self._kill_worker(ch)
+        for recording in self.recordings.values():
+            recording.close()  # never leave a file handle open behind the fake
         for conn in list(self._conns):
             conn.sender.cancel()
         await self._drop_all(abort=False)
@@ -90,6 +102,8 @@ class FakeAsterisk(FakeScenarios, FakeRest):
             with contextlib.suppress(asyncio.CancelledError):
                 await conn.sender
         self._conns.clear()
+        if self.ami is not None:
+            await self.ami.stop()
 
     @property
     def url(self) -> str:
@@ -111,6 +125,26 @@ class FakeAsterisk(FakeScenarios, FakeRest):
         values.update(overrides)
         return AriServerSettings(**values)
 
+    def ami_settings(self, **overrides: Any) -> AmiSettings:
+        """``AmiSettings`` pointing at this fake's AMI (``ami=True``).
+
+        Raises:
+            RuntimeError: the fake was made without ``ami=True``.
+        """
+        if self.ami is None:
+            raise RuntimeError("FakeAsterisk(ami=True) is needed for AMI settings")
+        return self.ami.settings(**overrides)
+
+    @property
+    def ami_host(self) -> str:
+        """Where the AMI listens (``ami=True``; 127.0.0.1)."""
+        return self.ami.host if self.ami is not None else ""
+
+    @property
+    def ami_port(self) -> int:
+        """The AMI's port (0 without ``ami=True``)."""
+        return self.ami.port if self.ami is not None else 0
+
     async def restart(self, *, downtime: float = 0.0) -> None:
         """Restart Asterisk: sockets dropped, all channels and playbacks gone, apps unregistered.
 
@@ -118,10 +152,16 @@ class FakeAsterisk(FakeScenarios, FakeRest):
         """
         for ch in list(self.channels.values()):
             self._kill_worker(ch)
+            recording = self.recordings.get(ch.id)
+            if recording is not None:  # Asterisk's shutdown closes MixMonitor's files
+                recording.close()
             ch.hung_up = True
             self._gone[ch.id] = ch
         self.channels.clear()
         self._playbacks.clear()
+        if self.ami is not None:  # manager sessions go with Asterisk
+            self.ami.channels.clear()
+            await self.ami.stop()
         self._owners.clear()
         if self._runner is not None:
             await self._drop_all(abort=True)
