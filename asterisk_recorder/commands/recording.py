@@ -1,4 +1,5 @@
-"""``asterisk-recorder recording ...``: keys list|create|rotate|destroy|recover, verify, open.
+"""``asterisk-recorder recording ...``: keys list|create|rotate|destroy|recover, verify, open,
+hold, dispose, retention (``_retention``), redact (``_redact``).
 
 This module owns the commands' arguments, confirmations and output only; the work is done by
 ``asterisk_recorder.recordings`` (``keys``, ``pkcs11_kek``, ``escrow``, ``envelope``, ``access``).
@@ -29,6 +30,7 @@ from typing import Any, BinaryIO, TypeVar
 import asyncpg
 
 from asterisk_recorder import config
+from asterisk_recorder.commands._redact import add_redact_action
 from asterisk_recorder.commands._retention import add_actions as add_retention_actions
 from asterisk_recorder.commands._retention import key_store
 from asterisk_recorder.errors import KeyUnavailable, RecordingError
@@ -176,6 +178,7 @@ def register(subparsers: Any) -> None:
     opening.add_argument("--no-ledger", action="store_true", help="allow it with no DSN set")
     opening.set_defaults(func=run_open)
     add_retention_actions(actions)
+    add_redact_action(actions)
 
 
 def _store(args: argparse.Namespace, settings: Settings) -> KeyStore:

@@ -46,6 +46,7 @@ _STORED_FACT = """
 SELECT f.*, d.seq AS decision_seq FROM ledger_facts f
 LEFT JOIN decisions d ON d.decision_id = f.decision_id
 WHERE f.kind = 'recording.stored' AND f.decision_id = $1
+AND COALESCE(f.payload::jsonb ->> 'sealed_sha256', $2) = $2
 ORDER BY f.seq DESC LIMIT 1
 """
 
@@ -141,7 +142,7 @@ async def sealed_fact(conn: asyncpg.Connection, recording_id: str) -> SealedFact
         chunk_root=_text(payload, "chunk_root"),
     )
     file = _text(payload, "file")
-    stored = await conn.fetchrow(_STORED_FACT, recording_id)
+    stored = await conn.fetchrow(_STORED_FACT, recording_id, info.sealed_sha256)
     if stored is None:
         return SealedFact(recording_id, str(row["fact_id"]), seq, file, info, file)
     stored_seq = int(stored["seq"])

@@ -17,8 +17,9 @@ This module owns ``redact_recording`` (``recording redact ID --from T1 --to T2 -
    ``recording.disposed`` with reason ``redaction``).
 
 A crash between 4 and 5 leaves the old version present and named by ``recording.redacted``;
-running the same redaction again finishes the disposal. It must not write SQL (facts go through
-the caller's ``FactWriter``) or keep plaintext anywhere but in memory.
+the next redaction of that recording (or ``finish_redactions``) disposes of it first. It must
+not write SQL (facts go through the caller's ``FactWriter``) or keep plaintext anywhere but in
+memory.
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ from asterisk_recorder.recordings.retention import (
     active_holds,
     held_by,
     load_inventory,
+    sealed_location,
 )
 from asterisk_recorder.recordings.storage import Stores
 
-__all__ = ["Redaction", "redact_recording", "silence_span"]
+__all__ = ["Redaction", "finish_redactions", "redact_recording", "silence_span"]
 
 _SEALED_KEEP = ("retention_class", "retention_period", "retention_rule", "retain_until",
                 "pauses", "pause_spans")
@@ -128,6 +130,8 @@ async def redact_recording(
     """
     if not reason.strip():
         raise RecordingError("--reason must say why the span is redacted")
+    await finish_redactions(conn, decision_id=decision_id, sealed_dir=sealed_dir,
+                            stores=stores, record=record, who=who, clock=clock)
     inventory = await load_inventory(conn, sealed_dir, {}, decision_ids=[decision_id])
     current = [r for r in inventory.recordings if r.decision_id == decision_id]
     if not current or current[0].state == "disposed":
@@ -146,7 +150,11 @@ async def redact_recording(
         await record(access_fact(access))
 
     store = stores.for_location(location)
-    await open_recording(lambda: store.open(location), opener, plain, who=who,
+
+    def source() -> Any:  # a local location is an absolute path below sealed_dir
+        return store.open(location) if "://" in location else open(location, "rb")
+
+    await open_recording(source, opener, plain, who=who,
                          why=f"redaction: {reason}", record_access=record_access,
                          expected=fact.info, decision_id=decision_id, clock=clock)
     redacted, samples = silence_span(plain.getvalue(), from_s, to_s)
@@ -186,6 +194,47 @@ async def redact_recording(
                        stores, clock)
     return Redaction(decision_id, fact.file, new_file, fact.info.sealed_sha256,
                      info.sealed_sha256, samples, version)
+
+
+_UNFINISHED = """
+SELECT r.payload FROM ledger_facts r
+WHERE r.kind = 'recording.redacted' AND r.decision_id = $1::uuid
+AND NOT EXISTS (
+    SELECT 1 FROM ledger_facts d WHERE d.kind = 'recording.disposed'
+    AND d.decision_id = r.decision_id
+    AND d.payload::jsonb ->> 'sealed_sha256' = r.payload::jsonb ->> 'old_sealed_sha256')
+ORDER BY r.seq
+"""
+_STORED_AT = """
+SELECT payload::jsonb ->> 'location' FROM ledger_facts
+WHERE kind = 'recording.stored' AND decision_id = $1::uuid
+AND payload::jsonb ->> 'sealed_sha256' = $2 ORDER BY seq DESC LIMIT 1
+"""
+
+
+async def finish_redactions(
+    conn: asyncpg.Connection,
+    *,
+    decision_id: str,
+    sealed_dir: Path,
+    stores: Stores,
+    record: Callable[[LedgerFact], Awaitable[object]],
+    who: str,
+    clock: Callable[[], float] = time.time,
+) -> list[str]:
+    """Dispose of every old version that a ``recording.redacted`` fact of ``decision_id``
+    replaced and no ``recording.disposed`` fact covers yet (a redaction interrupted between
+    its steps 4 and 5); return their sealed digests."""
+    done: list[str] = []
+    for row in await conn.fetch(_UNFINISHED, decision_id):
+        payload = json.loads(row["payload"])
+        old_sha, old_file = str(payload["old_sealed_sha256"]), str(payload["old_file"])
+        location = await conn.fetchval(_STORED_AT, decision_id, old_sha) \
+            or sealed_location(sealed_dir, old_file)
+        await _dispose_old(record, decision_id, old_file, location, old_sha,
+                           str(payload.get("kek_id", "")), "", who, stores, clock)
+        done.append(old_sha)
+    return done
 
 
 async def _dispose_old(record: Callable[[LedgerFact], Awaitable[object]], decision_id: str,

@@ -231,6 +231,12 @@ def _float(value: object) -> float | None:
     return float(value)
 
 
+def _names_version(payload: Mapping[str, Any], sealed_sha256: str | None) -> bool:
+    """Whether a fact is about the version ``sealed_sha256`` (a fact naming none: every one)."""
+    named = payload.get("sealed_sha256")
+    return not named or sealed_sha256 is None or named == sealed_sha256
+
+
 async def load_inventory(
     conn: asyncpg.Connection,
     sealed_dir: Path,
@@ -251,16 +257,20 @@ async def load_inventory(
         "ORDER BY f.decision_id, f.seq DESC",
         ids,
     )
-    stored = {
-        row["id"]: str(_payload(row).get("location", ""))
-        for row in await conn.fetch(
-            "SELECT DISTINCT ON (f.decision_id) f.decision_id::text AS id, f.payload "
-            "FROM ledger_facts f WHERE f.kind = 'recording.stored' "
-            "AND ($1::uuid[] IS NULL OR f.decision_id = ANY($1::uuid[])) "
-            "ORDER BY f.decision_id, f.seq DESC",
-            ids,
-        )
-    }  # the latest recording.stored says where an uploaded recording is now
+    current = {row["id"]: str(_payload(row).get("sealed_sha256", "")) for row in sealed}
+    # a redaction gives a decision a new sealed version and disposes of the old one: every
+    # fact below counts only for the version it names (its sealed_sha256)
+    stored: dict[str, str] = {}
+    for row in await conn.fetch(
+        "SELECT f.decision_id::text AS id, f.payload FROM ledger_facts f "
+        "WHERE f.kind = 'recording.stored' "
+        "AND ($1::uuid[] IS NULL OR f.decision_id = ANY($1::uuid[])) ORDER BY f.seq",
+        ids,
+    ):
+        payload = _payload(row)
+        if _names_version(payload, current.get(row["id"])):
+            stored[row["id"]] = str(payload.get("location", ""))
+    # the latest recording.stored of the current version says where it is now
     ends = await conn.fetch(
         "SELECT f.decision_id::text AS id, f.kind, f.at, f.actor, f.payload FROM ledger_facts f "
         "WHERE f.kind = ANY($2::text[]) "
@@ -271,6 +281,8 @@ async def load_inventory(
     state: dict[str, tuple[str, str | None, float | None, str | None]] = {}
     for row in ends:
         payload = _payload(row)
+        if not _names_version(payload, current.get(row["id"])):
+            continue  # a fact about an older (redacted) version
         if row["kind"] == RECORDING_DISPOSING:
             state[row["id"]] = ("disposing", str(payload.get("run_id")), None, None)
         elif row["kind"] == RECORDING_DISPOSED:

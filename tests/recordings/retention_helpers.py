@@ -60,6 +60,7 @@ async def old_recordings(
     rules: tuple[str, ...] = (),
     classes: tuple[str, ...] = ("standard",),
     jurisdiction: str = "US-NY",
+    seconds: float = 0.5,
     **decision: Any,
 ) -> list[str]:
     """One decision per caller number, its WAV closed ``age_days`` ago, sealed by the real
@@ -74,7 +75,7 @@ async def old_recordings(
     for number in numbers:
         parties = (PartyRecord("caller", number, jurisdiction, jurisdiction, Mode.OPT_IN),)
         made, path = await env.decision(caller_number=number, parties=parties, **decision)
-        write_wav(path, tone_pcm(0.5))
+        write_wav(path, tone_pcm(seconds))
         os.utime(path, (closed, closed))
         ids.append(made.decision_id)
     async with Ledger.open(env.dsn, env.ledger_settings(), instance_id="sealer:test") as ledger:

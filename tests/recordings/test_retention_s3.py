@@ -111,3 +111,42 @@ async def test_a_locking_store_locks_each_object_until_the_ledgers_retain_until(
     locked_until = head["ObjectLockRetainUntilDate"].timestamp()
     assert abs(locked_until - sealed["payload"]["retain_until"]) < 1.0
     assert locked_until < time.time() + 31 * DAY  # not the store's 3650 days
+
+
+async def test_redacting_an_uploaded_recording_uploads_the_new_version_and_deletes_the_old(
+    env: SealerEnv, moto: MotoS3, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The redacted version goes to the same bucket (recording.stored naming its digest), the
+    old object loses every version, and ``recording open`` reads the new one from the bucket."""
+    bucket = moto.bucket("rec-redact", lock=False)
+    store = S3Store(bucket, prefix="rec", endpoint_url=moto.endpoint, region="us-east-1")
+    [decision_id] = await _sealed_into(env, store, ["+12125550101"], age_days=1)
+    config = config_file(env)
+    with config.open("a") as text:
+        text.write(f'store = "s3://{bucket}/rec"\nstore_s3_endpoint = "{moto.endpoint}"\n'
+                   'store_s3_region = "us-east-1"\n')
+    before = {v["Key"] for v in moto.client().list_object_versions(Bucket=bucket)["Versions"]}
+
+    code = await cli("recording", "redact", decision_id, "--config", str(config),
+                     "--private-keys", str(env.private_dir), "--confirm", decision_id,
+                     "--from", "0.1", "--to", "0.3", "--reason", "card number")
+    err = capsys.readouterr().err
+    assert code == 0, err
+    versions = moto.client().list_object_versions(Bucket=bucket).get("Versions", [])
+    after = {v["Key"] for v in versions}
+    facts = [f for f in await all_facts(env.dsn) if f["decision_id"] == decision_id]
+    stored = [f["payload"] for f in facts if f["kind"] == "recording.stored"]
+    sealed = [f["payload"] for f in facts if f["kind"] == "recording.sealed"]
+    assert len(stored) == 2
+    assert len(sealed) == 2
+    assert stored[-1]["sealed_sha256"] == sealed[-1]["sealed_sha256"]  # type: ignore[index]
+    assert not before & after  # the old object is gone, every version of it
+    assert len(after) == 1
+    assert next(iter(after)).endswith(".r1.arrec")
+    assert not list(env.paths.sealed.rglob("*.arrec"))  # nothing left on the local disk
+    out = env.root / "after.wav"
+    assert await cli("recording", "open", decision_id, "--config", str(config), "--out",
+                     str(out), "--private-keys", str(env.private_dir), "--reason", "check") == 0
+    pcm = out.read_bytes()[44:]
+    assert pcm[int(0.1 * 8000) * 2:int(0.3 * 8000) * 2] == bytes(int(0.2 * 8000) * 2)
+    assert any(pcm[:int(0.1 * 8000) * 2])
