@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import secrets
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+import aiohttp
 
 from asterisk_recorder.ari.client import AriClient
 from asterisk_recorder.ari.events import (
@@ -48,7 +51,15 @@ from asterisk_recorder.recordings.disposal import Disposer, place_hold
 from asterisk_recorder.recordings.runner import sealer_actor, sealer_paths
 from asterisk_recorder.recordings.sealer import Sealer
 from asterisk_recorder.service import Service, build
-from asterisk_recorder.settings import AgiSettings, AriServerSettings, HttpSettings, Settings
+from asterisk_recorder.settings import (
+    AgiSettings,
+    AmiSettings,
+    AriServerSettings,
+    HttpSettings,
+    Secret,
+    Settings,
+)
+from asterisk_recorder.settings.pause_rules import pause_required
 from asterisk_recorder.settings.retention import parse_retention
 from asterisk_recorder.testing import FakeAsterisk
 
@@ -72,6 +83,8 @@ class Scenario:
         hangup: the caller hangs up during the disclosure.
         expect: the outcome the product should reach.
         app: the Stasis app dialled (a missing app shows the controller being unreachable).
+        pause: once recording, the agent pauses it for a card payment and resumes it, over
+            the controller's HTTP API (the fake Asterisk only: it needs the fake's AMI).
     """
 
     name: str
@@ -82,6 +95,7 @@ class Scenario:
     hangup: bool = False
     expect: str = ""
     app: str = APP
+    pause: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -102,6 +116,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("controller unreachable (Stasis app not registered)", "+12125550105",
              "2125550100", app="consent-recorder-down",
              expect="no decision: fail-closed (STASISSTATUS=FAILED)"),
+    Scenario("card payment: recording paused and resumed (HTTP API, AMI MixMonitorMute)",
+             "+12125550106", "2125550100", pause=True, expect="recorded_notified"),
 )
 """The calls the demo places, site jurisdiction US-NY (one-party: announce)."""
 
@@ -141,12 +157,15 @@ class DemoChange:
 
 
 def demo_settings(
-    base: Settings, server: AriServerSettings, *, recording_dir: Path | None = None
+    base: Settings, server: AriServerSettings, *, recording_dir: Path | None = None,
+    ami: AmiSettings | None = None,
 ) -> Settings:
     """``base`` with ARI pointed at ``server``, listeners on free loopback ports, and the demo's
     site and input timeout (each difference is listed by ``demo_changes``); with
     ``recording_dir``, recordings go there (the fake Asterisk writes them, the sealer seals
-    them into its siblings ``sealed``, ``quarantine`` and ``kek-public``)."""
+    them into its siblings ``sealed``, ``quarantine`` and ``kek-public``); with ``ami`` (the
+    fake's), pausing is on with a throwaway API token, unless the configured MixMonitor
+    options forbid it (``b``)."""
     flow = dataclasses.replace(
         base.flow, input_timeout=min(base.flow.input_timeout, DEMO_INPUT_TIMEOUT)
     )
@@ -161,8 +180,18 @@ def demo_settings(
             key_dir=str(top / "kek-public"), scan_interval=0.5, orphan_after=0.0,
         )
     policy = dataclasses.replace(base.policy, site_jurisdiction=DEMO_SITE)
+    pause = base.pause
+    if ami is not None:
+        pause = dataclasses.replace(base.pause, enabled=True,
+                                    api_token=Secret(secrets.token_urlsafe(24)))
+        options = _without_b(flow.recording.mixmonitor_options)
+        flow = dataclasses.replace(flow, recording=dataclasses.replace(
+            flow.recording, mixmonitor_options=options))
+        assert not pause_required(pause, options, True)
     return dataclasses.replace(
         base,
+        ami=ami if ami is not None else base.ami,
+        pause=pause,
         ari=(server,),
         agi=AgiSettings(enabled=False),
         http=HttpSettings(enabled=True, host="127.0.0.1", port=0),
@@ -170,6 +199,18 @@ def demo_settings(
         policy=policy,
         recordings=recordings,
     )
+
+
+def _without_b(options: str) -> str:
+    """MixMonitor ``options`` without ``b`` (outside an option's parentheses): pausing needs
+    the file to keep the call's timeline."""
+    out, depth = [], 0
+    for char in options:
+        depth += char == "("
+        depth -= char == ")"
+        if char != "b" or depth:
+            out.append(char)
+    return "".join(out)
 
 
 def demo_changes(base: Settings, demo: Settings) -> list[DemoChange]:
@@ -193,6 +234,19 @@ def demo_changes(base: Settings, demo: Settings) -> list[DemoChange]:
             base.flow.recording.directory,
             "the fake Asterisk writes the demo's recordings into a temporary directory; the "
             "sealer seals them there with a throwaway key (removed at the end)",
+        ))
+    if base.flow.recording.mixmonitor_options != demo.flow.recording.mixmonitor_options:
+        changes.append(DemoChange(
+            "recording.mixmonitor_options", repr(demo.flow.recording.mixmonitor_options),
+            repr(base.flow.recording.mixmonitor_options),
+            "pausing needs the file to keep the call's timeline (`b` drops unbridged time)",
+        ))
+    if demo.pause.enabled and base.ami != demo.ami:
+        changes.append(DemoChange(
+            "ami / pause", f"the fake's AMI at {demo.ami.host}:{demo.ami.port}, pause on",
+            "pause on" if base.pause.enabled else "off",
+            "the card-payment call is paused and resumed over the HTTP API with a throwaway "
+            "token (AMI MixMonitorMute on the fake's recording)",
         ))
     if base.agi.enabled != demo.agi.enabled:
         changes.append(DemoChange(
@@ -219,7 +273,8 @@ def _print_changes(changes: list[DemoChange], out: TextIO) -> None:
         print(f"  {c.key:<{width}}  {c.demo} (configured: {c.configured}): {c.why}", file=out)
 
 
-async def _place(fake: FakeAsterisk, scenario: Scenario) -> tuple[str, str, dict[str, str]]:
+async def _place(fake: FakeAsterisk, scenario: Scenario,
+                 pauser: DemoPauser | None = None) -> tuple[str, str, dict[str, str]]:
     ch = await fake.originate(
         scenario.app,
         caller_number=scenario.caller,
@@ -243,6 +298,8 @@ async def _place(fake: FakeAsterisk, scenario: Scenario) -> tuple[str, str, dict
         await fake.send_dtmf(ch.id, scenario.keys_after)
     record = await fake.wait_for_continue(ch.id, within=30.0)
     if record.variables.get("RECORDER_DECISION") == "record":
+        if scenario.pause and pauser is not None:
+            await pauser.pause_and_resume(record.variables.get("RECORDER_DECISION_ID", ""))
         await asyncio.sleep(0.05)
         await fake.hangup(ch.id)  # the hangup handler's StopMixMonitor closes the file
     return ch.id, record.variables.get("RECORDER_OUTCOME", ""), dict(record.variables)
@@ -266,15 +323,20 @@ async def run_demo(
     fake: FakeAsterisk | None = None
     workdir: Path | None = None
     if real_asterisk is None:
-        fake = FakeAsterisk(time_scale=time_scale, mixmonitor_seconds=DEMO_RECORDING_SECONDS)
+        fake = FakeAsterisk(time_scale=time_scale, mixmonitor_seconds=DEMO_RECORDING_SECONDS,
+                            ami=True)
         await fake.start()
         server = fake.settings(APP, name="demo")
         workdir = Path(tempfile.mkdtemp(prefix="asterisk-recorder-demo-"))
     else:
         server = real_asterisk
+        scenarios = tuple(s for s in scenarios if not s.pause)  # needs the fake's AMI
     settings = demo_settings(
-        base, server, recording_dir=workdir / "rec" if workdir is not None else None
+        base, server, recording_dir=workdir / "rec" if workdir is not None else None,
+        ami=fake.ami_settings() if fake is not None else None,
     )
+    if not settings.pause.enabled:
+        scenarios = tuple(s for s in scenarios if not s.pause)
     service = build(settings)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
@@ -289,8 +351,9 @@ async def run_demo(
         print(f"ledger: {'configured DSN' if base.database.dsn else 'embedded PostgreSQL'}",
               file=out)
         _print_changes(demo_changes(base, settings), out)
+        pauser = DemoPauser(service, settings, out) if settings.pause.enabled else None
         if fake is not None:
-            placed = await asyncio.gather(*(_place(fake, s) for s in scenarios))
+            placed = await asyncio.gather(*(_place(fake, s, pauser) for s in scenarios))
         else:
             caller = RealAsteriskCaller(server)
             await caller.start()
@@ -302,6 +365,8 @@ async def run_demo(
             configured_db=bool(base.database.dsn or base.database.embedded_data_dir),
         )
         ok = all(r.as_expected for r in results)
+        if pauser is not None:
+            ok = pauser.print_report(out) and ok
         recordings = "not sealed here (run asterisk-recorder sealer on the Asterisk host)"
         sealed_ok = True
         if sealing is not None:
@@ -328,6 +393,62 @@ async def run_demo(
             await fake.stop()
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+DEMO_PAUSE_AT = 0.4
+"""Seconds into the recording the demo's agent pauses it (the card payment starts)."""
+DEMO_PAUSE_FOR = 1.2
+"""Seconds the demo's card payment lasts."""
+
+
+class DemoPauser:
+    """The demo's agent: pauses and resumes a recording over the controller's HTTP API."""
+
+    def __init__(self, service: Service, settings: Settings, out: TextIO) -> None:
+        assert service.ops is not None
+        self._base = f"http://127.0.0.1:{service.ops.port}"
+        self._headers = {"Authorization": f"Bearer {settings.pause.api_token.value}",
+                         "X-Recorder-Actor": "demo-agent-7"}
+        self._out = out
+        self.lines: list[str] = []
+        self.ok = True
+
+    async def _post(self, session: aiohttp.ClientSession, decision_id: str, what: str,
+                    reason: str) -> None:
+        async with session.post(f"{self._base}/calls/{decision_id}/{what}",
+                                headers=self._headers, json={"reason": reason}) as reply:
+            body = await reply.json(content_type=None)
+        self.ok = self.ok and reply.status == 200
+        done = ("paused" if what == "pause" else "resumed") if reply.status == 200 \
+            else f"{what} REFUSED ({body.get('message')})"
+        self.lines.append(f"  {done} by demo-agent-7 ({reason}): POST /calls/{decision_id}/"
+                          f"{what} -> {reply.status}")
+
+    async def pause_and_resume(self, decision_id: str) -> None:
+        """Wait until the controller knows the recording (AMI), pause, wait, resume."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with asyncio.timeout(10):
+                while True:
+                    async with session.get(f"{self._base}/calls/{decision_id}/recording",
+                                           headers=self._headers) as reply:
+                        if reply.status == 200:
+                            break
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(DEMO_PAUSE_AT)
+            await self._post(session, decision_id, "pause", "card payment")
+            await asyncio.sleep(DEMO_PAUSE_FOR)
+            await self._post(session, decision_id, "resume", "payment finished")
+            await asyncio.sleep(0.3)
+
+    def print_report(self, out: TextIO) -> bool:
+        """Print what the agent did; whether both requests were answered 200."""
+        print("", file=out)
+        print("card payment (the agent's tool pauses the recording; curl -X POST -H "
+              "'Authorization: Bearer ...' http://HOST:PORT/calls/ID/pause does the same):",
+              file=out)
+        for line in self.lines:
+            print(line, file=out)
+        return self.ok and len(self.lines) == 2
 
 
 class DemoSealer:
@@ -406,6 +527,13 @@ class DemoSealer:
             print(f"         retention {payload.get('retention_class')} "
                   f"({payload.get('retention_period')}, rule {payload.get('retention_rule')}): "
                   f"kept until {when}", file=out)
+            if payload.get("pauses"):
+                print(f"         paused spans {payload.get('pause_spans')} s "
+                      "(recording.paused / recording.resumed); PCI check "
+                      f"{'passed' if payload.get('pci_passed') else 'FAILED'}: "
+                      f"{payload.get('pci_spans')}, {payload.get('pci_dtmf_hits', 0)} DTMF "
+                      f"presses in the rest ({payload.get('pci_detector')})", file=out)
+                ok = ok and bool(payload.get("pci_passed"))
             first = first or (path, info)
         if first is not None:
             tampered = self.workdir / f"tampered-{first[0].name}"

@@ -49,15 +49,15 @@ def test_demo_prints_its_changes_every_row_and_ids_ledger_show_finds(
 
     assert 0 == demo.returncode, demo.stdout + demo.stderr
     out = demo.stdout
-    assert "policy.site_jurisdiction  US-NY (configured: GB):" in out
-    assert "flow.input_timeout        1.5 s (configured: 4 s):" in out
+    assert re.search(r"^  policy.site_jurisdiction +US-NY \(configured: GB\):", out, re.M)
+    assert re.search(r"^  flow.input_timeout +1.5 s \(configured: 4 s\):", out, re.M)
     for scenario in SCENARIOS:
         assert scenario.name in out, "scenario names are printed whole"
     found = _DECISION_RE.findall(out)
     expected = [str(i) for i, s in enumerate(SCENARIOS, 1) if s.app == "consent-recorder"]
     assert expected == [number for number, _ in found]
     assert "#8 no ledger row: the controller never saw this call" in out
-    assert "8/8 scenarios as expected; ledger verify: OK" in out
+    assert "9/9 scenarios as expected; ledger verify: OK" in out
     recorded = [s for s in SCENARIOS if s.expect.startswith("recorded")]
     sealed = re.findall(r"^  sealed ([0-9a-f]{64})  decision \S+  verify OK", out, re.M)
     assert len(sealed) == len(recorded), "one sealed line per recorded call, each verified"
@@ -67,6 +67,17 @@ def test_demo_prints_its_changes_every_row_and_ids_ledger_show_finds(
     kept = re.findall(r"^         retention standard \(90d, rule default\): kept until "
                       r"\d{4}-\d\d-\d\d$", out, re.M)
     assert len(kept) == len(recorded), "each sealed recording says how long it is kept"
+    assert re.search(r"^  paused by demo-agent-7 \(card payment\): POST /calls/\S+/pause -> 200$",
+                     out, re.M)
+    assert re.search(r"^  resumed by demo-agent-7 \(payment finished\): POST /calls/\S+/resume "
+                     r"-> 200$", out, re.M)
+    spans = re.findall(r"^         paused spans (\d+\.\d\d)-(\d+\.\d\d) s \(recording.paused / "
+                       r"recording.resumed\); PCI check passed: \S+:silent, 0 DTMF", out, re.M)
+    assert len(spans) == 1, "the paused call's sealed recording lists its span, proven silent"
+    start, end = (float(x) for x in spans[0])
+    assert 0.3 <= start < end
+    assert end - start >= 1.0
+    assert re.search(r"^  recording.mixmonitor_options +'' \(configured: 'b'\):", out, re.M)
     assert re.search(r"^  legal hold \S+ on decision \S+ \(recording.hold_placed", out, re.M)
     assert (f"disposal dry run, once retention has passed: {len(recorded) - 1} of this run's "
             "recordings would be disposed of, 1 kept back by the hold") in out
