@@ -57,6 +57,7 @@ class DecisionFacts:
     jurisdictions: tuple[str, ...] = ()
     called_number: str | None = None
     pauses: tuple[tuple[float, float | None], ...] = ()
+    recording_started_at: float | None = None
 
     @property
     def recorded(self) -> bool:
@@ -148,6 +149,7 @@ class Catalog:
         closed: str | None = None
         pauses: dict[str, list[float | None]] = {}
         inode: int | None = None
+        started_at: float | None = None
         sealed = absent = False
         for fact in facts:
             kind = fact["kind"]
@@ -162,7 +164,10 @@ class Catalog:
             elif kind == "recording.absent":
                 absent = True
             elif kind in _PAUSE_KINDS:
-                _pause_fact(pauses, kind, fact["fact_id"], json.loads(fact["payload"]))
+                payload = json.loads(fact["payload"])
+                _pause_fact(pauses, kind, fact["fact_id"], payload)
+                if started_at is None and kind == "recording.paused":
+                    started_at = _number(payload.get("recording_started_at"))
         row = rows[0]
         parties = json.loads(row["parties"]) if isinstance(row["parties"], str) else []
         codes = tuple(
@@ -180,6 +185,7 @@ class Catalog:
             jurisdictions=codes,
             called_number=row["called_number"],
             pauses=_spans(pauses),
+            recording_started_at=started_at,
         )
 
     async def absent_candidates(

@@ -11,7 +11,13 @@ This module owns the pure part of the post-close PCI check (issue 17, research s
 * ``check_spans``: each paused span ``(start, end)`` (seconds from the recording's start by
   wall clock) must be covered by one run of exact digital zero that starts and ends within
   ``tolerance`` of the span (Asterisk's ``MixMonitorMute`` writes zeros with a constant
-  +0.22 s offset, asterisk-behaviour-2.md section 2).
+  +0.22 s offset, asterisk-behaviour-2.md section 2). MixMonitor writes only the frames that
+  pass: while no media flows (before the far side answers, say) nothing is written, so the
+  file can run up to ``drift`` seconds behind the wall clock (``drift`` = the recording's wall
+  time minus its length, measured by the caller). The zero run may then start and end up to
+  ``drift`` earlier, and be up to ``drift`` shorter, than the span; never later, never longer
+  than ``tolerance`` allows. Measured on a real Asterisk 22: the far side answered 0.7 s after
+  MixMonitor started, and a 5.0 s pause at 2.0 s was zero at 1.53-6.50 s of the file.
 * ``check_samples``: both, with the *allowed windows*: the paused spans themselves, and the
   ``FEATURE_WINDOW`` seconds before each pause where the agent's feature code (``*81``) may
   be heard on an inband leg.
@@ -222,24 +228,31 @@ def _zero_runs(samples: Samples, rate: int) -> list[tuple[float, float]]:
 
 
 def check_spans(samples: Samples, rate: int, spans: tuple[tuple[float, float | None], ...],
-                tolerance: float) -> tuple[SpanCheck, ...]:
+                tolerance: float, drift: float = 0.0) -> tuple[SpanCheck, ...]:
     """Each paused span against the file's runs of digital zero (see the module docstring);
     a span still open at the close (``end`` None) runs to the end of the file."""
     total = samples.size / rate
     runs = _zero_runs(samples, rate)
+    drift = max(0.0, drift)
     checks = []
     for start, maybe_end in spans:
+        open_end = maybe_end is None
         end = total if maybe_end is None else maybe_end
         best: tuple[float, float] | None = None
         for run in runs:
-            overlap = min(run[1], end + tolerance) - max(run[0], start)
+            overlap = min(run[1], end + tolerance) - max(run[0], start - drift - tolerance)
             if overlap > 0 and (best is None or run[1] - run[0] > best[1] - best[0]):
                 best = run
-        silent = best is not None and (
-            start - tolerance <= best[0] <= start + tolerance
-            and best[1] >= min(end, total) - tolerance
-            and best[1] <= end + tolerance
-        )
+        if open_end:  # paused at the close: zero from the pause to the end of the file
+            silent = best is not None and (
+                start - drift - tolerance <= best[0] <= start + tolerance
+                and best[1] >= total - tolerance)
+        else:
+            silent = best is not None and (
+                start - drift - tolerance <= best[0] <= start + tolerance
+                and min(end, total) - drift - tolerance <= best[1] <= end + tolerance
+                and best[1] - best[0] >= min(end, total) - start - drift - tolerance
+            )
         checks.append(SpanCheck(round(start, 3), round(end, 3), silent,
                                 None if best is None else round(best[0], 3),
                                 None if best is None else round(best[1], 3)))
@@ -248,10 +261,11 @@ def check_spans(samples: Samples, rate: int, spans: tuple[tuple[float, float | N
 
 def check_samples(samples: Samples, rate: int,
                   spans: tuple[tuple[float, float | None], ...] = (),
-                  *, tolerance: float = 0.5) -> PciResult:
+                  *, tolerance: float = 0.5, drift: float = 0.0) -> PciResult:
     """The whole check of one recording's mono samples (see the module docstring)."""
-    checks = check_spans(samples, rate, spans, tolerance)
-    windows = [(check.start_s - FEATURE_WINDOW, check.end_s + tolerance) for check in checks]
+    checks = check_spans(samples, rate, spans, tolerance, drift)
+    windows = [(check.start_s - max(0.0, drift) - FEATURE_WINDOW, check.end_s + tolerance)
+               for check in checks]
     hits: list[DtmfHit] = []
     allowed: list[DtmfHit] = []
     for hit in find_dtmf(samples, rate):

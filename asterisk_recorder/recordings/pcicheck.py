@@ -92,18 +92,24 @@ def _merge(results: list[PciResult]) -> PciResult:
 
 def _check_mapped(view: mmap.mmap, offset: int, usable: int, rate: int, channels: int,
                   spans: tuple[tuple[float, float | None], ...],
-                  tolerance: float) -> list[PciResult]:
+                  tolerance: float, drift: float) -> list[PciResult]:
     """The check per channel of the mapped samples (no reference to the map outlives it)."""
     frames = np.frombuffer(view, dtype="<i2", count=usable // 2, offset=offset).reshape(
         -1, channels)
-    return [check_samples(np.ascontiguousarray(frames[:, ch]), rate, spans, tolerance=tolerance)
+    return [check_samples(np.ascontiguousarray(frames[:, ch]), rate, spans,
+                          tolerance=tolerance, drift=drift)
             for ch in range(channels)]
 
 
 def check_file(path: Path, head: RecordingProbe,
                spans: tuple[tuple[float, float | None], ...], *,
-               tolerance: float) -> PciOutcome:
-    """Check ``path`` (probed as ``head``) against the paused ``spans``."""
+               tolerance: float, wall_s: float | None = None) -> PciOutcome:
+    """Check ``path`` (probed as ``head``) against the paused ``spans``.
+
+    ``wall_s``: seconds of wall clock the recording ran (from MixMonitor's start, as the
+    pauses' ``recording_started_at`` says, to the file's last write); what the file is shorter
+    than that is time without media, by which its zeros may lie earlier than the spans.
+    """
     if head.format == "wav":
         if head.bits != 16 or head.data_offset is None or head.sample_rate not in (8000, 16000):
             return PciOutcome(None, f"WAV of {head.bits} bits at {head.sample_rate} Hz", spans)
@@ -121,8 +127,11 @@ def check_file(path: Path, head: RecordingProbe,
         if usable == 0:
             return PciOutcome(check_samples(np.zeros(0, np.int16), rate, spans,
                                             tolerance=tolerance), None, spans)
+        length = usable / (2 * channels) / rate
+        drift = 0.0 if wall_s is None else max(0.0, wall_s - length)
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
-            results = _check_mapped(view, offset, usable, rate, channels, spans, tolerance)
+            results = _check_mapped(view, offset, usable, rate, channels, spans, tolerance,
+                                    drift)
     finally:
         os.close(fd)
     return PciOutcome(_merge(results), None, spans)

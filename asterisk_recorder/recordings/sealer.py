@@ -798,7 +798,7 @@ class Sealer:
             await self._quarantine(path, decision, "empty", "no audio samples", head,
                                    digest=digest, identity=identity)
             return
-        pci = await self._pci_check(path, head, decision)
+        pci = await self._pci_check(path, head, decision, closed_at)
         if pci is not None and pci.failed and self.settings.pci_check == "quarantine":
             assert pci.result is not None
             await self._quarantine(path, decision, "pci", pci.result.reason(), head,
@@ -807,13 +807,17 @@ class Sealer:
         await self._seal(path, decision, digest, identity, closed_at, pci)
 
     async def _pci_check(self, path: Path, head: RecordingProbe,
-                         decision: DecisionFacts) -> PciOutcome | None:
+                         decision: DecisionFacts, closed_at: float) -> PciOutcome | None:
         """The PCI check (``recordings.pci_check``) of a file about to be sealed: counted, and
-        an ERROR ``recordings.pci_failed`` (the alert) when it finds something."""
+        an ERROR ``recordings.pci_failed`` (the alert) when it finds something. The wall time
+        the recording ran is the pauses' ``recording_started_at`` to the file's mtime (its last
+        write, MixMonitor's close)."""
         if self.settings.pci_check == "off":
             return None
+        started = decision.recording_started_at
+        wall = None if started is None else max(0.0, closed_at - started)
         outcome = await asyncio.to_thread(check_file, path, head, decision.pauses,
-                                          tolerance=self.settings.pci_tolerance)
+                                          tolerance=self.settings.pci_tolerance, wall_s=wall)
         result = ("unchecked" if outcome.result is None
                   else "failed" if outcome.failed else "passed")
         self.metrics.pci.inc(result=result)

@@ -70,6 +70,7 @@ def controller_config(
     http_port: int,
     agi: bool,
     extra: str = "",
+    mixmonitor_options: str | None = None,
 ) -> str:
     """The TOML configuration ``serve`` runs with in the suite."""
 
@@ -102,6 +103,7 @@ max_retries = 0
 
 [recording]
 directory = {q(str(recordings))}
+{"" if mixmonitor_options is None else f"mixmonitor_options = {q(mixmonitor_options)}"}
 
 [http]
 host = "127.0.0.1"

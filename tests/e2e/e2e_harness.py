@@ -72,6 +72,9 @@ class AriTarget:
     agi_port: int = 4573
     sip_port: int = 5160
     uas_port: int = 5170
+    ami_port: int = 5038
+    ami_user: str = "e2e-recorder"
+    ami_secret: str = "e2e-ami-secret"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AriTarget | None:
@@ -87,6 +90,9 @@ class AriTarget:
             agi_port=int(env.get("ASTERISK_RECORDER_E2E_AGI_PORT", "4573")),
             sip_port=int(env.get("ASTERISK_RECORDER_E2E_SIP_PORT", "5160")),
             uas_port=int(env.get("ASTERISK_RECORDER_E2E_UAS_PORT", "5170")),
+            ami_port=int(env.get("ASTERISK_RECORDER_E2E_AMI_PORT", "5038")),
+            ami_user=env.get("ASTERISK_RECORDER_E2E_AMI_USER", "e2e-recorder"),
+            ami_secret=env.get("ASTERISK_RECORDER_E2E_AMI_SECRET", "e2e-ami-secret"),
         )
 
 

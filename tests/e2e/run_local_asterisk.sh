@@ -12,7 +12,8 @@
 # Tunables (environment): ASTERISK_BIN, ASTERISK_MODDIR (default: <prefix>/lib/asterisk/modules),
 # ASTERISK_DATADIR (default: <prefix>/var/lib/asterisk), E2E_HTTP_PORT (8088), E2E_SIP_PORT (5160),
 # E2E_UAS_PORT (5170), E2E_AGI_PORT (4573), E2E_RTP_START/E2E_RTP_END (16000/16200),
-# E2E_ARI_USER (e2e), E2E_ARI_PASSWORD (e2e-secret), E2E_RECORDER_APP (consent-recorder).
+# E2E_ARI_USER (e2e), E2E_ARI_PASSWORD (e2e-secret), E2E_RECORDER_APP (consent-recorder),
+# E2E_AMI_PORT (5038), E2E_AMI_USER (e2e-recorder), E2E_AMI_SECRET (e2e-ami-secret).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,10 +41,13 @@ E2E_RTP_END="${E2E_RTP_END:-16200}"
 E2E_ARI_USER="${E2E_ARI_USER:-e2e}"
 E2E_ARI_PASSWORD="${E2E_ARI_PASSWORD:-e2e-secret}"
 E2E_RECORDER_APP="${E2E_RECORDER_APP:-consent-recorder}"
+E2E_AMI_PORT="${E2E_AMI_PORT:-5038}"
+E2E_AMI_USER="${E2E_AMI_USER:-e2e-recorder}"
+E2E_AMI_SECRET="${E2E_AMI_SECRET:-e2e-ami-secret}"
 
-for value in "$E2E_ARI_USER" "$E2E_ARI_PASSWORD" "$E2E_RECORDER_APP"; do
+for value in "$E2E_ARI_USER" "$E2E_ARI_PASSWORD" "$E2E_RECORDER_APP" "$E2E_AMI_USER" "$E2E_AMI_SECRET"; do
     if [[ ! "$value" =~ ^[A-Za-z0-9_.-]+$ ]]; then
-        echo "run_local_asterisk.sh: ARI user, password and app name must match [A-Za-z0-9_.-]+" >&2
+        echo "run_local_asterisk.sh: ARI user, password, app name, AMI user and secret must match [A-Za-z0-9_.-]+" >&2
         exit 2
     fi
 done
@@ -65,6 +69,9 @@ for conf in "$here"/asterisk/*.conf; do
         -e "s|@ARI_USER@|$E2E_ARI_USER|g" \
         -e "s|@ARI_PASSWORD@|$E2E_ARI_PASSWORD|g" \
         -e "s|@RECORDER_APP@|$E2E_RECORDER_APP|g" \
+        -e "s|@AMI_PORT@|$E2E_AMI_PORT|g" \
+        -e "s|@AMI_USER@|$E2E_AMI_USER|g" \
+        -e "s|@AMI_SECRET@|$E2E_AMI_SECRET|g" \
         "$conf" > "$run/etc/$(basename "$conf")"
 done
 ln -sf "$repo/dialplan/recorder.conf" "$run/etc/recorder.conf"
@@ -97,6 +104,9 @@ export ASTERISK_RECORDER_E2E_AGI_PORT=$E2E_AGI_PORT
 export ASTERISK_RECORDER_E2E_SIP_PORT=$E2E_SIP_PORT
 export ASTERISK_RECORDER_E2E_UAS_PORT=$E2E_UAS_PORT
 export ASTERISK_RECORDER_E2E_RUN_DIR=$run
+export ASTERISK_RECORDER_E2E_AMI_PORT=$E2E_AMI_PORT
+export ASTERISK_RECORDER_E2E_AMI_USER=$E2E_AMI_USER
+export ASTERISK_RECORDER_E2E_AMI_SECRET=$E2E_AMI_SECRET
 ENV
 
 wait_for_ari() {

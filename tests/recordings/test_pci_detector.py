@@ -103,6 +103,36 @@ def test_a_pause_that_left_audio_in_the_span_is_not_silent() -> None:
     assert none.zero_start_s is None
 
 
+def test_zeros_earlier_than_the_wall_clock_pass_only_within_the_files_measured_drift() -> None:
+    """Real Asterisk 22: the far side answered 0.7 s after MixMonitor started, so a 5.02 s
+    pause at 2.00 s is zero at 1.53-6.50 s of an 8.5 s file that ran 9.3 s: silent with that
+    drift (0.8 s), not silent without it."""
+    audio = pcm(muted(speech(8.5), 1.53, 6.50))
+    assert not check_spans(audio, RATE, ((2.0, 7.02),), 0.5)[0].silent
+    [span] = check_spans(audio, RATE, ((2.0, 7.02),), 0.5, drift=0.8)
+    assert span.silent
+    assert (span.zero_start_s, span.zero_end_s) == (1.53, 6.5)
+
+
+def test_drift_never_excuses_zeros_that_come_late_or_a_run_too_short_for_the_pause() -> None:
+    """The file can only lag the wall clock: a mute 1 s late fails whatever the drift, and so
+    does a zero run 2 s shorter than the pause when the file lost only 0.8 s."""
+    late = pcm(muted(speech(12.0), 4.0, 9.0))
+    assert not check_spans(late, RATE, ((3.0, 8.0),), 0.5, drift=3.0)[0].silent
+    short = pcm(muted(speech(12.0), 2.6, 5.6))
+    assert not check_spans(short, RATE, ((3.0, 8.0),), 0.5, drift=0.8)[0].silent
+
+
+def test_check_file_measures_the_drift_from_the_wall_time_it_is_given(tmp_path: Path) -> None:
+    """An 8.5 s WAV that ran 9.3 s by wall clock: the earlier zeros pass; told it ran 8.5 s
+    (no drift), they fail."""
+    path = tmp_path / "drift.wav"
+    write_wav(path, pcm(muted(speech(8.5), 1.53, 6.50)).tobytes())
+    spans = ((2.0, 7.02),)
+    assert check_file(path, probe(path), spans, tolerance=0.5, wall_s=9.3).result.passed
+    assert not check_file(path, probe(path), spans, tolerance=0.5, wall_s=8.5).result.passed
+
+
 def test_a_pause_still_open_at_the_close_must_be_silent_to_the_end() -> None:
     """A pause never resumed (the call ended paused) runs to the end of the file."""
     assert check_spans(pcm(muted(speech(8.0), 5.2, 8.0)), RATE, ((5.0, None),), 0.5)[0].silent
