@@ -54,7 +54,7 @@ api_token = "{TOKEN}"
     config = tmp_path / "asterisk-recorder.toml"
     config.write_text(controller_config(
         target, dsn=dsn, recordings=recordings, spool=tmp_path / "spool", http_port=http_port,
-        agi=False, extra=extra, mixmonitor_options=""))
+        agi=True, extra=extra, mixmonitor_options=""))
     return config
 
 
@@ -62,7 +62,8 @@ api_token = "{TOKEN}"
 async def recorder(
     ari_target: AriTarget, pg_dsn: str, recordings_dir: Path, tmp_path: Path
 ) -> AsyncIterator[RecorderProcess]:
-    """``serve`` with AMI and the pause API on (the suite's sealer fixture runs beside it)."""
+    """``serve`` (ARI and FastAGI) with AMI and the pause API on (the suite's sealer fixture
+    runs beside it)."""
     await migrate(pg_dsn)
     http_port = free_port()
     config = _pause_config(ari_target, pg_dsn, recordings_dir, tmp_path, http_port)
@@ -97,11 +98,12 @@ async def _known(recorder: RecorderProcess, decision_id: str, within: float = 10
                          f"{recorder.log_tail()}")
 
 
-async def _recorded_call(caller: CallerSim) -> tuple[Call, str]:
-    call = await caller.originate("Local/announce@e2e-in")
+async def _recorded_call(caller: CallerSim, context: str = "e2e-in") -> tuple[Call, str]:
+    call = await caller.originate(f"Local/announce@{context}")
     consent = await call.wait_user_event("E2EConsent", within=20)
     assert consent["Decision"] == "record", consent
     assert consent["Recording"] == "yes", consent
+    assert consent["Driver"] == ("agi" if "agi" in context else "ari"), consent
     return call, consent["DecisionId"]
 
 
@@ -137,14 +139,16 @@ async def _opened(sealer: SealerSetup, decision_id: str, tmp_path: Path) -> byte
     return out.read_bytes()
 
 
+@pytest.mark.parametrize("context", ["e2e-in", "e2e-agi-in"], ids=["ari", "fastagi"])
 async def test_a_five_second_pause_is_exact_zero_in_the_sealed_file_and_keeps_its_length(
     recorder: RecorderProcess, sealer: SealerSetup, caller: CallerSim, pg_dsn: str,
-    tmp_path: Path,
+    tmp_path: Path, context: str,
 ) -> None:
     """Pause over the API 2 s into the recording, resume 5 s later, hang up 2 s after: the
     ledger has paused/resumed with offsets, recording.sealed lists the span and a passed PCI
-    check, and the file has one ~5 s run of exact zero at that offset in a ~9 s recording."""
-    call, decision_id = await _recorded_call(caller)
+    check, and the file has one ~5 s run of exact zero at that offset in a ~9 s recording;
+    the same whether the consent ran over ARI or FastAGI."""
+    call, decision_id = await _recorded_call(caller, context)
     started = time.monotonic()
     await _known(recorder, decision_id)
     await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
