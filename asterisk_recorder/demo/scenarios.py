@@ -448,7 +448,7 @@ class DemoPauser:
               file=out)
         for line in self.lines:
             print(line, file=out)
-        return self.ok and len(self.lines) == 2
+        return self.ok and bool(self.lines)  # every request answered 200, and one made
 
 
 class DemoSealer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import asyncpg
 import pytest
 from retention_helpers import all_facts, cli, config_file, old_recordings
 from sealer_helpers import SealerEnv
@@ -166,7 +167,6 @@ async def test_a_redaction_interrupted_before_the_disposal_is_finished_by_the_ne
                 raise _Crash("killed before the old version's disposal")
             await ledger.record_fact(fact)
 
-        import asyncpg
         conn = await asyncpg.connect(env.dsn)
         try:
             with pytest.raises(_Crash):
